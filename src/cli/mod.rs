@@ -1,0 +1,114 @@
+//! Command line: `serve`, `config …`, `database …`, `manage …` (MAS's command names).
+
+mod config_cmd;
+mod database;
+mod manage;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "appliance",
+    version,
+    about = "A Matrix authentication service: one binary, one SQLite file"
+)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "APPLIANCE_CONFIG",
+        default_value = "config.yaml"
+    )]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (migrates the database and syncs config clients first).
+    #[command(alias = "server")]
+    Serve(serve::Args),
+    /// Generate, check, dump and sync the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
+    /// Database maintenance.
+    #[command(subcommand)]
+    Database(database::Command),
+    /// Manage users.
+    #[command(subcommand)]
+    Manage(manage::Command),
+}
+
+pub use config_cmd::generate as generate_config;
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Config(cmd) => config_cmd::run(&cli.config, cmd),
+        other => runtime().and_then(|rt| {
+            rt.block_on(async move {
+                match other {
+                    Command::Serve(args) => serve::run(&cli.config, args).await,
+                    Command::Database(cmd) => database::run(&cli.config, cmd).await,
+                    Command::Manage(cmd) => manage::run(&cli.config, cmd).await,
+                    Command::Config(_) => Ok(()),
+                }
+            })
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // A few workers: thread count dominates idle memory, and SQLite and argon2 run on the blocking pool.
+    let workers = std::env::var("APPLIANCE_WORKER_THREADS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(2)
+        });
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .max_blocking_threads(32)
+        .enable_all()
+        .build()?)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!under_journald && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    // journald adds its own timestamps.
+    let _ = if under_journald {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    Config::load(path)
+}

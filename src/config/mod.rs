@@ -1,0 +1,188 @@
+//! The YAML configuration: one struct per top-level section, each validated with errors that name
+//! the YAML path of the offending key.
+
+mod account;
+mod clients;
+mod database;
+pub mod http;
+mod matrix;
+mod passwords;
+mod secrets;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use account::{AccountConfig, BrandingConfig};
+pub use clients::{ClientAuthMethod, ClientConfig};
+pub use database::DatabaseConfig;
+pub use http::{BindConfig, HttpConfig, ListenerConfig, Resource};
+pub use matrix::{HomeserverKind, MatrixConfig};
+pub use passwords::{PasswordScheme, PasswordsConfig};
+pub use secrets::{KeyConfig, SecretsConfig};
+
+/// A configuration problem, always naming where in the YAML it is.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    pub matrix: MatrixConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<SecretsConfig>,
+    #[serde(default)]
+    pub passwords: PasswordsConfig,
+    #[serde(default)]
+    pub account: AccountConfig,
+    #[serde(default)]
+    pub branding: BrandingConfig,
+    /// Directory of the config file: relative paths (database, `*_file` secrets) resolve against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; `*_file` secrets are read here.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let base_dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        let config = Self::parse(&text, &base_dir)
+            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Parses YAML text; errors are `ConfigError`s naming the YAML path.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = serde_yaml::from_str(text).map_err(yaml_error)?;
+        config.base_dir = base_dir.to_path_buf();
+        config.resolve_files()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_files(&mut self) -> Result<(), ConfigError> {
+        let base = self.base_dir.clone();
+        self.matrix.resolve_files(&base)?;
+        for (i, client) in self.clients.iter_mut().enumerate() {
+            client.resolve_files(&base, &format!("clients[{i}]"))?;
+        }
+        if let Some(secrets) = &mut self.secrets {
+            secrets.resolve_files(&base)?;
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.http.validate()?;
+        self.database.validate()?;
+        self.matrix.validate()?;
+        let mut seen = std::collections::HashSet::new();
+        for (i, client) in self.clients.iter().enumerate() {
+            client.validate(&format!("clients[{i}]"))?;
+            if !seen.insert(client.client_id.to_uppercase()) {
+                return Err(ConfigError::new(
+                    format!("clients[{i}].client_id"),
+                    format!("duplicate client id {}", client.client_id),
+                ));
+            }
+        }
+        if let Some(secrets) = &self.secrets {
+            secrets.validate()?;
+        }
+        self.passwords.validate()?;
+        self.account.validate()?;
+        Ok(())
+    }
+
+    /// The database file, resolved against the config file's directory.
+    pub fn database_path(&self) -> PathBuf {
+        resolve_path(&self.base_dir, &self.database.path)
+    }
+
+    /// The effective config as YAML with every secret replaced by a placeholder.
+    pub fn redacted_yaml(&self) -> String {
+        let mut copy = self.clone();
+        copy.matrix.secret = Some(secrets::Secret::redacted());
+        copy.matrix.secret_file = None;
+        for client in &mut copy.clients {
+            if client.client_secret.is_some() || client.client_secret_file.is_some() {
+                client.client_secret = Some(secrets::Secret::redacted());
+                client.client_secret_file = None;
+            }
+        }
+        if let Some(s) = &mut copy.secrets {
+            s.redact();
+        }
+        serde_yaml::to_string(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+}
+
+pub(crate) fn resolve_path(base: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Reads a `*_file` secret; the content is trimmed like Synapse's `secret_path`.
+pub(crate) fn read_secret_file(
+    base: &Path,
+    file: &Path,
+    yaml_path: &str,
+) -> Result<String, ConfigError> {
+    let full = resolve_path(base, file);
+    let text = std::fs::read_to_string(&full)
+        .map_err(|e| ConfigError::new(yaml_path, format!("cannot read {}: {e}", full.display())))?;
+    let trimmed = text.trim().to_string();
+    if trimmed.is_empty() {
+        return Err(ConfigError::new(
+            yaml_path,
+            format!("{} is empty", full.display()),
+        ));
+    }
+    Ok(trimmed)
+}
+
+fn yaml_error(e: serde_yaml::Error) -> ConfigError {
+    // serde_yaml renders "path.to.key: message at line L column C"; split the path off when present.
+    let text = e.to_string();
+    match text.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') => ConfigError::new(path, message),
+        _ => ConfigError::new("(root)", text),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,118 @@
+use std::path::Path;
+
+use super::*;
+
+const SEED: &str = r#"
+clients:
+  - client_id: 0000000000000000000SYNAPSE
+    client_auth_method: client_secret_basic
+    client_secret: "SomeRandomSecret"
+matrix:
+  homeserver: localhost:8008
+  secret: "AnotherRandomSecret"
+  endpoint: "http://localhost:8008"
+"#;
+
+#[test]
+fn seed_snippet_parses_verbatim() {
+    let c = Config::parse(SEED, Path::new(".")).unwrap();
+    assert_eq!(
+        c.clients[0].client_auth_method,
+        ClientAuthMethod::ClientSecretBasic
+    );
+    assert_eq!(c.matrix.secret(), "AnotherRandomSecret");
+    assert_eq!(c.matrix.kind, HomeserverKind::Synapse);
+    assert_eq!(c.http.issuer().as_str(), "http://127.0.0.1:8080/");
+}
+
+#[test]
+fn bad_configs_name_the_key() {
+    let cases: &[(&str, &str)] = &[
+        ("matrix: {homeserver: x}", "matrix.secret"),
+        ("matrix: {secret: s}\nbogus: 1", "unknown field `bogus`"),
+        ("matrix: {secret: s, kind: dendrite}", "matrix.kind"),
+        (
+            "matrix: {secret: s}\nclients: [{client_id: nope}]",
+            "clients[0].client_id",
+        ),
+        (
+            "matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_auth_method: client_secret_post}]",
+            "clients[0].client_secret",
+        ),
+        (
+            "matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_auth_method: private_key_jwt}]",
+            "clients[0]",
+        ),
+        (
+            "matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_secret: x}]",
+            "not allowed",
+        ),
+        (
+            "matrix: {secret: s}\nhttp: {public_base: 'ftp://x/'}",
+            "http.public_base",
+        ),
+        (
+            "matrix: {secret: s}\nhttp: {public_base: 'https://x/auth'}",
+            "must end with a slash",
+        ),
+        (
+            "matrix: {secret: s}\nhttp: {listeners: [{resources: [{name: health}], binds: [{address: nope}]}]}",
+            "binds[0].address",
+        ),
+        (
+            "matrix: {secret: s}\nsecrets: {encryption: abc}",
+            "secrets.encryption",
+        ),
+        (
+            "matrix: {secret: s}\nsecrets: {keys: [{key: 'not a pem'}]}",
+            "secrets.keys[0].key",
+        ),
+        (
+            "matrix: {secret: s}\npasswords: {minimum_complexity: 9}",
+            "passwords.minimum_complexity",
+        ),
+        (
+            "matrix: {secret: s}\ndatabase: {path: 3}\nhttp: {public_base: 7}",
+            "http.public_base",
+        ),
+        ("matrix: {secret: s, secret_file: /nonexistent}", "matrix"),
+        (
+            "matrix: {secret_file: /nonexistent/secret}",
+            "matrix.secret_file",
+        ),
+    ];
+    for (yaml, expected) in cases {
+        let err = Config::parse(yaml, Path::new("."))
+            .expect_err(yaml)
+            .to_string();
+        assert!(
+            err.contains(expected),
+            "config {yaml:?}: error {err:?} does not mention {expected:?}"
+        );
+    }
+}
+
+#[test]
+fn generated_config_parses() {
+    let text = crate::cli::generate_config().unwrap();
+    let c = Config::parse(&text, Path::new(".")).unwrap();
+    assert_eq!(c.secrets.as_ref().unwrap().keys.len(), 2);
+    assert!(c.secrets.unwrap().encryption_key().is_some());
+}
+
+#[test]
+fn repo_config_parses() {
+    let c = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yaml")).unwrap();
+    assert!(c.http.public_base.as_str().starts_with("http://127.0.0.1"));
+}
+
+#[test]
+fn dump_redacts_secrets() {
+    let c = Config::parse(SEED, Path::new(".")).unwrap();
+    let dump = c.redacted_yaml();
+    assert!(
+        !dump.contains("SomeRandomSecret") && !dump.contains("AnotherRandomSecret"),
+        "{dump}"
+    );
+    assert!(format!("{c:?}").find("AnotherRandomSecret").is_none());
+}

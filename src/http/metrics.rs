@@ -1,0 +1,110 @@
+//! Prometheus metrics, served on a listener with the `prometheus` resource only.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use super::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrantLabels {
+    pub grant_type: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: u16,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub token_requests: Family<GrantLabels, Counter>,
+    pub introspections: Family<ResultLabels, Counter>,
+    pub logins: Family<ResultLabels, Counter>,
+    pub responses: Family<StatusLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("appliance");
+        let token_requests = Family::<GrantLabels, Counter>::default();
+        let introspections = Family::<ResultLabels, Counter>::default();
+        let logins = Family::<ResultLabels, Counter>::default();
+        let responses = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "oauth2_token_requests",
+            "Token endpoint requests by grant type and result",
+            token_requests.clone(),
+        );
+        registry.register(
+            "oauth2_introspections",
+            "Introspection requests by result",
+            introspections.clone(),
+        );
+        registry.register("logins", "Password logins by result", logins.clone());
+        registry.register(
+            "http_responses",
+            "HTTP responses by status code",
+            responses.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            token_requests,
+            introspections,
+            logins,
+            responses,
+        }
+    }
+
+    pub fn token(&self, grant_type: &str, result: &str) {
+        self.token_requests
+            .get_or_create(&GrantLabels {
+                grant_type: grant_type.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,13 @@
+//! The HTTP surfaces. `router` assembles one router per listener from the resources it serves.
+
+pub mod assets;
+pub mod client_ip;
+pub mod discovery;
+pub mod error;
+pub mod health;
+pub mod metrics;
+pub mod middleware;
+pub mod router;
+pub mod state;
+
+pub use state::AppState;

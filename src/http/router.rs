@@ -1,0 +1,48 @@
+//! Builds the router of one listener from the resources it serves.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use super::{AppState, assets, discovery, health, metrics, middleware};
+use crate::config::Resource;
+
+pub fn build(state: AppState, resources: &[Resource]) -> Router {
+    let mut router = Router::new();
+    for resource in resources {
+        router = match resource {
+            Resource::Discovery => router.merge(discovery::router()),
+            Resource::Oauth => router.merge(discovery::keys_router()),
+            Resource::Human => router,
+            Resource::Compat => router,
+            Resource::Assets => router.merge(assets::router()),
+            Resource::Health => router.merge(health::router()),
+            Resource::Prometheus => router.merge(metrics::router()),
+            Resource::Adminapi => router,
+        };
+    }
+    router
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::security_headers,
+        ))
+        .layer(RequestBodyLimitLayer::new(256 * 1024))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            tracing::error!("a request handler panicked");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "not found")
+}

@@ -1,0 +1,228 @@
+//! appliance: a Matrix authentication service in one binary with one SQLite file.
+
+#![deny(
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::todo,
+    clippy::await_holding_lock
+)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod lifecycle;
+pub mod model;
+pub mod store;
+pub mod tokens;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::clock::{BoxClock, SystemClock};
+use crate::config::{BindConfig, Config};
+use crate::crypto::encrypter::Encrypter;
+use crate::crypto::password::PasswordManager;
+use crate::http::state::AppInner;
+use crate::http::{AppState, assets::Assets, metrics::Metrics};
+use crate::store::Store;
+
+/// A built server: listeners bound, state loaded, not yet serving.
+pub struct App {
+    state: AppState,
+    listeners: Vec<BoundListener>,
+}
+
+struct BoundListener {
+    name: String,
+    listener: TcpListener,
+    router: Router,
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Migrates the database, loads or generates keys, syncs config clients and binds listeners.
+    pub async fn build_with_clock(config: Config, clock: BoxClock) -> anyhow::Result<App> {
+        let db_path = config.database_path();
+        let readers = config.database.read_connections;
+        let store = tokio::task::spawn_blocking(move || Store::open(&db_path, readers))
+            .await?
+            .with_context(|| {
+                format!("cannot open database {}", config.database_path().display())
+            })?;
+
+        let keys = {
+            let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
+            tokio::task::spawn_blocking(move || {
+                lifecycle::site_keys::load_or_generate(&config, &store, clock.as_ref())
+            })
+            .await??
+        };
+        let encrypter = Encrypter::new(&keys.encryption);
+        let plan = lifecycle::clients::sync(&config, &store, &encrypter, false, false, clock.now())
+            .await?;
+        for stale in &plan.stale {
+            tracing::warn!(client_id = %stale, "client is in the database but no longer in the config; `config sync --prune` removes it");
+        }
+
+        let cookie_key = {
+            // Domain-separated so the cookie key differs from the key encrypting secrets at rest.
+            use sha2::Digest;
+            let material = sha2::Sha512::new()
+                .chain_update(b"appliance cookies\0")
+                .chain_update(keys.encryption)
+                .finalize();
+            axum_extra::extract::cookie::Key::from(&material)
+        };
+        let http = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        let state = AppState(Arc::new(AppInner {
+            passwords: PasswordManager::new(&config.passwords),
+            config,
+            store,
+            keys: keys.keystore,
+            encrypter,
+            cookie_key,
+            clock,
+            assets: Assets::new(),
+            metrics: Metrics::new(),
+            http,
+        }));
+
+        let mut listeners = Vec::new();
+        for (i, l) in state.config.http.listeners.iter().enumerate() {
+            let name = l.name.clone().unwrap_or_else(|| format!("listener{i}"));
+            for bind in &l.binds {
+                let listener = bind_one(bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {} ({name})", bind.describe()))?;
+                let router = http::router::build(state.clone(), &l.resources);
+                listeners.push(BoundListener {
+                    name: name.clone(),
+                    listener,
+                    router,
+                });
+            }
+        }
+        Ok(App { state, listeners })
+    }
+
+    /// The address of the first listener (tests bind `127.0.0.1:0`).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addrs()[0].1
+    }
+
+    pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.listener.local_addr().ok()?)))
+            .collect()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let summary: Vec<String> = self
+            .local_addrs()
+            .iter()
+            .map(|(name, addr)| format!("http://{addr} ({name})"))
+            .collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for l in self.listeners {
+            let mut rx = stop_rx.clone();
+            let service = l.router.into_make_service_with_connect_info::<SocketAddr>();
+            tasks.spawn(async move {
+                axum::serve(l.listener, service)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|stop| *stop).await;
+                    })
+                    .await
+            });
+        }
+        tracing::info!(
+            "listening on {}; issuer {}",
+            summary.join(", "),
+            self.state.config.http.issuer()
+        );
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        shutdown.await;
+        tracing::info!("shutting down");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+        let _ = stop_tx.send(true);
+        while let Some(r) = tasks.join_next().await {
+            r??;
+        }
+        Ok(())
+    }
+}
+
+async fn bind_one(bind: &BindConfig) -> anyhow::Result<TcpListener> {
+    match bind {
+        BindConfig::Address { address } => Ok(TcpListener::bind(address.as_str()).await?),
+        BindConfig::HostPort { host, port } => {
+            Ok(TcpListener::bind((host.as_deref().unwrap_or("0.0.0.0"), *port)).await?)
+        }
+        BindConfig::Fd { fd } => {
+            let listener = inherited_socket(*fd)?;
+            listener.set_nonblocking(true)?;
+            Ok(TcpListener::from_std(listener)?)
+        }
+    }
+}
+
+/// A socket passed by systemd socket activation (`LISTEN_FDS`, starting at fd 3).
+fn inherited_socket(index: u32) -> anyhow::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd;
+    let pid_ok = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+        == Some(std::process::id());
+    let count: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    anyhow::ensure!(
+        pid_ok && index < count,
+        "no inherited socket {index} (LISTEN_FDS={count}); is the .socket unit active?"
+    );
+    // SAFETY: systemd passed us this descriptor (LISTEN_PID matches) and nothing else owns it.
+    Ok(unsafe { std::net::TcpListener::from_raw_fd(3 + index as i32) })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

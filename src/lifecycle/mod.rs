@@ -1,0 +1,5 @@
+//! State changes that several surfaces trigger, written once.
+
+pub mod clients;
+pub mod site_keys;
+pub mod users;

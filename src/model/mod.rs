@@ -1,0 +1,9 @@
+//! Plain data types shared by the store, the lifecycle functions and the HTTP surfaces.
+
+pub mod client;
+pub mod scope;
+pub mod user;
+
+pub use client::Client;
+pub use scope::Scope;
+pub use user::User;

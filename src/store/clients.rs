@@ -1,0 +1,74 @@
+//! `oauth2_clients`.
+
+use rusqlite::{Connection, Row, params};
+
+use super::{StoreError, StoreResult, opt};
+use crate::model::Client;
+use crate::model::client::ClientMetadata;
+
+fn client_from_row(r: &Row) -> rusqlite::Result<(String, String, Option<String>, bool, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_client(row: (String, String, Option<String>, bool, i64)) -> StoreResult<Client> {
+    let (id, metadata, encrypted_secret, is_static, created_at) = row;
+    let metadata: ClientMetadata = serde_json::from_str(&metadata)
+        .map_err(|e| StoreError::Corrupt(format!("client {id} metadata: {e}")))?;
+    Ok(Client {
+        id,
+        metadata,
+        encrypted_secret,
+        is_static,
+        created_at,
+    })
+}
+
+const COLUMNS: &str = "client_id, metadata, encrypted_client_secret, is_static, created_at";
+
+pub fn by_id(conn: &Connection, id: &str) -> StoreResult<Option<Client>> {
+    let sql = format!("SELECT {COLUMNS} FROM oauth2_clients WHERE client_id = ?1");
+    opt(conn.query_row(&sql, [id], client_from_row))?
+        .map(to_client)
+        .transpose()
+}
+
+pub fn by_digest(conn: &Connection, digest: &str) -> StoreResult<Option<Client>> {
+    let sql = format!("SELECT {COLUMNS} FROM oauth2_clients WHERE metadata_digest = ?1");
+    opt(conn.query_row(&sql, [digest], client_from_row))?
+        .map(to_client)
+        .transpose()
+}
+
+pub fn list(conn: &Connection, static_only: bool) -> StoreResult<Vec<Client>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM oauth2_clients {} ORDER BY client_id",
+        if static_only {
+            "WHERE is_static = 1"
+        } else {
+            ""
+        }
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([], client_from_row)?;
+    rows.map(|r| to_client(r?)).collect()
+}
+
+/// Inserts or replaces a client (config sync and registration).
+pub fn upsert(conn: &Connection, client: &Client, digest: Option<&str>) -> StoreResult<()> {
+    let metadata =
+        serde_json::to_string(&client.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    conn.execute(
+        "INSERT INTO oauth2_clients (client_id, metadata, encrypted_client_secret, is_static, metadata_digest, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (client_id) DO UPDATE SET metadata = excluded.metadata,
+             encrypted_client_secret = excluded.encrypted_client_secret, is_static = excluded.is_static,
+             metadata_digest = excluded.metadata_digest",
+        params![client.id, metadata, client.encrypted_secret, client.is_static, digest, client.created_at],
+    )?;
+    Ok(())
+}
+
+pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
+    conn.execute("DELETE FROM oauth2_clients WHERE client_id = ?1", [id])?;
+    Ok(())
+}

@@ -1,0 +1,304 @@
+//! The SQLite store: the only place with SQL.
+//!
+//! One writer thread owns the only write connection. Concurrent writes queue up there and are
+//! committed together (each in its own savepoint), so durability (`synchronous=FULL`) costs one
+//! fsync per batch rather than per request, and "database is locked" cannot happen between our
+//! own writers. Reads run on a small pool of read-only connections in `spawn_blocking`.
+
+pub mod clients;
+pub mod keys;
+pub mod users;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+mod embedded {
+    refinery::embed_migrations!("sql");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("write transaction failed: {0}")]
+    Transaction(String),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("database writer is gone")]
+    WriterGone,
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Maps a UNIQUE violation to a domain conflict.
+pub(crate) fn on_conflict<T>(r: rusqlite::Result<T>, what: &'static str) -> StoreResult<T> {
+    match r {
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::Conflict(what))
+        }
+        other => Ok(other?),
+    }
+}
+
+/// A queued write: runs against the open transaction (or is told it could not begin), and returns
+/// the function that delivers its result once the commit outcome is known.
+type WriteJob = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> Deliver + Send>;
+type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+fn make_job<T, F>(f: F, send: impl FnOnce(StoreResult<T>) + Send + 'static) -> WriteJob
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    Box::new(move |conn| {
+        let result = match conn {
+            Ok(conn) => run_in_savepoint(conn, f),
+            Err(e) => Err(StoreError::Transaction(format!("cannot begin: {e}"))),
+        };
+        Box::new(move |commit_error: Option<&StoreError>| {
+            let outcome = match (result, commit_error) {
+                (Ok(_), Some(e)) => Err(StoreError::Transaction(format!("commit failed: {e}"))),
+                (r, _) => r,
+            };
+            send(outcome);
+        })
+    })
+}
+
+#[derive(Clone)]
+pub struct Store {
+    path: PathBuf,
+    writer: mpsc::Sender<WriteJob>,
+    readers: r2d2::Pool<SqliteConnectionManager>,
+}
+
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+     PRAGMA synchronous = FULL;
+     PRAGMA foreign_keys = ON;
+     PRAGMA busy_timeout = 5000;";
+
+/// Most writes a single commit groups.
+const MAX_BATCH: usize = 64;
+
+impl Store {
+    /// Opens (creating if needed) the database and applies pending migrations.
+    pub fn open(path: &Path, readers: u32) -> StoreResult<Self> {
+        let mut conn = open_write_connection(path)?;
+        migrate(&mut conn)?;
+        restrict_permissions(path);
+
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .with_init(|c| {
+                c.execute_batch(
+                    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
+                )
+            });
+        let readers = r2d2::Pool::builder()
+            .max_size(readers)
+            .min_idle(Some(1))
+            .connection_timeout(Duration::from_secs(10))
+            .build(manager)?;
+
+        let (tx, rx) = mpsc::channel::<WriteJob>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| StoreError::Migration(format!("cannot start writer thread: {e}")))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: tx,
+            readers,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside the shared write transaction; the result is delivered after COMMIT.
+    pub async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<StoreResult<T>>();
+        let job = make_job(f, move |r| {
+            let _ = tx.send(r);
+        });
+        self.writer.send(job).map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a read-only connection off the async workers.
+    pub async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.get()?;
+            f(&conn)
+        })
+        .await
+        .map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Blocking variants for the CLI (no runtime needed).
+    pub fn write_blocking<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::channel::<StoreResult<T>>();
+        let job = make_job(f, move |r| {
+            let _ = tx.send(r);
+        });
+        self.writer.send(job).map_err(|_| StoreError::WriterGone)?;
+        rx.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub fn read_blocking<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let conn = self.readers.get()?;
+        f(&conn)
+    }
+
+    /// A consistent copy of the live database (SQLite online backup).
+    pub fn backup_to(&self, dest: &Path) -> StoreResult<()> {
+        let src = self.readers.get()?;
+        let mut dst = Connection::open(dest)?;
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
+        backup.run_to_completion(256, Duration::from_millis(0), None)?;
+        drop(backup);
+        restrict_permissions(dest);
+        Ok(())
+    }
+
+    /// A cheap liveness probe (`/health`).
+    pub async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| {
+            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())?)
+        })
+        .await
+    }
+}
+
+fn open_write_connection(path: &Path) -> StoreResult<Connection> {
+    if let Some(dir) = path.parent() {
+        if !dir.as_os_str().is_empty() && !dir.exists() {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Migration(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+    }
+    let conn = Connection::open(path)?;
+    conn.execute_batch(PRAGMAS)?;
+    Ok(conn)
+}
+
+/// Applies the embedded migrations; returns the names applied.
+pub fn migrate(conn: &mut Connection) -> StoreResult<Vec<String>> {
+    let report = embedded::migrations::runner()
+        .run(conn)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect())
+}
+
+/// Applies migrations to the database at `path` and returns what was applied.
+pub fn migrate_path(path: &Path) -> StoreResult<Vec<String>> {
+    let mut conn = open_write_connection(path)?;
+    let applied = migrate(&mut conn)?;
+    restrict_permissions(path);
+    Ok(applied)
+}
+
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let result = f(conn);
+    let end = if result.is_ok() {
+        "RELEASE job"
+    } else {
+        "ROLLBACK TO job; RELEASE job"
+    };
+    conn.execute_batch(end)?;
+    result
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let begin = conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(StoreError::from);
+        let mut deliveries = Vec::with_capacity(batch.len());
+        if let Err(e) = &begin {
+            tracing::error!(error = %e, "cannot begin write transaction");
+        }
+        for job in batch {
+            deliveries.push(job(begin.as_ref().map(|()| &conn)));
+        }
+        let commit_error = match begin {
+            Err(e) => Some(e),
+            Ok(()) => match conn.execute_batch("COMMIT") {
+                Ok(()) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "commit failed; batch rolled back");
+                    let _ = conn.execute_batch("ROLLBACK");
+                    Some(StoreError::from(e))
+                }
+            },
+        };
+        for deliver in deliveries {
+            deliver(commit_error.as_ref());
+        }
+    }
+}
+
+/// Helpers shared by the table modules.
+pub(crate) fn opt<T>(r: rusqlite::Result<T>) -> StoreResult<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,133 @@
+//! Opaque tokens in MAS's format: `<prefix>_<30 random [A-Za-z0-9]>_<6-char base62 CRC-32>`.
+//! The CRC lets garbage be rejected without touching the database; only SHA-256 hashes are stored.
+
+use crate::crypto::{random_alnum, sha256_hex};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    AccessToken,
+    RefreshToken,
+    CompatAccessToken,
+    CompatRefreshToken,
+    PersonalAccessToken,
+}
+
+impl TokenKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            TokenKind::AccessToken => "mat",
+            TokenKind::RefreshToken => "mar",
+            TokenKind::CompatAccessToken => "mct",
+            TokenKind::CompatRefreshToken => "mcr",
+            TokenKind::PersonalAccessToken => "mpt",
+        }
+    }
+
+    fn from_prefix(p: &str) -> Option<Self> {
+        Some(match p {
+            "mat" => TokenKind::AccessToken,
+            "mar" => TokenKind::RefreshToken,
+            "mct" => TokenKind::CompatAccessToken,
+            "mcr" => TokenKind::CompatRefreshToken,
+            "mpt" => TokenKind::PersonalAccessToken,
+            _ => return None,
+        })
+    }
+
+    /// A fresh token of this kind.
+    pub fn generate(self) -> String {
+        let body = format!("{}_{}", self.prefix(), random_alnum(30));
+        let crc = base62_crc(crc32fast::hash(body.as_bytes()));
+        format!("{body}_{crc}")
+    }
+
+    /// Which kind a well-formed token is; `None` for anything malformed or with a wrong CRC.
+    pub fn check(token: &str) -> Option<Self> {
+        let mut parts = token.split('_');
+        let (prefix, random, crc) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || random.len() != 30 || crc.len() != 6 {
+            return None;
+        }
+        if !random.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let kind = Self::from_prefix(prefix)?;
+        let expected = base62_crc(crc32fast::hash(
+            &token.as_bytes()[..prefix.len() + 1 + random.len()],
+        ));
+        (expected == crc).then_some(kind)
+    }
+}
+
+/// What the database keeps instead of the token.
+pub fn hash_token(token: &str) -> String {
+    sha256_hex(token.as_bytes())
+}
+
+/// Base62 (`0-9A-Za-z`), least-significant digit first, padded with `0` to 6 characters.
+fn base62_crc(mut n: u32) -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(6);
+    while n > 0 {
+        out.push(ALPHABET[(n % 62) as usize] as char);
+        n /= 62;
+    }
+    while out.len() < 6 {
+        out.push('0');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_check() {
+        for kind in [
+            TokenKind::AccessToken,
+            TokenKind::RefreshToken,
+            TokenKind::CompatAccessToken,
+        ] {
+            let t = kind.generate();
+            assert_eq!(t.len(), 3 + 1 + 30 + 1 + 6);
+            assert_eq!(TokenKind::check(&t), Some(kind));
+        }
+    }
+
+    #[test]
+    fn mas_token_is_accepted() {
+        // The CRC of a token as MAS generates it (digits least-significant first).
+        let body = "mat_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let crc = crc32fast::hash(body.as_bytes());
+        let mut digits = Vec::new();
+        let mut n = crc;
+        while n > 0 {
+            digits.push(n % 62);
+            n /= 62;
+        }
+        assert_eq!(base62_crc(crc).len(), 6);
+        assert_eq!(
+            TokenKind::check(&format!("{body}_{}", base62_crc(crc))),
+            Some(TokenKind::AccessToken)
+        );
+        assert!(digits.len() <= 6);
+    }
+
+    #[test]
+    fn garbage_is_rejected() {
+        let t = TokenKind::AccessToken.generate();
+        let mut tampered = t.clone();
+        tampered.replace_range(5..6, if &t[5..6] == "a" { "b" } else { "a" });
+        for bad in [
+            "",
+            "mat_",
+            "xyz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa_000000",
+            &tampered,
+            &format!("{t}_x"),
+            "syt_abc",
+        ] {
+            assert_eq!(TokenKind::check(bad), None, "{bad}");
+        }
+    }
+}
