@@ -88,6 +88,7 @@ impl App {
             .http_status_as_error(false)
             .build()
             .new_agent();
+        let config_limits = config.rate_limiting.clone();
         let state = AppState(Arc::new(AppInner {
             passwords: PasswordManager::new(&config.passwords),
             config,
@@ -99,6 +100,7 @@ impl App {
             assets: Assets::new(),
             metrics: Metrics::new(),
             http,
+            limiters: http::ratelimit::Limiters::new(&config_limits),
         }));
 
         let mut listeners = Vec::new();

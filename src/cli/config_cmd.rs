@@ -25,6 +25,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Print a hardened systemd service unit running `serve` with this config (`--config`).
+    Systemd {
+        /// The binary ExecStart runs; defaults to this executable.
+        #[arg(long)]
+        binary: Option<PathBuf>,
+        /// The user (and group) the service runs as.
+        #[arg(long, default_value = "appliance")]
+        user: String,
+    },
 }
 
 pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
@@ -63,6 +72,22 @@ pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
         Command::Sync { prune, dry_run } => {
             let config = Config::load(config_path)?;
             super::runtime()?.block_on(sync(config, prune, dry_run))
+        }
+        Command::Systemd { binary, user } => {
+            let binary = match binary {
+                Some(b) => std::path::absolute(b)?,
+                None => std::env::current_exe()?,
+            };
+            let config = std::path::absolute(config_path)?;
+            print!(
+                "{}",
+                super::systemd::unit(
+                    &binary.display().to_string(),
+                    &config.display().to_string(),
+                    &user
+                )
+            );
+            Ok(())
         }
     }
 }

@@ -4,6 +4,7 @@ mod config_cmd;
 mod database;
 mod manage;
 mod serve;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -4,9 +4,11 @@
 mod account;
 mod clients;
 mod database;
+mod experimental;
 pub mod http;
 mod matrix;
 mod passwords;
+mod rate_limiting;
 mod secrets;
 
 use std::path::{Path, PathBuf};
@@ -16,9 +18,11 @@ use serde::{Deserialize, Serialize};
 pub use account::{AccountConfig, BrandingConfig};
 pub use clients::{ClientAuthMethod, ClientConfig};
 pub use database::DatabaseConfig;
+pub use experimental::ExperimentalConfig;
 pub use http::{BindConfig, HttpConfig, ListenerConfig, Resource};
 pub use matrix::{HomeserverKind, MatrixConfig};
 pub use passwords::{PasswordScheme, PasswordsConfig};
+pub use rate_limiting::{RateLimit, RateLimitingConfig};
 pub use secrets::{KeyConfig, SecretsConfig};
 
 /// A configuration problem, always naming where in the YAML it is.
@@ -56,6 +60,10 @@ pub struct Config {
     pub account: AccountConfig,
     #[serde(default)]
     pub branding: BrandingConfig,
+    #[serde(default)]
+    pub experimental: ExperimentalConfig,
+    #[serde(default)]
+    pub rate_limiting: RateLimitingConfig,
     /// Directory of the config file: relative paths (database, `*_file` secrets) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -122,6 +130,8 @@ impl Config {
         }
         self.passwords.validate()?;
         self.account.validate()?;
+        self.experimental.validate()?;
+        self.rate_limiting.validate()?;
         Ok(())
     }
 

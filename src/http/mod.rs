@@ -7,6 +7,9 @@ pub mod error;
 pub mod health;
 pub mod metrics;
 pub mod middleware;
+pub mod oauth2;
+pub mod pages;
+pub mod ratelimit;
 pub mod router;
 pub mod state;
 

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, assets, discovery, health, metrics, middleware};
+use super::{AppState, assets, discovery, health, metrics, middleware, oauth2, pages};
 use crate::config::Resource;
 
 pub fn build(state: AppState, resources: &[Resource]) -> Router {
@@ -16,8 +16,8 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
     for resource in resources {
         router = match resource {
             Resource::Discovery => router.merge(discovery::router()),
-            Resource::Oauth => router.merge(discovery::keys_router()),
-            Resource::Human => router,
+            Resource::Oauth => router.merge(discovery::keys_router()).merge(oauth2::router()),
+            Resource::Human => router.merge(pages::router()),
             Resource::Compat => router,
             Resource::Assets => router.merge(assets::router()),
             Resource::Health => router.merge(health::router()),

@@ -28,6 +28,7 @@ pub struct AppInner {
     pub assets: Assets,
     pub metrics: Metrics,
     pub http: ureq::Agent,
+    pub limiters: super::ratelimit::Limiters,
 }
 
 impl Deref for AppState {

@@ -6,6 +6,9 @@
 //! own writers. Reads run on a small pool of read-only connections in `spawn_blocking`.
 
 pub mod clients;
+pub mod grants;
+pub mod sessions;
+pub mod tokens;
 pub mod keys;
 pub mod users;
 

@@ -1,0 +1,69 @@
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+/// A token bucket: `burst` attempts at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub burst: u32,
+    pub per_second: f64,
+}
+
+/// `rate_limiting`: per-process limits on credential endpoints.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitingConfig {
+    #[serde(default)]
+    pub login: LoginLimits,
+    #[serde(default = "default_registration")]
+    pub registration: RateLimit,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginLimits {
+    /// Every attempt from one client IP.
+    #[serde(default = "default_login_ip")]
+    pub per_ip: RateLimit,
+    /// Failed attempts against one account.
+    #[serde(default = "default_login_account")]
+    pub per_account: RateLimit,
+}
+
+fn default_login_ip() -> RateLimit {
+    RateLimit { burst: 10, per_second: 0.1 }
+}
+fn default_login_account() -> RateLimit {
+    RateLimit { burst: 10, per_second: 0.05 }
+}
+fn default_registration() -> RateLimit {
+    RateLimit { burst: 3, per_second: 0.001 }
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        Self { per_ip: default_login_ip(), per_account: default_login_account() }
+    }
+}
+
+impl Default for RateLimitingConfig {
+    fn default() -> Self {
+        Self { login: LoginLimits::default(), registration: default_registration() }
+    }
+}
+
+impl RateLimitingConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (path, l) in [
+            ("rate_limiting.login.per_ip", self.login.per_ip),
+            ("rate_limiting.login.per_account", self.login.per_account),
+            ("rate_limiting.registration", self.registration),
+        ] {
+            if l.burst == 0 || l.per_second.is_nan() || l.per_second < 0.0 {
+                return Err(ConfigError::new(path, "burst must be at least 1 and per_second not negative"));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,115 @@
+//! `POST /oauth2/introspect` (RFC 7662): the hot path — Synapse asks it about every new token.
+//! Callers: the homeserver with `Authorization: Bearer <matrix.secret>`, or a confidential client.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::client_auth;
+use super::params::Params;
+use crate::crypto::constant_time_eq;
+use crate::http::AppState;
+use crate::http::error::OAuthError;
+use crate::model::Scope;
+use crate::store::tokens::{self as token_store, TokenInfo};
+use crate::tokens::{TokenKind, hash_token};
+
+#[tracing::instrument(name = "http.oauth2.introspect", skip_all)]
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(v) => {
+            let result = if v.get("active") == Some(&Value::Bool(true)) { "active" } else { "inactive" };
+            state.metrics.introspections.get_or_create(&crate::http::metrics::ResultLabels { result: result.into() }).inc();
+            let mut res = Json(v).into_response();
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn inactive() -> Value {
+    json!({ "active": false })
+}
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Value, OAuthError> {
+    let params = Params::from_bytes(body)?;
+    authenticate_caller(state, headers, &params).await?;
+    let token = params.require("token")?;
+    let hint = params.get("token_type_hint");
+    // Garbage (bad prefix or CRC) is rejected without a database hit.
+    let Some(kind) = TokenKind::check(token) else { return Ok(inactive()) };
+    let hint_matches = match (hint, kind) {
+        (None, _) => true,
+        (Some("access_token"), TokenKind::AccessToken | TokenKind::CompatAccessToken | TokenKind::PersonalAccessToken) => true,
+        (Some("refresh_token"), TokenKind::RefreshToken | TokenKind::CompatRefreshToken) => true,
+        (Some("access_token" | "refresh_token"), _) => false,
+        (Some(_), _) => true,
+    };
+    if !hint_matches {
+        return Ok(inactive());
+    }
+    let hash = hash_token(token);
+    let info = match kind {
+        TokenKind::AccessToken => state.store.read(move |c| token_store::introspect_access(c, &hash)).await?,
+        TokenKind::RefreshToken => state.store.read(move |c| token_store::introspect_refresh(c, &hash)).await?,
+        _ => None,
+    };
+    let Some(info) = info else { return Ok(inactive()) };
+    let now = state.now();
+    if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
+        return Ok(inactive());
+    }
+    if kind == TokenKind::AccessToken && info.first_used_at.is_none() {
+        // First use: the refresh-token replay tolerance ends once a successor token was used.
+        let id = info.token_id.clone();
+        state.store.write(move |c| token_store::mark_access_used(c, &id, now)).await?;
+    }
+    Ok(answer(&info, kind, now))
+}
+
+fn answer(info: &TokenInfo, kind: TokenKind, now: i64) -> Value {
+    let scope = Scope::parse(&info.scope).unwrap_or_default().normalised();
+    let mut m = Map::new();
+    m.insert("active".into(), json!(true));
+    m.insert("scope".into(), json!(scope.to_string()));
+    m.insert("client_id".into(), json!(info.client_id));
+    if let Some(u) = &info.username {
+        m.insert("username".into(), json!(u));
+    }
+    if let Some(sub) = &info.user_id {
+        m.insert("sub".into(), json!(sub));
+    }
+    let token_type = if kind == TokenKind::RefreshToken { "refresh_token" } else { "access_token" };
+    m.insert("token_type".into(), json!(token_type));
+    if let Some(exp) = info.expires_at {
+        m.insert("exp".into(), json!(exp));
+        m.insert("expires_in".into(), json!((exp - now).max(0)));
+    }
+    m.insert("iat".into(), json!(info.created_at));
+    m.insert("nbf".into(), json!(info.created_at));
+    m.insert("jti".into(), json!(info.token_id));
+    Value::Object(m)
+}
+
+/// The homeserver's shared secret, or a confidential client's credentials.
+async fn authenticate_caller(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<(), OAuthError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    if let Some(secret) = bearer {
+        if constant_time_eq(secret.trim().as_bytes(), state.config.matrix.secret().as_bytes()) {
+            return Ok(());
+        }
+        return Err(OAuthError::access_denied("invalid bearer credentials"));
+    }
+    let client = client_auth::authenticate(state, headers, params).await?;
+    if client.is_public() {
+        return Err(OAuthError::access_denied("public clients cannot introspect"));
+    }
+    Ok(())
+}

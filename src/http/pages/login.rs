@@ -1,0 +1,236 @@
+//! `/login`, `/logout` and `/`.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::context::{Browser, PageContext};
+use super::error::{PageError, render};
+use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
+use crate::model::User;
+use crate::store::{sessions as session_store, users as user_store};
+
+#[derive(Template)]
+#[template(path = "pages/login.html")]
+struct LoginPage {
+    ctx: PageContext,
+    username: String,
+    error: Option<String>,
+    next: Option<String>,
+    client_name: Option<String>,
+    registration_enabled: bool,
+    recovery_enabled: bool,
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+    login_hint: Option<String>,
+}
+
+/// Only local paths are followed after sign-in (no open redirects).
+pub fn safe_next(next: Option<&str>) -> Option<String> {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']))
+        .map(String::from)
+}
+
+/// A local path as a `next=` query parameter.
+pub fn login_url(next: &str) -> String {
+    format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
+}
+
+fn page(state: &AppState, browser: &Browser, username: String, error: Option<String>, next: Option<String>) -> LoginPage {
+    LoginPage {
+        ctx: browser.context(state),
+        username,
+        error,
+        next,
+        client_name: None,
+        registration_enabled: state.config.account.password_registration_enabled,
+        recovery_enabled: state.config.account.password_recovery_enabled,
+    }
+}
+
+pub async fn index(browser: Browser) -> Response {
+    match browser.session {
+        Some(_) => Redirect::to("/account/").into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
+}
+
+#[tracing::instrument(name = "http.pages.login.get", skip_all)]
+pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<LoginQuery>) -> Response {
+    let next = safe_next(q.next.as_deref());
+    // A reauthentication request (prompt=login) passes `reauth`; otherwise a signed-in user moves on.
+    if browser.session.is_some() && !q.next.as_deref().is_some_and(|n| n.contains("reauth=1")) {
+        if let Some(n) = next {
+            return Redirect::to(&n).into_response();
+        }
+    }
+    let hint = q.login_hint.as_deref().map(|h| h.trim_start_matches("mxid:").to_string()).unwrap_or_default();
+    let p = page(&state, &browser, hint, None, next);
+    (browser.jar, render(&p)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    csrf: Option<String>,
+    username: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// `@alice:server` or `alice` → `alice` (the server name must be ours).
+pub fn localpart_of(input: &str, server_name: &str) -> Option<String> {
+    let input = input.trim();
+    match input.strip_prefix('@') {
+        Some(rest) => {
+            let (local, server) = rest.split_once(':')?;
+            (server == server_name).then(|| local.to_lowercase())
+        }
+        None => Some(input.to_lowercase()),
+    }
+}
+
+#[tracing::instrument(name = "http.pages.login.post", skip_all)]
+pub async fn post(
+    State(state): State<AppState>,
+    browser: Browser,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let next = safe_next(form.next.as_deref());
+    let fail = |browser: Browser, message: &str| {
+        let p = page(&state, &browser, form.username.clone(), Some(message.to_string()), next.clone());
+        (axum::http::StatusCode::UNAUTHORIZED, browser.jar.clone(), render(&p)).into_response()
+    };
+    let Some(localpart) = localpart_of(&form.username, &state.config.matrix.homeserver) else {
+        return fail(browser, "Invalid username or password.");
+    };
+    if state.limiters.login_per_ip.check(&ip.to_string()).is_err() || !state.limiters.login_per_account.would_allow(&localpart) {
+        state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "rate_limited".into() }).inc();
+        return fail(browser, "Too many attempts. Wait a minute and try again.");
+    }
+    match verify_password(&state, &localpart, form.password.clone()).await {
+        Ok(user) => {
+            state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "success".into() }).inc();
+            let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
+            match start_browser_session(&state, &user, browser.session.as_ref().map(|s| s.id.clone()), user_agent, ip.to_string()).await {
+                Ok(session_id) => {
+                    let jar = browser.with_session(&state, &session_id);
+                    (jar, Redirect::to(next.as_deref().unwrap_or("/account/"))).into_response()
+                }
+                Err(e) => e.into_response(),
+            }
+        }
+        Err(LoginFailure::Locked) => fail(browser, "This account is locked. Contact the administrator of this server."),
+        Err(LoginFailure::Invalid) => {
+            let _ = state.limiters.login_per_account.check(&localpart);
+            state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "failure".into() }).inc();
+            fail(browser, "Invalid username or password.")
+        }
+        Err(LoginFailure::Internal(e)) => e.into_response(),
+    }
+}
+
+pub enum LoginFailure {
+    Invalid,
+    Locked,
+    Internal(PageError),
+}
+
+/// Checks a password; unknown users take as long as known ones. Upgrades outdated hashes.
+pub async fn verify_password(state: &AppState, localpart: &str, password: String) -> Result<User, LoginFailure> {
+    let name = localpart.to_string();
+    let found = state
+        .store
+        .read(move |c| {
+            let Some(u) = user_store::by_username(c, &name)? else { return Ok(None) };
+            let p = user_store::current_password(c, &u.id)?;
+            Ok(Some((u, p)))
+        })
+        .await
+        .map_err(|e| LoginFailure::Internal(PageError::internal(e)))?;
+    let Some((user, Some(stored))) = found else {
+        state.passwords.dummy_verify(password).await;
+        return Err(LoginFailure::Invalid);
+    };
+    let verified = match state.passwords.verify(password, stored.version, stored.hash).await {
+        Ok(v) => v,
+        Err(crate::crypto::password::PasswordError::Mismatch) => return Err(LoginFailure::Invalid),
+        Err(e) => return Err(LoginFailure::Internal(PageError::internal(e))),
+    };
+    if user.deactivated_at.is_some() || user.locked_at.is_some() {
+        return Err(LoginFailure::Locked);
+    }
+    if let Some((version, hash)) = verified.upgraded {
+        let (user_id, from, now) = (user.id.clone(), stored.id, state.now());
+        state
+            .store
+            .write(move |c| user_store::add_password(c, &user_id, &hash, version, Some(&from), now))
+            .await
+            .map_err(|e| LoginFailure::Internal(PageError::internal(e)))?;
+    }
+    Ok(user)
+}
+
+/// A fresh browser session; a session of the same user is reauthenticated instead.
+async fn start_browser_session(
+    state: &AppState,
+    user: &User,
+    existing: Option<String>,
+    user_agent: Option<String>,
+    ip: String,
+) -> Result<String, PageError> {
+    let now = state.now();
+    let user_id = user.id.clone();
+    Ok(state
+        .store
+        .write(move |c| {
+            if let Some(id) = existing {
+                if let Some(s) = session_store::browser_by_id(c, &id)? {
+                    if s.user_id == user_id && s.finished_at.is_none() {
+                        session_store::reauthenticate_browser(c, &id, now)?;
+                        return Ok(id);
+                    }
+                    session_store::finish_browser(c, &id, now)?;
+                }
+            }
+            let s = session_store::BrowserSession {
+                id: ulid::Ulid::new().to_string(),
+                user_id,
+                created_at: now,
+                authenticated_at: now,
+                finished_at: None,
+            };
+            session_store::insert_browser(c, &s, user_agent.as_deref(), Some(&ip))?;
+            Ok(s.id)
+        })
+        .await?)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub async fn logout(State(state): State<AppState>, browser: Browser, Form(form): Form<CsrfForm>) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    if let Some(s) = &browser.session {
+        let (id, now) = (s.id.clone(), state.now());
+        if let Err(e) = state.store.write(move |c| session_store::finish_browser(c, &id, now)).await {
+            return PageError::internal(e).into_response();
+        }
+    }
+    (browser.without_session(), Redirect::to("/login")).into_response()
+}

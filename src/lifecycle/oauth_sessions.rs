@@ -1,0 +1,163 @@
+//! Starting, rotating and ending OAuth 2.0 sessions. Every surface that ends a session (revoke,
+//! logout, account page, admin) goes through `end`.
+
+use crate::model::Scope;
+use crate::store::sessions::{self, OAuthSession};
+use crate::store::tokens::{self as token_store, AccessToken, RefreshToken};
+use crate::store::{StoreError, StoreResult};
+use crate::tokens::{TokenKind, hash_token};
+use rusqlite::Connection;
+
+pub struct IssuedTokens {
+    pub session_id: String,
+    pub access_token: String,
+    pub access_token_id: String,
+    pub refresh_token: Option<String>,
+    pub expires_in: i64,
+}
+
+pub struct NewSession<'a> {
+    pub client_id: &'a str,
+    pub user_id: Option<&'a str>,
+    pub user_session_id: Option<&'a str>,
+    pub scope: &'a Scope,
+    pub user_agent: Option<&'a str>,
+}
+
+/// Creates the session and its first tokens (inside the caller's write transaction).
+pub fn start(conn: &Connection, new: NewSession<'_>, with_refresh: bool, ttl: i64, now: i64) -> StoreResult<IssuedTokens> {
+    let session = OAuthSession {
+        id: ulid::Ulid::new().to_string(),
+        user_id: new.user_id.map(String::from),
+        user_session_id: new.user_session_id.map(String::from),
+        client_id: new.client_id.to_string(),
+        scope: new.scope.to_string(),
+        created_at: now,
+        finished_at: None,
+    };
+    sessions::insert_oauth(conn, &session, new.user_agent)?;
+    issue(conn, &session.id, with_refresh, ttl, now)
+}
+
+/// Issues a fresh access token (and refresh token) for a session.
+pub fn issue(conn: &Connection, session_id: &str, with_refresh: bool, ttl: i64, now: i64) -> StoreResult<IssuedTokens> {
+    let access_token = TokenKind::AccessToken.generate();
+    let access = AccessToken {
+        id: ulid::Ulid::new().to_string(),
+        session_id: session_id.to_string(),
+        created_at: now,
+        expires_at: Some(now + ttl),
+        revoked_at: None,
+        first_used_at: None,
+    };
+    token_store::insert_access(conn, &access, &hash_token(&access_token))?;
+    let refresh_token = if with_refresh {
+        let token = TokenKind::RefreshToken.generate();
+        let refresh = RefreshToken {
+            id: ulid::Ulid::new().to_string(),
+            session_id: session_id.to_string(),
+            access_token_id: Some(access.id.clone()),
+            created_at: now,
+            consumed_at: None,
+            revoked_at: None,
+            next_refresh_token_id: None,
+        };
+        token_store::insert_refresh(conn, &refresh, &hash_token(&token))?;
+        Some((token, refresh.id))
+    } else {
+        None
+    };
+    Ok(IssuedTokens {
+        session_id: session_id.to_string(),
+        access_token,
+        access_token_id: access.id,
+        refresh_token: refresh_token.map(|(t, _)| t),
+        expires_in: ttl,
+    })
+}
+
+#[derive(Debug)]
+pub enum RefreshOutcome {
+    Rotated(Box<IssuedTokensSummary>),
+    /// Unknown, revoked, consumed (outside the replay tolerance) or its session ended.
+    Invalid(&'static str),
+    WrongClient,
+}
+
+#[derive(Debug)]
+pub struct IssuedTokensSummary {
+    pub session: OAuthSession,
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: i64,
+}
+
+/// Refresh-token rotation with MAS's replay tolerance: a consumed token may be presented again
+/// while its successor's access token is still unused (the client lost the response); the
+/// successor is then revoked and a new pair issued.
+pub fn rotate(conn: &Connection, client_id: &str, refresh_token: &str, ttl: i64, now: i64) -> StoreResult<RefreshOutcome> {
+    let Some(token) = token_store::refresh_by_hash(conn, &hash_token(refresh_token))? else {
+        return Ok(RefreshOutcome::Invalid("unknown refresh token"));
+    };
+    let Some(session) = sessions::oauth_by_id(conn, &token.session_id)? else {
+        return Ok(RefreshOutcome::Invalid("unknown refresh token"));
+    };
+    if session.client_id != client_id {
+        return Ok(RefreshOutcome::WrongClient);
+    }
+    if session.finished_at.is_some() || token.revoked_at.is_some() {
+        return Ok(RefreshOutcome::Invalid("the session has ended"));
+    }
+    if token.consumed_at.is_some() {
+        let successor = match &token.next_refresh_token_id {
+            Some(id) => token_store::refresh_by_id(conn, id)?,
+            None => None,
+        };
+        let Some(successor) = successor.filter(|s| s.consumed_at.is_none() && s.revoked_at.is_none()) else {
+            return Ok(RefreshOutcome::Invalid("refresh token already used"));
+        };
+        let successor_access = match &successor.access_token_id {
+            Some(id) => token_store::access_by_id(conn, id)?,
+            None => None,
+        };
+        if successor_access.as_ref().is_some_and(|a| a.first_used_at.is_some()) {
+            return Ok(RefreshOutcome::Invalid("refresh token already used"));
+        }
+        token_store::revoke_refresh(conn, &successor.id, now)?;
+        if let Some(a) = successor_access {
+            token_store::revoke_access(conn, &a.id, now)?;
+        }
+    }
+    let issued = issue(conn, &session.id, true, ttl, now)?;
+    let next_id = token_store::refresh_by_hash(conn, &hash_token(issued.refresh_token.as_deref().unwrap_or_default()))?
+        .map(|t| t.id)
+        .ok_or_else(|| StoreError::Corrupt("fresh refresh token vanished".into()))?;
+    if token.consumed_at.is_none() {
+        if !token_store::consume_refresh(conn, &token.id, &next_id, now)? {
+            return Ok(RefreshOutcome::Invalid("refresh token already used"));
+        }
+    } else {
+        token_store::set_next_refresh(conn, &token.id, &next_id)?;
+    }
+    if let Some(old_access) = &token.access_token_id {
+        token_store::revoke_access(conn, old_access, now)?;
+    }
+    Ok(RefreshOutcome::Rotated(Box::new(IssuedTokensSummary {
+        session,
+        access_token: issued.access_token,
+        refresh_token: issued.refresh_token.unwrap_or_default(),
+        expires_in: ttl,
+    })))
+}
+
+/// Ends a session: its tokens stop working at once. Returns the session when it was active.
+pub fn end(conn: &Connection, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
+    let session = sessions::oauth_by_id(conn, session_id)?;
+    if sessions::finish_oauth(conn, session_id, now)? { Ok(session) } else { Ok(None) }
+}
+
+/// Ends a session from any surface (revoke, logout, account page, admin, CLI).
+pub async fn finish(store: &crate::store::Store, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
+    let id = session_id.to_string();
+    store.write(move |c| end(c, &id, now)).await
+}

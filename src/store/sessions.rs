@@ -1,0 +1,113 @@
+//! `user_sessions` (browser) and `oauth2_sessions`.
+
+use rusqlite::{Connection, Row, params};
+
+use super::{StoreResult, opt};
+
+#[derive(Debug, Clone)]
+pub struct BrowserSession {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: i64,
+    pub authenticated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+pub fn insert_browser(conn: &Connection, s: &BrowserSession, user_agent: Option<&str>, ip: Option<&str>) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO user_sessions (user_session_id, user_id, created_at, authenticated_at, user_agent, last_active_at, last_active_ip)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?3, ?6)",
+        params![s.id, s.user_id, s.created_at, s.authenticated_at, user_agent, ip],
+    )?;
+    Ok(())
+}
+
+pub fn browser_by_id(conn: &Connection, id: &str) -> StoreResult<Option<BrowserSession>> {
+    opt(conn.query_row(
+        "SELECT user_session_id, user_id, created_at, authenticated_at, finished_at FROM user_sessions WHERE user_session_id = ?1",
+        [id],
+        |r| {
+            Ok(BrowserSession {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                created_at: r.get(2)?,
+                authenticated_at: r.get(3)?,
+                finished_at: r.get(4)?,
+            })
+        },
+    ))
+}
+
+pub fn reauthenticate_browser(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
+    conn.execute("UPDATE user_sessions SET authenticated_at = ?2, last_active_at = ?2 WHERE user_session_id = ?1", params![id, now])?;
+    Ok(())
+}
+
+pub fn finish_browser(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
+    conn.execute("UPDATE user_sessions SET finished_at = ?2 WHERE user_session_id = ?1 AND finished_at IS NULL", params![id, now])?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct OAuthSession {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub user_session_id: Option<String>,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+const OAUTH_COLUMNS: &str = "oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, finished_at";
+
+fn oauth_from_row(r: &Row) -> rusqlite::Result<OAuthSession> {
+    Ok(OAuthSession {
+        id: r.get(0)?,
+        user_id: r.get(1)?,
+        user_session_id: r.get(2)?,
+        client_id: r.get(3)?,
+        scope: r.get(4)?,
+        created_at: r.get(5)?,
+        finished_at: r.get(6)?,
+    })
+}
+
+pub fn insert_oauth(conn: &Connection, s: &OAuthSession, user_agent: Option<&str>) -> StoreResult<()> {
+    conn.execute(
+        "INSERT INTO oauth2_sessions (oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, last_active_at, user_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+        params![s.id, s.user_id, s.user_session_id, s.client_id, s.scope, s.created_at, user_agent],
+    )?;
+    Ok(())
+}
+
+pub fn oauth_by_id(conn: &Connection, id: &str) -> StoreResult<Option<OAuthSession>> {
+    let sql = format!("SELECT {OAUTH_COLUMNS} FROM oauth2_sessions WHERE oauth2_session_id = ?1");
+    opt(conn.query_row(&sql, [id], oauth_from_row))
+}
+
+/// Active OAuth sessions of a user (for device reconciliation and the account page).
+pub fn active_oauth_for_user(conn: &Connection, user_id: &str) -> StoreResult<Vec<OAuthSession>> {
+    let sql = format!("SELECT {OAUTH_COLUMNS} FROM oauth2_sessions WHERE user_id = ?1 AND finished_at IS NULL ORDER BY created_at");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([user_id], oauth_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Ends a session and revokes its tokens; returns false when it had already ended.
+pub fn finish_oauth(conn: &Connection, id: &str, now: i64) -> StoreResult<bool> {
+    let changed = conn.execute(
+        "UPDATE oauth2_sessions SET finished_at = ?2 WHERE oauth2_session_id = ?1 AND finished_at IS NULL",
+        params![id, now],
+    )?;
+    conn.execute(
+        "UPDATE oauth2_access_tokens SET revoked_at = ?2 WHERE oauth2_session_id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )?;
+    conn.execute(
+        "UPDATE oauth2_refresh_tokens SET revoked_at = ?2 WHERE oauth2_session_id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )?;
+    Ok(changed > 0)
+}
