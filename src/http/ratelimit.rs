@@ -12,30 +12,44 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
-        Self { limit, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            limit,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     fn now() -> f64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
     }
 
     /// Takes one token for `key`; `Err(retry_after_ms)` when none is left.
     pub fn check(&self, key: &str) -> Result<(), u64> {
         let now = Self::now();
-        let Ok(mut buckets) = self.buckets.lock() else { return Ok(()) };
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
         if buckets.len() > 100_000 {
             // Forget full buckets so memory stays bounded under a spray of keys.
             let (burst, rate) = (self.limit.burst as f64, self.limit.per_second);
             buckets.retain(|_, (tokens, at)| *tokens + (now - *at) * rate < burst);
         }
-        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.limit.burst as f64, now));
+        let (tokens, at) = buckets
+            .entry(key.to_string())
+            .or_insert((self.limit.burst as f64, now));
         let refilled = (*tokens + (now - *at) * self.limit.per_second).min(self.limit.burst as f64);
         if refilled >= 1.0 {
             *tokens = refilled - 1.0;
             *at = now;
             Ok(())
         } else {
-            let wait = if self.limit.per_second > 0.0 { (1.0 - refilled) / self.limit.per_second } else { 3600.0 };
+            let wait = if self.limit.per_second > 0.0 {
+                (1.0 - refilled) / self.limit.per_second
+            } else {
+                3600.0
+            };
             Err((wait * 1000.0).ceil() as u64)
         }
     }
@@ -43,10 +57,14 @@ impl RateLimiter {
     /// Peeks without taking a token.
     pub fn would_allow(&self, key: &str) -> bool {
         let now = Self::now();
-        let Ok(buckets) = self.buckets.lock() else { return true };
+        let Ok(buckets) = self.buckets.lock() else {
+            return true;
+        };
         match buckets.get(key) {
             None => true,
-            Some((tokens, at)) => (*tokens + (now - *at) * self.limit.per_second).min(self.limit.burst as f64) >= 1.0,
+            Some((tokens, at)) => {
+                (*tokens + (now - *at) * self.limit.per_second).min(self.limit.burst as f64) >= 1.0
+            }
         }
     }
 }

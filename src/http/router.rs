@@ -16,7 +16,9 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
     for resource in resources {
         router = match resource {
             Resource::Discovery => router.merge(discovery::router()),
-            Resource::Oauth => router.merge(discovery::keys_router()).merge(oauth2::router()),
+            Resource::Oauth => router
+                .merge(discovery::keys_router())
+                .merge(oauth2::router()),
             Resource::Human => router.merge(pages::router()),
             Resource::Compat => router,
             Resource::Assets => router.merge(assets::router()),

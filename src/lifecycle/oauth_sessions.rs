@@ -25,7 +25,13 @@ pub struct NewSession<'a> {
 }
 
 /// Creates the session and its first tokens (inside the caller's write transaction).
-pub fn start(conn: &Connection, new: NewSession<'_>, with_refresh: bool, ttl: i64, now: i64) -> StoreResult<IssuedTokens> {
+pub fn start(
+    conn: &Connection,
+    new: NewSession<'_>,
+    with_refresh: bool,
+    ttl: i64,
+    now: i64,
+) -> StoreResult<IssuedTokens> {
     let session = OAuthSession {
         id: ulid::Ulid::new().to_string(),
         user_id: new.user_id.map(String::from),
@@ -40,7 +46,13 @@ pub fn start(conn: &Connection, new: NewSession<'_>, with_refresh: bool, ttl: i6
 }
 
 /// Issues a fresh access token (and refresh token) for a session.
-pub fn issue(conn: &Connection, session_id: &str, with_refresh: bool, ttl: i64, now: i64) -> StoreResult<IssuedTokens> {
+pub fn issue(
+    conn: &Connection,
+    session_id: &str,
+    with_refresh: bool,
+    ttl: i64,
+    now: i64,
+) -> StoreResult<IssuedTokens> {
     let access_token = TokenKind::AccessToken.generate();
     let access = AccessToken {
         id: ulid::Ulid::new().to_string(),
@@ -95,7 +107,13 @@ pub struct IssuedTokensSummary {
 /// Refresh-token rotation with MAS's replay tolerance: a consumed token may be presented again
 /// while its successor's access token is still unused (the client lost the response); the
 /// successor is then revoked and a new pair issued.
-pub fn rotate(conn: &Connection, client_id: &str, refresh_token: &str, ttl: i64, now: i64) -> StoreResult<RefreshOutcome> {
+pub fn rotate(
+    conn: &Connection,
+    client_id: &str,
+    refresh_token: &str,
+    ttl: i64,
+    now: i64,
+) -> StoreResult<RefreshOutcome> {
     let Some(token) = token_store::refresh_by_hash(conn, &hash_token(refresh_token))? else {
         return Ok(RefreshOutcome::Invalid("unknown refresh token"));
     };
@@ -113,14 +131,19 @@ pub fn rotate(conn: &Connection, client_id: &str, refresh_token: &str, ttl: i64,
             Some(id) => token_store::refresh_by_id(conn, id)?,
             None => None,
         };
-        let Some(successor) = successor.filter(|s| s.consumed_at.is_none() && s.revoked_at.is_none()) else {
+        let Some(successor) =
+            successor.filter(|s| s.consumed_at.is_none() && s.revoked_at.is_none())
+        else {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));
         };
         let successor_access = match &successor.access_token_id {
             Some(id) => token_store::access_by_id(conn, id)?,
             None => None,
         };
-        if successor_access.as_ref().is_some_and(|a| a.first_used_at.is_some()) {
+        if successor_access
+            .as_ref()
+            .is_some_and(|a| a.first_used_at.is_some())
+        {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));
         }
         token_store::revoke_refresh(conn, &successor.id, now)?;
@@ -129,9 +152,12 @@ pub fn rotate(conn: &Connection, client_id: &str, refresh_token: &str, ttl: i64,
         }
     }
     let issued = issue(conn, &session.id, true, ttl, now)?;
-    let next_id = token_store::refresh_by_hash(conn, &hash_token(issued.refresh_token.as_deref().unwrap_or_default()))?
-        .map(|t| t.id)
-        .ok_or_else(|| StoreError::Corrupt("fresh refresh token vanished".into()))?;
+    let next_id = token_store::refresh_by_hash(
+        conn,
+        &hash_token(issued.refresh_token.as_deref().unwrap_or_default()),
+    )?
+    .map(|t| t.id)
+    .ok_or_else(|| StoreError::Corrupt("fresh refresh token vanished".into()))?;
     if token.consumed_at.is_none() {
         if !token_store::consume_refresh(conn, &token.id, &next_id, now)? {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));
@@ -153,11 +179,19 @@ pub fn rotate(conn: &Connection, client_id: &str, refresh_token: &str, ttl: i64,
 /// Ends a session: its tokens stop working at once. Returns the session when it was active.
 pub fn end(conn: &Connection, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
     let session = sessions::oauth_by_id(conn, session_id)?;
-    if sessions::finish_oauth(conn, session_id, now)? { Ok(session) } else { Ok(None) }
+    if sessions::finish_oauth(conn, session_id, now)? {
+        Ok(session)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Ends a session from any surface (revoke, logout, account page, admin, CLI).
-pub async fn finish(store: &crate::store::Store, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
+pub async fn finish(
+    store: &crate::store::Store,
+    session_id: &str,
+    now: i64,
+) -> StoreResult<Option<OAuthSession>> {
     let id = session_id.to_string();
     store.write(move |c| end(c, &id, now)).await
 }

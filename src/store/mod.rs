@@ -7,9 +7,9 @@
 
 pub mod clients;
 pub mod grants;
+pub mod keys;
 pub mod sessions;
 pub mod tokens;
-pub mod keys;
 pub mod users;
 
 use std::path::{Path, PathBuf};

@@ -13,7 +13,12 @@ pub struct BrowserSession {
     pub finished_at: Option<i64>,
 }
 
-pub fn insert_browser(conn: &Connection, s: &BrowserSession, user_agent: Option<&str>, ip: Option<&str>) -> StoreResult<()> {
+pub fn insert_browser(
+    conn: &Connection,
+    s: &BrowserSession,
+    user_agent: Option<&str>,
+    ip: Option<&str>,
+) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO user_sessions (user_session_id, user_id, created_at, authenticated_at, user_agent, last_active_at, last_active_ip)
          VALUES (?1, ?2, ?3, ?4, ?5, ?3, ?6)",
@@ -59,7 +64,8 @@ pub struct OAuthSession {
     pub finished_at: Option<i64>,
 }
 
-const OAUTH_COLUMNS: &str = "oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, finished_at";
+const OAUTH_COLUMNS: &str =
+    "oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, finished_at";
 
 fn oauth_from_row(r: &Row) -> rusqlite::Result<OAuthSession> {
     Ok(OAuthSession {
@@ -73,7 +79,11 @@ fn oauth_from_row(r: &Row) -> rusqlite::Result<OAuthSession> {
     })
 }
 
-pub fn insert_oauth(conn: &Connection, s: &OAuthSession, user_agent: Option<&str>) -> StoreResult<()> {
+pub fn insert_oauth(
+    conn: &Connection,
+    s: &OAuthSession,
+    user_agent: Option<&str>,
+) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO oauth2_sessions (oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, last_active_at, user_agent)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
@@ -89,7 +99,9 @@ pub fn oauth_by_id(conn: &Connection, id: &str) -> StoreResult<Option<OAuthSessi
 
 /// Active OAuth sessions of a user (for device reconciliation and the account page).
 pub fn active_oauth_for_user(conn: &Connection, user_id: &str) -> StoreResult<Vec<OAuthSession>> {
-    let sql = format!("SELECT {OAUTH_COLUMNS} FROM oauth2_sessions WHERE user_id = ?1 AND finished_at IS NULL ORDER BY created_at");
+    let sql = format!(
+        "SELECT {OAUTH_COLUMNS} FROM oauth2_sessions WHERE user_id = ?1 AND finished_at IS NULL ORDER BY created_at"
+    );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([user_id], oauth_from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)

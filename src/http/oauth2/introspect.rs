@@ -21,10 +21,21 @@ use crate::tokens::{TokenKind, hash_token};
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         Ok(v) => {
-            let result = if v.get("active") == Some(&Value::Bool(true)) { "active" } else { "inactive" };
-            state.metrics.introspections.get_or_create(&crate::http::metrics::ResultLabels { result: result.into() }).inc();
+            let result = if v.get("active") == Some(&Value::Bool(true)) {
+                "active"
+            } else {
+                "inactive"
+            };
+            state
+                .metrics
+                .introspections
+                .get_or_create(&crate::http::metrics::ResultLabels {
+                    result: result.into(),
+                })
+                .inc();
             let mut res = Json(v).into_response();
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
         Err(e) => e.into_response(),
@@ -41,10 +52,15 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
     let token = params.require("token")?;
     let hint = params.get("token_type_hint");
     // Garbage (bad prefix or CRC) is rejected without a database hit.
-    let Some(kind) = TokenKind::check(token) else { return Ok(inactive()) };
+    let Some(kind) = TokenKind::check(token) else {
+        return Ok(inactive());
+    };
     let hint_matches = match (hint, kind) {
         (None, _) => true,
-        (Some("access_token"), TokenKind::AccessToken | TokenKind::CompatAccessToken | TokenKind::PersonalAccessToken) => true,
+        (
+            Some("access_token"),
+            TokenKind::AccessToken | TokenKind::CompatAccessToken | TokenKind::PersonalAccessToken,
+        ) => true,
         (Some("refresh_token"), TokenKind::RefreshToken | TokenKind::CompatRefreshToken) => true,
         (Some("access_token" | "refresh_token"), _) => false,
         (Some(_), _) => true,
@@ -54,19 +70,38 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
     }
     let hash = hash_token(token);
     let info = match kind {
-        TokenKind::AccessToken => state.store.read(move |c| token_store::introspect_access(c, &hash)).await?,
-        TokenKind::RefreshToken => state.store.read(move |c| token_store::introspect_refresh(c, &hash)).await?,
+        TokenKind::AccessToken => {
+            state
+                .store
+                .read(move |c| token_store::introspect_access(c, &hash))
+                .await?
+        }
+        TokenKind::RefreshToken => {
+            state
+                .store
+                .read(move |c| token_store::introspect_refresh(c, &hash))
+                .await?
+        }
         _ => None,
     };
-    let Some(info) = info else { return Ok(inactive()) };
+    let Some(info) = info else {
+        return Ok(inactive());
+    };
     let now = state.now();
-    if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
+    if info.dead
+        || info.session_finished
+        || !info.user_valid
+        || info.expires_at.is_some_and(|e| e <= now)
+    {
         return Ok(inactive());
     }
     if kind == TokenKind::AccessToken && info.first_used_at.is_none() {
         // First use: the refresh-token replay tolerance ends once a successor token was used.
         let id = info.token_id.clone();
-        state.store.write(move |c| token_store::mark_access_used(c, &id, now)).await?;
+        state
+            .store
+            .write(move |c| token_store::mark_access_used(c, &id, now))
+            .await?;
     }
     Ok(answer(&info, kind, now))
 }
@@ -83,7 +118,11 @@ fn answer(info: &TokenInfo, kind: TokenKind, now: i64) -> Value {
     if let Some(sub) = &info.user_id {
         m.insert("sub".into(), json!(sub));
     }
-    let token_type = if kind == TokenKind::RefreshToken { "refresh_token" } else { "access_token" };
+    let token_type = if kind == TokenKind::RefreshToken {
+        "refresh_token"
+    } else {
+        "access_token"
+    };
     m.insert("token_type".into(), json!(token_type));
     if let Some(exp) = info.expires_at {
         m.insert("exp".into(), json!(exp));
@@ -96,20 +135,32 @@ fn answer(info: &TokenInfo, kind: TokenKind, now: i64) -> Value {
 }
 
 /// The homeserver's shared secret, or a confidential client's credentials.
-async fn authenticate_caller(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<(), OAuthError> {
+async fn authenticate_caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<(), OAuthError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
     if let Some(secret) = bearer {
-        if constant_time_eq(secret.trim().as_bytes(), state.config.matrix.secret().as_bytes()) {
+        if constant_time_eq(
+            secret.trim().as_bytes(),
+            state.config.matrix.secret().as_bytes(),
+        ) {
             return Ok(());
         }
         return Err(OAuthError::access_denied("invalid bearer credentials"));
     }
     let client = client_auth::authenticate(state, headers, params).await?;
     if client.is_public() {
-        return Err(OAuthError::access_denied("public clients cannot introspect"));
+        return Err(OAuthError::access_denied(
+            "public clients cannot introspect",
+        ));
     }
     Ok(())
 }

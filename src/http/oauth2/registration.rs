@@ -36,21 +36,101 @@ const ASYMMETRIC_ALGS: [&str; 8] = [
 ];
 /// Common public suffixes: a host that is exactly one of these is not a valid client domain.
 const PUBLIC_SUFFIXES: &[&str] = &[
-    "com", "net", "org", "edu", "gov", "mil", "int", "info", "biz", "io", "co", "me", "tv", "app",
-    "dev", "xyz", "online", "site", "tech", "cloud", "eu", "uk", "co.uk", "org.uk", "ac.uk",
-    "gov.uk", "me.uk", "de", "fr", "nl", "be", "ch", "at", "it", "es", "pt", "se", "no", "fi",
-    "dk", "pl", "cz", "ru", "ua", "us", "ca", "au", "com.au", "net.au", "org.au", "nz", "co.nz",
-    "jp", "co.jp", "ne.jp", "or.jp", "cn", "com.cn", "in", "co.in", "br", "com.br", "za", "co.za",
-    "kr", "co.kr", "mx", "com.mx", "ar", "com.ar", "tw", "com.tw", "hk", "com.hk", "sg", "com.sg",
-    "github.io", "gitlab.io", "pages.dev", "netlify.app", "vercel.app", "herokuapp.com",
-    "appspot.com", "web.app", "firebaseapp.com", "blogspot.com", "cloudfront.net",
-    "azurewebsites.net", "onrender.com", "fly.dev",
+    "com",
+    "net",
+    "org",
+    "edu",
+    "gov",
+    "mil",
+    "int",
+    "info",
+    "biz",
+    "io",
+    "co",
+    "me",
+    "tv",
+    "app",
+    "dev",
+    "xyz",
+    "online",
+    "site",
+    "tech",
+    "cloud",
+    "eu",
+    "uk",
+    "co.uk",
+    "org.uk",
+    "ac.uk",
+    "gov.uk",
+    "me.uk",
+    "de",
+    "fr",
+    "nl",
+    "be",
+    "ch",
+    "at",
+    "it",
+    "es",
+    "pt",
+    "se",
+    "no",
+    "fi",
+    "dk",
+    "pl",
+    "cz",
+    "ru",
+    "ua",
+    "us",
+    "ca",
+    "au",
+    "com.au",
+    "net.au",
+    "org.au",
+    "nz",
+    "co.nz",
+    "jp",
+    "co.jp",
+    "ne.jp",
+    "or.jp",
+    "cn",
+    "com.cn",
+    "in",
+    "co.in",
+    "br",
+    "com.br",
+    "za",
+    "co.za",
+    "kr",
+    "co.kr",
+    "mx",
+    "com.mx",
+    "ar",
+    "com.ar",
+    "tw",
+    "com.tw",
+    "hk",
+    "com.hk",
+    "sg",
+    "com.sg",
+    "github.io",
+    "gitlab.io",
+    "pages.dev",
+    "netlify.app",
+    "vercel.app",
+    "herokuapp.com",
+    "appspot.com",
+    "web.app",
+    "firebaseapp.com",
+    "blogspot.com",
+    "cloudfront.net",
+    "azurewebsites.net",
+    "onrender.com",
+    "fly.dev",
 ];
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// The request body; unknown (and localised `name#lang`) fields are ignored.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
+#[derive(Debug, Deserialize)]
 struct RawMetadata {
     redirect_uris: Option<Vec<Url>>,
     grant_types: Option<Vec<String>>,
@@ -73,7 +153,6 @@ struct RawMetadata {
 fn invalid_metadata(msg: impl Into<String>) -> OAuthError {
     OAuthError::new(StatusCode::BAD_REQUEST, "invalid_client_metadata", msg)
 }
-
 fn invalid_redirect(msg: impl Into<String>) -> OAuthError {
     OAuthError::new(StatusCode::BAD_REQUEST, "invalid_redirect_uri", msg)
 }
@@ -99,10 +178,16 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError>
 
     let method = ClientAuthMethod::parse(&metadata.token_endpoint_auth_method)
         .ok_or_else(|| invalid_metadata("unsupported token_endpoint_auth_method"))?;
-    let secret = method.needs_secret().then(|| random_alnum(20));
-    let encrypted_secret = secret.as_ref().map(|s| state.encrypter.encrypt(s.as_bytes()));
+    let secret = method.needs_secret().then(|| random_alnum(20)); // 20 alnum, as MAS
+    let encrypted_secret = secret
+        .as_ref()
+        .map(|s| state.encrypter.encrypt(s.as_bytes()));
     // Only clients without a secret are de-duplicated: a secret is handed out once.
-    let digest = if secret.is_none() { Some(digest(&metadata)?) } else { None };
+    let digest = if secret.is_none() {
+        Some(digest(&metadata)?)
+    } else {
+        None
+    };
     let now = state.now();
     let candidate = Client {
         id: new_client_id(now),
@@ -126,22 +211,19 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError>
     tracing::Span::current().record("client_id", client.id.as_str());
     tracing::info!(created, client_name = ?client.metadata.client_name, "client registration");
 
-    let mut body = json!({
-        "client_id": client.id,
-        "client_id_issued_at": client.created_at,
-    });
+    // The normalised metadata (always a JSON object), plus the RFC 7591 §3.2.1 fields.
+    let mut body = serde_json::to_value(&client.metadata)?;
+    body["client_id"] = json!(client.id);
+    body["client_id_issued_at"] = json!(client.created_at);
     if let Some(secret) = secret {
         body["client_secret"] = json!(secret);
         body["client_secret_expires_at"] = json!(0);
     }
-    if let (Some(out), Value::Object(meta)) = (body.as_object_mut(), serde_json::to_value(&client.metadata)?) {
-        for (k, v) in meta {
-            out.entry(k).or_insert(v);
-        }
-    }
     let mut res = (StatusCode::CREATED, Json(body)).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(res)
 }
 
@@ -161,16 +243,23 @@ fn parse(body: &[u8]) -> Result<RawMetadata, OAuthError> {
     serde_json::from_value(value).map_err(|e| invalid_metadata(e.to_string()))
 }
 
+/// Sorted and de-duplicated, so equal registrations hash equally.
 fn sorted(mut v: Vec<String>) -> Vec<String> {
-    v.sort();
+    v.sort_unstable();
     v.dedup();
     v
 }
 
 /// Structural validation (MAS `ClientMetadata::validate`), defaults and a stable order.
 fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, OAuthError> {
-    let grant_types = sorted(raw.grant_types.unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.into()]));
-    if let Some(g) = grant_types.iter().find(|g| !SUPPORTED_GRANTS.contains(&g.as_str())) {
+    let grant_types = sorted(
+        raw.grant_types
+            .unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.into()]),
+    );
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| !SUPPORTED_GRANTS.contains(&g.as_str()))
+    {
         return Err(invalid_metadata(format!("unsupported grant_type '{g}'")));
     }
     let has_code_grant = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
@@ -180,54 +269,78 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
         return Err(invalid_redirect("redirect URIs are missing"));
     }
     if let Some(uri) = redirect_uris.iter().find(|u| u.fragment().is_some()) {
-        return Err(invalid_redirect(format!("redirect URI with fragment: {uri}")));
+        return Err(invalid_redirect(format!(
+            "redirect URI with fragment: {uri}"
+        )));
     }
 
-    let default_response = if has_code_grant { vec!["code".to_string()] } else { vec![] };
+    let default_response = if has_code_grant {
+        vec!["code".to_string()]
+    } else {
+        vec![]
+    };
     let response_types = sorted(raw.response_types.unwrap_or(default_response));
     for rt in &response_types {
         if rt != "code" {
-            return Err(invalid_metadata(format!("unsupported response_type '{rt}'")));
+            return Err(invalid_metadata(format!(
+                "unsupported response_type '{rt}'"
+            )));
         }
         if !has_code_grant {
-            return Err(invalid_metadata("'code' response type not compatible with grant types"));
+            return Err(invalid_metadata(
+                "'code' response type not compatible with grant types",
+            ));
         }
     }
 
-    let method_name = raw.token_endpoint_auth_method.unwrap_or_else(|| "client_secret_basic".into());
+    let method_name = raw
+        .token_endpoint_auth_method
+        .unwrap_or_else(|| "client_secret_basic".into());
     let method = ClientAuthMethod::parse(&method_name).ok_or_else(|| {
-        invalid_metadata(format!("unsupported token_endpoint_auth_method '{method_name}'"))
+        invalid_metadata(format!(
+            "unsupported token_endpoint_auth_method '{method_name}'"
+        ))
     })?;
 
     if raw.jwks.is_some() && raw.jwks_uri.is_some() {
         return Err(invalid_metadata("jwks_uri and jwks are mutually exclusive"));
     }
-    if let Some(jwks) = &raw.jwks {
-        if !jwks.get("keys").is_some_and(Value::is_array) {
-            return Err(invalid_metadata("jwks must be a JWK Set with a keys array"));
-        }
+    if raw
+        .jwks
+        .as_ref()
+        .is_some_and(|j| !j.get("keys").is_some_and(Value::is_array))
+    {
+        return Err(invalid_metadata("jwks must be a JWK Set with a keys array"));
     }
     if method == ClientAuthMethod::PrivateKeyJwt && raw.jwks.is_none() && raw.jwks_uri.is_none() {
         return Err(invalid_metadata("missing JWK Set for token auth method"));
     }
 
-    match (&raw.token_endpoint_auth_signing_alg, method) {
-        (Some(alg), _) if alg == "none" => {
-            return Err(invalid_metadata("none signing alg unauthorized for token_endpoint"));
+    match (raw.token_endpoint_auth_signing_alg.as_deref(), method) {
+        (Some("none"), _) => {
+            return Err(invalid_metadata(
+                "none signing alg unauthorized for token_endpoint",
+            ));
         }
-        (Some(alg), ClientAuthMethod::ClientSecretJwt) if !HMAC_ALGS.contains(&alg.as_str()) => {
-            return Err(invalid_metadata(format!("unsupported token_endpoint_auth_signing_alg '{alg}' for client_secret_jwt")));
-        }
-        (Some(alg), ClientAuthMethod::PrivateKeyJwt) if !ASYMMETRIC_ALGS.contains(&alg.as_str()) => {
-            return Err(invalid_metadata(format!("unsupported token_endpoint_auth_signing_alg '{alg}' for private_key_jwt")));
-        }
-        (Some(alg), _) if !HMAC_ALGS.contains(&alg.as_str()) && !ASYMMETRIC_ALGS.contains(&alg.as_str()) => {
-            return Err(invalid_metadata(format!("unsupported token_endpoint_auth_signing_alg '{alg}'")));
+        (Some(alg), _) => {
+            let usable = match method {
+                ClientAuthMethod::ClientSecretJwt => HMAC_ALGS.contains(&alg),
+                ClientAuthMethod::PrivateKeyJwt => ASYMMETRIC_ALGS.contains(&alg),
+                _ => HMAC_ALGS.contains(&alg) || ASYMMETRIC_ALGS.contains(&alg),
+            };
+            if !usable {
+                let m = method.as_str();
+                return Err(invalid_metadata(format!(
+                    "token_endpoint_auth_signing_alg '{alg}' cannot be used with {m}"
+                )));
+            }
         }
         (None, ClientAuthMethod::ClientSecretJwt | ClientAuthMethod::PrivateKeyJwt) => {
-            return Err(invalid_metadata("token_endpoint missing auth signing algorithm"));
+            return Err(invalid_metadata(
+                "token_endpoint missing auth signing algorithm",
+            ));
         }
-        _ => {}
+        (None, _) => {}
     }
 
     if let Some(alg) = &raw.id_token_signed_response_alg {
@@ -235,18 +348,26 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
             return Err(invalid_metadata("ID Token signing alg is none"));
         }
         if !signing_algs.contains(&alg.as_str()) {
-            return Err(invalid_metadata(format!("unsupported id_token_signed_response_alg '{alg}'")));
+            return Err(invalid_metadata(format!(
+                "unsupported id_token_signed_response_alg '{alg}'"
+            )));
         }
     }
-    if let Some(alg) = &raw.userinfo_signed_response_alg {
-        if !signing_algs.contains(&alg.as_str()) {
-            return Err(invalid_metadata(format!("unsupported userinfo_signed_response_alg '{alg}'")));
-        }
+    if let Some(alg) = raw
+        .userinfo_signed_response_alg
+        .as_deref()
+        .filter(|a| !signing_algs.contains(a))
+    {
+        return Err(invalid_metadata(format!(
+            "unsupported userinfo_signed_response_alg '{alg}'"
+        )));
     }
 
     let application_type = raw.application_type.unwrap_or_else(|| "web".into());
     if application_type != "web" && application_type != "native" {
-        return Err(invalid_metadata(format!("unsupported application_type '{application_type}'")));
+        return Err(invalid_metadata(format!(
+            "unsupported application_type '{application_type}'"
+        )));
     }
 
     let url = |u: Option<Url>| u.map(String::from);
@@ -282,15 +403,26 @@ fn check_public_suffixes(m: &ClientMetadata) -> Result<(), OAuthError> {
         ("client_uri", &m.client_uri),
         ("logo_uri", &m.logo_uri),
         ("policy_uri", &m.policy_uri),
-        ("tos_uri", &m.tos_uri),
-        ("jwks_uri", &m.jwks_uri),
     ];
-    for (name, value) in fields {
-        if value.as_deref().and_then(|u| Url::parse(u).ok()).is_some_and(|u| host_is_public_suffix(&u)) {
-            return Err(invalid_metadata(format!("{name} is not using a valid domain")));
+    for (name, value) in fields
+        .into_iter()
+        .chain([("tos_uri", &m.tos_uri), ("jwks_uri", &m.jwks_uri)])
+    {
+        if value
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok())
+            .is_some_and(|u| host_is_public_suffix(&u))
+        {
+            return Err(invalid_metadata(format!(
+                "{name} is not using a valid domain"
+            )));
         }
     }
-    if m.redirect_uris.iter().filter_map(|u| Url::parse(u).ok()).any(|u| host_is_public_suffix(&u)) {
+    if m.redirect_uris
+        .iter()
+        .filter_map(|u| Url::parse(u).ok())
+        .any(|u| host_is_public_suffix(&u))
+    {
         return Err(invalid_redirect("redirect_uri is not using a valid domain"));
     }
     Ok(())
@@ -299,7 +431,9 @@ fn check_public_suffixes(m: &ClientMetadata) -> Result<(), OAuthError> {
 /// https on a non-loopback host.
 fn secure_url(url: &Url) -> bool {
     url.scheme() == "https"
-        && url.host_str().is_some_and(|h| !LOOPBACK_HOSTS.contains(&h) && h != "0.0.0.0")
+        && url
+            .host_str()
+            .is_some_and(|h| !LOOPBACK_HOSTS.contains(&h) && h != "0.0.0.0")
 }
 
 /// `host` equals `parent` or is a subdomain of it.
@@ -332,32 +466,38 @@ fn policy_violations(m: &ClientMetadata) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     let parse = |u: &Option<String>| u.as_deref().and_then(|u| Url::parse(u).ok());
     let client_uri = parse(&m.client_uri);
-    let client_host = client_uri.as_ref().and_then(|u| u.host_str().map(str::to_owned));
+    let client_host = client_uri
+        .as_ref()
+        .and_then(|u| u.host_str().map(str::to_owned));
     let client_host = client_host.as_deref();
-    let host_ok = |u: &Url| client_host.is_none_or(|c| u.host_str().is_some_and(|h| is_subdomain(c, h)));
+    let host_ok =
+        |u: &Url| client_host.is_none_or(|c| u.host_str().is_some_and(|h| is_subdomain(c, h)));
 
     match (&m.client_uri, &client_uri) {
         (None, _) => v.push("missing client_uri".into()),
         (Some(_), Some(u)) if secure_url(u) => {}
         (Some(_), _) => v.push("invalid client_uri".into()),
     }
-    for (name, value) in [("tos_uri", &m.tos_uri), ("policy_uri", &m.policy_uri), ("logo_uri", &m.logo_uri)] {
-        if value.is_none() {
+    for (name, value) in [
+        ("tos_uri", &m.tos_uri),
+        ("policy_uri", &m.policy_uri),
+        ("logo_uri", &m.logo_uri),
+    ] {
+        let Some(raw) = value else { continue };
+        let Ok(u) = Url::parse(raw) else {
+            v.push(format!("invalid {name}"));
             continue;
+        };
+        if !secure_url(&u) {
+            v.push(format!("invalid {name}"));
         }
-        match parse(value) {
-            Some(u) => {
-                if !secure_url(&u) {
-                    v.push(format!("invalid {name}"));
-                }
-                if !host_ok(&u) {
-                    v.push(format!("{name} not on the same host as the client_uri"));
-                }
-            }
-            None => v.push(format!("invalid {name}")),
+        if !host_ok(&u) {
+            v.push(format!("{name} not on the same host as the client_uri"));
         }
     }
-    if m.grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) && m.token_endpoint_auth_method == "none" {
+    if m.grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS)
+        && m.token_endpoint_auth_method == "none"
+    {
         v.push("client_credentials grant_type requires some form of client authentication".into());
     }
     let native = m.application_type.as_deref() == Some("native");
@@ -393,14 +533,23 @@ fn canonical_json(v: &Value) -> String {
                 .collect();
             format!("{{{}}}", fields.join(","))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         other => other.to_string(),
     }
 }
 
 /// SHA-256 (hex) of the canonical JSON of the normalised metadata.
 fn digest(m: &ClientMetadata) -> Result<String, OAuthError> {
-    Ok(sha256_hex(canonical_json(&serde_json::to_value(m)?).as_bytes()))
+    Ok(sha256_hex(
+        canonical_json(&serde_json::to_value(m)?).as_bytes(),
+    ))
 }
 
 #[cfg(test)]
@@ -412,7 +561,11 @@ mod tests {
         let m = normalise(parse(body.to_string().as_bytes())?, &["ES256", "RS256"])?;
         check_public_suffixes(&m)?;
         let violations = policy_violations(&m);
-        if violations.is_empty() { Ok(m) } else { Err(policy_error(&violations)) }
+        if violations.is_empty() {
+            Ok(m)
+        } else {
+            Err(policy_error(&violations))
+        }
     }
 
     /// Element X's registration with `changes` applied (a null value removes the field).
@@ -422,16 +575,20 @@ mod tests {
             "redirect_uris": ["io.element.app:/callback"], "token_endpoint_auth_method": "none",
             "response_types": ["code"], "grant_types": ["authorization_code", "refresh_token"],
         });
-        for (k, v) in changes.as_object().unwrap() {
-            body[k] = v.clone();
-        }
+        body.as_object_mut()
+            .unwrap()
+            .extend(changes.as_object().unwrap().clone());
         body
     }
 
     #[test]
     fn parse_errors() {
         assert_eq!(parse(b"{not json").unwrap_err().error, "invalid_request");
-        for bad in [&b"[1]"[..], br#"{"redirect_uris": "x"}"#, br#"{"client_uri": "not a url"}"#] {
+        for bad in [
+            &b"[1]"[..],
+            br#"{"redirect_uris": "x"}"#,
+            br#"{"client_uri": "not a url"}"#,
+        ] {
             assert_eq!(parse(bad).unwrap_err().error, "invalid_client_metadata");
         }
         assert!(parse(br#"{"client_name#fr": "Exemple", "software_id": 3}"#).is_ok());
@@ -440,61 +597,188 @@ mod tests {
     #[test]
     fn defaults_and_normalisation() {
         let m = check(&json!({"client_uri": "https://example.com", "redirect_uris": ["https://b.example.com/", "https://a.example.com/cb"]})).unwrap();
-        assert_eq!((m.grant_types.clone(), m.response_types.clone()), (vec!["authorization_code".to_string()], vec!["code".to_string()]));
-        assert_eq!((m.token_endpoint_auth_method.as_str(), m.application_type.as_deref()), ("client_secret_basic", Some("web")));
+        assert_eq!(
+            (m.grant_types.clone(), m.response_types.clone()),
+            (
+                vec!["authorization_code".to_string()],
+                vec!["code".to_string()]
+            )
+        );
+        assert_eq!(
+            (
+                m.token_endpoint_auth_method.as_str(),
+                m.application_type.as_deref()
+            ),
+            ("client_secret_basic", Some("web"))
+        );
         assert_eq!(m.client_uri.as_deref(), Some("https://example.com/"));
-        assert_eq!(m.redirect_uris, ["https://a.example.com/cb", "https://b.example.com/"]);
-        let cc = check(&json!({"client_uri": "https://example.com", "grant_types": ["client_credentials"]})).unwrap();
+        assert_eq!(
+            m.redirect_uris,
+            ["https://a.example.com/cb", "https://b.example.com/"]
+        );
+        let cc = check(
+            &json!({"client_uri": "https://example.com", "grant_types": ["client_credentials"]}),
+        )
+        .unwrap();
         assert!(cc.response_types.is_empty() && cc.redirect_uris.is_empty());
     }
 
     #[test]
     fn rules_table() {
         let cc = |c: Value| {
-            let mut b = json!({"client_uri": "https://example.com", "grant_types": ["client_credentials"]});
-            b.as_object_mut().unwrap().extend(c.as_object().unwrap().clone());
+            let mut b =
+                json!({"client_uri": "https://example.com", "grant_types": ["client_credentials"]});
+            b.as_object_mut()
+                .unwrap()
+                .extend(c.as_object().unwrap().clone());
             b
         };
         let web = |uri: &str| json!({"client_uri": "https://app.example.com", "token_endpoint_auth_method": "none", "redirect_uris": [uri]});
-        let pkj = json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}});
         let cases: Vec<(Value, &str)> = vec![
             (x(json!({})), "ok"),
-            (x(json!({"client_uri": "https://app.element.io", "application_type": "web", "id_token_signed_response_alg": "RS256",
-                "redirect_uris": ["https://app.element.io/?no_universal_links=true"]})), "ok"),
-            (x(json!({"grant_types": ["implicit"]})), "invalid_client_metadata"),
-            (x(json!({"grant_types": ["password"]})), "invalid_client_metadata"),
-            (x(json!({"response_types": ["token"]})), "invalid_client_metadata"),
+            (
+                x(
+                    json!({"client_uri": "https://app.element.io", "application_type": "web", "id_token_signed_response_alg": "RS256",
+                "redirect_uris": ["https://app.element.io/?no_universal_links=true"]}),
+                ),
+                "ok",
+            ),
+            (
+                x(json!({"grant_types": ["implicit"]})),
+                "invalid_client_metadata",
+            ),
+            (
+                x(json!({"grant_types": ["password"]})),
+                "invalid_client_metadata",
+            ),
+            (
+                x(json!({"response_types": ["token"]})),
+                "invalid_client_metadata",
+            ),
             (x(json!({"redirect_uris": null})), "invalid_redirect_uri"),
             (x(json!({"redirect_uris": []})), "invalid_redirect_uri"),
-            (x(json!({"redirect_uris": ["io.element.app:/cb#f"]})), "invalid_redirect_uri"),
-            (x(json!({"id_token_signed_response_alg": "none"})), "invalid_client_metadata"),
-            (x(json!({"id_token_signed_response_alg": "PS512"})), "invalid_client_metadata"),
-            (x(json!({"application_type": "desktop"})), "invalid_client_metadata"),
-            (x(json!({"jwks": {"keys": []}, "jwks_uri": "https://element.io/jwks"})), "invalid_client_metadata"),
-            (x(json!({"token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_signing_alg": "RS256"})), "invalid_client_metadata"),
-            (x(pkj.clone()), "invalid_client_metadata"),
-            (x(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "none"})), "invalid_client_metadata"),
-            (x(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "HS256"})), "invalid_client_metadata"),
-            (x(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "RS256"})), "ok"),
-            (x(json!({"token_endpoint_auth_method": "client_secret_jwt", "token_endpoint_auth_signing_alg": "HS256"})), "ok"),
+            (
+                x(json!({"redirect_uris": ["io.element.app:/cb#f"]})),
+                "invalid_redirect_uri",
+            ),
+            (
+                x(json!({"id_token_signed_response_alg": "none"})),
+                "invalid_client_metadata",
+            ),
+            (
+                x(json!({"id_token_signed_response_alg": "PS512"})),
+                "invalid_client_metadata",
+            ),
+            (
+                x(json!({"application_type": "desktop"})),
+                "invalid_client_metadata",
+            ),
+            (
+                x(json!({"jwks": {"keys": []}, "jwks_uri": "https://element.io/jwks"})),
+                "invalid_client_metadata",
+            ),
+            (
+                x(
+                    json!({"token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_signing_alg": "RS256"}),
+                ),
+                "invalid_client_metadata",
+            ),
+            (
+                x(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}})),
+                "invalid_client_metadata",
+            ),
+            (
+                x(
+                    json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "none"}),
+                ),
+                "invalid_client_metadata",
+            ),
+            (
+                x(
+                    json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "HS256"}),
+                ),
+                "invalid_client_metadata",
+            ),
+            (
+                x(
+                    json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "RS256"}),
+                ),
+                "ok",
+            ),
+            (
+                x(
+                    json!({"token_endpoint_auth_method": "client_secret_jwt", "token_endpoint_auth_signing_alg": "HS256"}),
+                ),
+                "ok",
+            ),
             // Policy: URIs of the client.
             (cc(json!({"client_uri": null})), "invalid_client_metadata"),
-            (cc(json!({"client_uri": "http://example.com"})), "invalid_client_metadata"),
-            (cc(json!({"client_uri": "https://localhost"})), "invalid_client_metadata"),
-            (cc(json!({"client_uri": "https://127.0.0.1"})), "invalid_client_metadata"),
-            (cc(json!({"client_uri": "https://co.uk"})), "invalid_client_metadata"),
-            (cc(json!({"logo_uri": "https://cdn.example.org/logo.png"})), "invalid_client_metadata"),
-            (cc(json!({"tos_uri": "http://example.com/tos"})), "invalid_client_metadata"),
-            (cc(json!({"logo_uri": "https://static.example.com/l.png", "policy_uri": "https://example.com/p"})), "ok"),
-            (cc(json!({"token_endpoint_auth_method": "none"})), "invalid_client_metadata"),
+            (
+                cc(json!({"client_uri": "http://example.com"})),
+                "invalid_client_metadata",
+            ),
+            (
+                cc(json!({"client_uri": "https://localhost"})),
+                "invalid_client_metadata",
+            ),
+            (
+                cc(json!({"client_uri": "https://127.0.0.1"})),
+                "invalid_client_metadata",
+            ),
+            (
+                cc(json!({"client_uri": "https://co.uk"})),
+                "invalid_client_metadata",
+            ),
+            (
+                cc(json!({"logo_uri": "https://cdn.example.org/logo.png"})),
+                "invalid_client_metadata",
+            ),
+            (
+                cc(json!({"tos_uri": "http://example.com/tos"})),
+                "invalid_client_metadata",
+            ),
+            (
+                cc(
+                    json!({"logo_uri": "https://static.example.com/l.png", "policy_uri": "https://example.com/p"}),
+                ),
+                "ok",
+            ),
+            (
+                cc(json!({"token_endpoint_auth_method": "none"})),
+                "invalid_client_metadata",
+            ),
             // Policy: native redirect URIs.
-            (x(json!({"redirect_uris": ["http://localhost:8080/cb", "http://127.0.0.1/", "http://[::1]:1/x", "io.element.app.x:/"]})), "ok"),
-            (x(json!({"redirect_uris": ["io.element:/callback", "https://element.io/callback"]})), "ok"),
+            (
+                x(
+                    json!({"redirect_uris": ["http://localhost:8080/cb", "http://127.0.0.1/", "http://[::1]:1/x", "io.element.app.x:/"]}),
+                ),
+                "ok",
+            ),
+            (
+                x(
+                    json!({"redirect_uris": ["io.element:/callback", "https://element.io/callback"]}),
+                ),
+                "ok",
+            ),
             (x(json!({"client_uri": "https://app.element.io"})), "ok"),
-            (x(json!({"client_uri": "https://app.element.io", "redirect_uris": ["io.element:/callback"]})), "invalid_redirect_uri"),
-            (x(json!({"redirect_uris": ["com.example.app:/callback"]})), "invalid_redirect_uri"),
-            (x(json!({"redirect_uris": ["io.element.app://callback"]})), "invalid_redirect_uri"),
-            (x(json!({"redirect_uris": ["http://element.io/callback"]})), "invalid_redirect_uri"),
+            (
+                x(
+                    json!({"client_uri": "https://app.element.io", "redirect_uris": ["io.element:/callback"]}),
+                ),
+                "invalid_redirect_uri",
+            ),
+            (
+                x(json!({"redirect_uris": ["com.example.app:/callback"]})),
+                "invalid_redirect_uri",
+            ),
+            (
+                x(json!({"redirect_uris": ["io.element.app://callback"]})),
+                "invalid_redirect_uri",
+            ),
+            (
+                x(json!({"redirect_uris": ["http://element.io/callback"]})),
+                "invalid_redirect_uri",
+            ),
             // Policy: web redirect URIs.
             (web("https://x.app.example.com:8443/cb?a=b"), "ok"),
             (web("https://example.com/cb"), "invalid_redirect_uri"),
@@ -511,23 +795,48 @@ mod tests {
 
     #[test]
     fn messages() {
-        let e = check(&x(json!({"logo_uri": "https://evil.example/l.png", "tos_uri": "http://element.io/t"}))).unwrap_err();
-        assert_eq!(e.description.as_deref(), Some("invalid tos_uri; logo_uri not on the same host as the client_uri"));
-        let e = check(&json!({"client_uri": "https://github.io", "grant_types": ["client_credentials"]})).unwrap_err();
-        assert_eq!(e.description.as_deref(), Some("client_uri is not using a valid domain"));
+        let e = check(&x(
+            json!({"logo_uri": "https://evil.example/l.png", "tos_uri": "http://element.io/t"}),
+        ))
+        .unwrap_err();
+        assert_eq!(
+            e.description.as_deref(),
+            Some("invalid tos_uri; logo_uri not on the same host as the client_uri")
+        );
+        let e = check(
+            &json!({"client_uri": "https://github.io", "grant_types": ["client_credentials"]}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.description.as_deref(),
+            Some("client_uri is not using a valid domain")
+        );
         let is_ps = |u: &str| host_is_public_suffix(&Url::parse(u).unwrap());
-        assert!(is_ps("https://com.") && !is_ps("https://matrix-org.github.io") && !is_ps("org.matrix:/callback"));
+        assert!(
+            is_ps("https://com.")
+                && !is_ps("https://matrix-org.github.io")
+                && !is_ps("org.matrix:/callback")
+        );
     }
 
     #[test]
     fn digest_and_ids() {
         let a = check(&x(json!({}))).unwrap();
-        let b = check(&x(json!({"grant_types": ["refresh_token", "authorization_code"]}))).unwrap();
+        let b = check(&x(
+            json!({"grant_types": ["refresh_token", "authorization_code"]}),
+        ))
+        .unwrap();
         let c = check(&x(json!({"client_name": "Element X 2"}))).unwrap();
         assert_eq!(digest(&a).unwrap(), digest(&b).unwrap());
         assert_ne!(digest(&a).unwrap(), digest(&c).unwrap());
-        assert_eq!(canonical_json(&json!({"b": [1, {"d": 1, "c": 2}], "a": "x"})), r#"{"a":"x","b":[1,{"c":2,"d":1}]}"#);
+        assert_eq!(
+            canonical_json(&json!({"b": [1, {"d": 1, "c": 2}], "a": "x"})),
+            r#"{"a":"x","b":[1,{"c":2,"d":1}]}"#
+        );
         let id = new_client_id(1_700_000_000);
-        assert_eq!(ulid::Ulid::from_string(&id).unwrap().timestamp_ms(), 1_700_000_000_000);
+        assert_eq!(
+            ulid::Ulid::from_string(&id).unwrap().timestamp_ms(),
+            1_700_000_000_000
+        );
     }
 }

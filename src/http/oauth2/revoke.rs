@@ -17,7 +17,11 @@ use crate::tokens::{TokenKind, hash_token};
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         // Element X requires exactly 200 (not 204).
-        Ok(()) => (StatusCode::OK, [(axum::http::header::CACHE_CONTROL, "no-store")], axum::Json(serde_json::json!({})))
+        Ok(()) => (
+            StatusCode::OK,
+            [(axum::http::header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::json!({})),
+        )
             .into_response(),
         Err(e) => e.into_response(),
     }
@@ -29,26 +33,41 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
     tracing::Span::current().record("client_id", client.id.as_str());
     let token = params.require("token")?.to_string();
     // Unknown or malformed tokens are not an error (RFC 7009 §2.2).
-    let Some(kind) = TokenKind::check(&token) else { return Ok(()) };
+    let Some(kind) = TokenKind::check(&token) else {
+        return Ok(());
+    };
     let hash = hash_token(&token);
     let session_id = state
         .store
         .read(move |c| {
             Ok(match kind {
-                TokenKind::AccessToken => token_store::access_by_hash(c, &hash)?.map(|t| t.session_id),
-                TokenKind::RefreshToken => token_store::refresh_by_hash(c, &hash)?.map(|t| t.session_id),
+                TokenKind::AccessToken => {
+                    token_store::access_by_hash(c, &hash)?.map(|t| t.session_id)
+                }
+                TokenKind::RefreshToken => {
+                    token_store::refresh_by_hash(c, &hash)?.map(|t| t.session_id)
+                }
                 _ => None,
             })
         })
         .await?;
-    let Some(session_id) = session_id else { return Ok(()) };
+    let Some(session_id) = session_id else {
+        return Ok(());
+    };
     let session = {
         let id = session_id.clone();
-        state.store.read(move |c| crate::store::sessions::oauth_by_id(c, &id)).await?
+        state
+            .store
+            .read(move |c| crate::store::sessions::oauth_by_id(c, &id))
+            .await?
     };
     if session.as_ref().is_some_and(|s| s.client_id != client.id) {
         // Only the session's own client may end it; say nothing about the token.
-        return Err(OAuthError::new(StatusCode::BAD_REQUEST, "unauthorized_client", "the token belongs to another client"));
+        return Err(OAuthError::new(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            "the token belongs to another client",
+        ));
     }
     let now = state.now();
     oauth_sessions::finish(&state.store, &session_id, now).await?;

@@ -13,7 +13,11 @@ use crate::tokens::{TokenKind, hash_token};
 
 fn unauthorized(error: &'static str, description: &str) -> Response {
     let challenge = format!("Bearer error=\"{error}\", error_description=\"{description}\"");
-    let mut res = (StatusCode::UNAUTHORIZED, Json(json!({"error": error, "error_description": description}))).into_response();
+    let mut res = (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({"error": error, "error_description": description})),
+    )
+        .into_response();
     if let Ok(v) = HeaderValue::from_str(&challenge) {
         res.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
@@ -25,14 +29,23 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Respo
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
-    let Some(token) = token else { return unauthorized("invalid_request", "missing bearer token") };
+    let Some(token) = token else {
+        return unauthorized("invalid_request", "missing bearer token");
+    };
     if TokenKind::check(token) != Some(TokenKind::AccessToken) {
         return unauthorized("invalid_token", "unknown token");
     }
     let hash = hash_token(token);
-    let info = match state.store.read(move |c| token_store::introspect_access(c, &hash)).await {
+    let info = match state
+        .store
+        .read(move |c| token_store::introspect_access(c, &hash))
+        .await
+    {
         Ok(i) => i,
         Err(e) => return crate::http::error::OAuthError::internal(e).into_response(),
     };
@@ -51,6 +64,7 @@ pub async fn handler(State(state): State<AppState>, headers: HeaderMap) -> Respo
         return unauthorized("invalid_token", "the token has no user");
     };
     let mut res = Json(json!({ "sub": sub, "username": username })).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
 }

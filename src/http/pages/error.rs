@@ -26,10 +26,19 @@ pub struct ErrorPage {
 
 impl PageError {
     pub fn new(status: StatusCode, title: &str, message: impl Into<String>) -> Self {
-        Self { status, title: title.into(), message: message.into(), details: None }
+        Self {
+            status,
+            title: title.into(),
+            message: message.into(),
+            details: None,
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "Something is wrong with this request", message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "Something is wrong with this request",
+            message,
+        )
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "Not found", message)
@@ -41,7 +50,11 @@ impl PageError {
     /// Logs the cause; the page says only that something went wrong.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error on a page");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again in a moment.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Something went wrong",
+            "Please try again in a moment.",
+        )
     }
 }
 
@@ -67,16 +80,32 @@ impl IntoResponse for PageError {
             imprint: None,
             server_name: String::new(),
         };
-        let page = ErrorPage { ctx, title: self.title.clone(), message: self.message.clone(), details: self.details, back_url: None };
+        let page = ErrorPage {
+            ctx,
+            title: self.title.clone(),
+            message: self.message.clone(),
+            details: self.details,
+            back_url: None,
+        };
         match page.render() {
             Ok(html) => (self.status, Html(html)).into_response(),
-            Err(_) => (self.status, Html(format!("<!doctype html><title>Error</title><p>{}</p>", html_escape(&self.message)))).into_response(),
+            Err(_) => (
+                self.status,
+                Html(format!(
+                    "<!doctype html><title>Error</title><p>{}</p>",
+                    html_escape(&self.message)
+                )),
+            )
+                .into_response(),
         }
     }
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Renders a template into a response (500 page on a rendering failure).

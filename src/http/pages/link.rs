@@ -50,13 +50,29 @@ pub struct LinkQuery {
     code: Option<String>,
 }
 
-pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<LinkQuery>) -> Response {
-    let code = q.code.as_deref().map(normalise_user_code).unwrap_or_default();
+pub async fn get(
+    State(state): State<AppState>,
+    browser: Browser,
+    Query(q): Query<LinkQuery>,
+) -> Response {
+    let code = q
+        .code
+        .as_deref()
+        .map(normalise_user_code)
+        .unwrap_or_default();
     if browser.session.is_none() {
-        let here = if code.is_empty() { "/link".to_string() } else { format!("/link?code={code}") };
+        let here = if code.is_empty() {
+            "/link".to_string()
+        } else {
+            format!("/link?code={code}")
+        };
         return (browser.jar, Redirect::to(&login_url(&here))).into_response();
     }
-    let page = LinkPage { ctx: browser.context(&state), code: display_user_code(&code), error: None };
+    let page = LinkPage {
+        ctx: browser.context(&state),
+        code: display_user_code(&code),
+        error: None,
+    };
     (browser.jar, render(&page)).into_response()
 }
 
@@ -66,7 +82,11 @@ pub struct LinkForm {
     code: String,
 }
 
-pub async fn post(State(state): State<AppState>, browser: Browser, Form(form): Form<LinkForm>) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    browser: Browser,
+    Form(form): Form<LinkForm>,
+) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -75,7 +95,11 @@ pub async fn post(State(state): State<AppState>, browser: Browser, Form(form): F
     }
     let code = normalise_user_code(&form.code);
     let lookup = code.clone();
-    let grant = match state.store.read(move |c| grant_store::device_by_user_code(c, &lookup)).await {
+    let grant = match state
+        .store
+        .read(move |c| grant_store::device_by_user_code(c, &lookup))
+        .await
+    {
         Ok(g) => g,
         Err(e) => return PageError::internal(e).into_response(),
     };
@@ -88,19 +112,31 @@ pub async fn post(State(state): State<AppState>, browser: Browser, Form(form): F
             let page = LinkPage {
                 ctx: browser.context(&state),
                 code: form.code.clone(),
-                error: Some("This code is not valid or has expired. Check the code on your device.".into()),
+                error: Some(
+                    "This code is not valid or has expired. Check the code on your device.".into(),
+                ),
             };
-            (axum::http::StatusCode::BAD_REQUEST, browser.jar, render(&page)).into_response()
+            (
+                axum::http::StatusCode::BAD_REQUEST,
+                browser.jar,
+                render(&page),
+            )
+                .into_response()
         }
     }
 }
 
-async fn load(state: &AppState, id: &str) -> Result<(grant_store::DeviceGrant, crate::model::Client), Response> {
+async fn load(
+    state: &AppState,
+    id: &str,
+) -> Result<(grant_store::DeviceGrant, crate::model::Client), Response> {
     let id = id.to_string();
     let found = state
         .store
         .read(move |c| {
-            let Some(g) = grant_store::device_by_id(c, &id)? else { return Ok(None) };
+            let Some(g) = grant_store::device_by_id(c, &id)? else {
+                return Ok(None);
+            };
             Ok(client_store::by_id(c, &g.client_id)?.map(|cl| (g, cl)))
         })
         .await
@@ -108,13 +144,23 @@ async fn load(state: &AppState, id: &str) -> Result<(grant_store::DeviceGrant, c
     let Some((grant, client)) = found else {
         return Err(PageError::not_found("This device request does not exist.").into_response());
     };
-    if grant.expires_at <= state.now() || grant.fulfilled_at.is_some() || grant.rejected_at.is_some() {
-        return Err(PageError::bad_request("This device request was already answered or has expired.").into_response());
+    if grant.expires_at <= state.now()
+        || grant.fulfilled_at.is_some()
+        || grant.rejected_at.is_some()
+    {
+        return Err(PageError::bad_request(
+            "This device request was already answered or has expired.",
+        )
+        .into_response());
     }
     Ok((grant, client))
 }
 
-pub async fn consent_get(State(state): State<AppState>, browser: Browser, Path(id): Path<String>) -> Response {
+pub async fn consent_get(
+    State(state): State<AppState>,
+    browser: Browser,
+    Path(id): Path<String>,
+) -> Response {
     if browser.session.is_none() {
         return Redirect::to(&login_url(&format!("/device/{id}"))).into_response();
     }
@@ -123,8 +169,17 @@ pub async fn consent_get(State(state): State<AppState>, browser: Browser, Path(i
         Err(r) => return r,
     };
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
-    if let Err(v) = policy::check(&scope, GrantKind::Interactive, browser.session.as_ref().map(|s| &s.user)) {
-        return PageError::new(axum::http::StatusCode::FORBIDDEN, "This request is not allowed", v).into_response();
+    if let Err(v) = policy::check(
+        &scope,
+        GrantKind::Interactive,
+        browser.session.as_ref().map(|s| &s.user),
+    ) {
+        return PageError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "This request is not allowed",
+            v,
+        )
+        .into_response();
     }
     let page = DeviceConsentPage {
         ctx: browser.context(&state),
@@ -144,7 +199,12 @@ pub struct DecisionForm {
     decision: Option<String>,
 }
 
-pub async fn consent_post(State(state): State<AppState>, browser: Browser, Path(id): Path<String>, Form(form): Form<DecisionForm>) -> Response {
+pub async fn consent_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    Path(id): Path<String>,
+    Form(form): Form<DecisionForm>,
+) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -159,20 +219,49 @@ pub async fn consent_post(State(state): State<AppState>, browser: Browser, Path(
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
     if approve {
         if let Err(v) = policy::check(&scope, GrantKind::Interactive, Some(&session.user)) {
-            return PageError::new(axum::http::StatusCode::FORBIDDEN, "This request is not allowed", v).into_response();
+            return PageError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "This request is not allowed",
+                v,
+            )
+            .into_response();
         }
     }
     let (gid, sid, now) = (grant.id.clone(), session.id.clone(), state.now());
-    match state.store.write(move |c| grant_store::decide_device(c, &gid, &sid, approve, now)).await {
+    match state
+        .store
+        .write(move |c| grant_store::decide_device(c, &gid, &sid, approve, now))
+        .await
+    {
         Ok(true) => {}
-        Ok(false) => return PageError::bad_request("This device request was already answered.").into_response(),
+        Ok(false) => {
+            return PageError::bad_request("This device request was already answered.")
+                .into_response();
+        }
         Err(e) => return PageError::internal(e).into_response(),
     }
     let (title, message) = if approve {
-        ("Device connected".to_string(), format!("{} is now signed in. You can return to your device.", client.display_name()))
+        (
+            "Device connected".to_string(),
+            format!(
+                "{} is now signed in. You can return to your device.",
+                client.display_name()
+            ),
+        )
     } else {
-        ("Request denied".to_string(), format!("{} was not given access to your account.", client.display_name()))
+        (
+            "Request denied".to_string(),
+            format!(
+                "{} was not given access to your account.",
+                client.display_name()
+            ),
+        )
     };
-    let page = MessagePage { ctx: browser.context(&state), title, message, link: None };
+    let page = MessagePage {
+        ctx: browser.context(&state),
+        title,
+        message,
+        link: None,
+    };
     (browser.jar, render(&page)).into_response()
 }
