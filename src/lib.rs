@@ -1,17 +1,14 @@
 //! appliance: a Matrix authentication service in one binary with one SQLite file.
 
-#![deny(
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::todo,
-    clippy::await_holding_lock
-)]
+#![deny(clippy::unwrap_used, clippy::panic, clippy::todo, clippy::await_holding_lock)]
 
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod homeserver;
 pub mod http;
+pub mod jobs;
 pub mod lifecycle;
 pub mod model;
 pub mod store;
@@ -56,20 +53,15 @@ impl App {
         let readers = config.database.read_connections;
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path, readers))
             .await?
-            .with_context(|| {
-                format!("cannot open database {}", config.database_path().display())
-            })?;
+            .with_context(|| format!("cannot open database {}", config.database_path().display()))?;
 
         let keys = {
             let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
-            tokio::task::spawn_blocking(move || {
-                lifecycle::site_keys::load_or_generate(&config, &store, clock.as_ref())
-            })
-            .await??
+            tokio::task::spawn_blocking(move || lifecycle::site_keys::load_or_generate(&config, &store, clock.as_ref()))
+                .await??
         };
         let encrypter = Encrypter::new(&keys.encryption);
-        let plan = lifecycle::clients::sync(&config, &store, &encrypter, false, false, clock.now())
-            .await?;
+        let plan = lifecycle::clients::sync(&config, &store, &encrypter, false, false, clock.now()).await?;
         for stale in &plan.stale {
             tracing::warn!(client_id = %stale, "client is in the database but no longer in the config; `config sync --prune` removes it");
         }
@@ -77,10 +69,8 @@ impl App {
         let cookie_key = {
             // Domain-separated so the cookie key differs from the key encrypting secrets at rest.
             use sha2::Digest;
-            let material = sha2::Sha512::new()
-                .chain_update(b"appliance cookies\0")
-                .chain_update(keys.encryption)
-                .finalize();
+            let material =
+                sha2::Sha512::new().chain_update(b"appliance cookies\0").chain_update(keys.encryption).finalize();
             axum_extra::extract::cookie::Key::from(&material)
         };
         let http = ureq::Agent::config_builder()
@@ -89,6 +79,8 @@ impl App {
             .build()
             .new_agent();
         let config_limits = config.rate_limiting.clone();
+        let lifecycle =
+            lifecycle::provisioning::Lifecycle::new(store.clone(), homeserver::connect(&config.matrix), clock.clone());
         let state = AppState(Arc::new(AppInner {
             passwords: PasswordManager::new(&config.passwords),
             config,
@@ -101,21 +93,17 @@ impl App {
             metrics: Metrics::new(),
             http,
             limiters: http::ratelimit::Limiters::new(&config_limits),
+            lifecycle,
         }));
 
         let mut listeners = Vec::new();
         for (i, l) in state.config.http.listeners.iter().enumerate() {
             let name = l.name.clone().unwrap_or_else(|| format!("listener{i}"));
             for bind in &l.binds {
-                let listener = bind_one(bind)
-                    .await
-                    .with_context(|| format!("cannot listen on {} ({name})", bind.describe()))?;
+                let listener =
+                    bind_one(bind).await.with_context(|| format!("cannot listen on {} ({name})", bind.describe()))?;
                 let router = http::router::build(state.clone(), &l.resources);
-                listeners.push(BoundListener {
-                    name: name.clone(),
-                    listener,
-                    router,
-                });
+                listeners.push(BoundListener { name: name.clone(), listener, router });
             }
         }
         Ok(App { state, listeners })
@@ -127,10 +115,7 @@ impl App {
     }
 
     pub fn local_addrs(&self) -> Vec<(String, SocketAddr)> {
-        self.listeners
-            .iter()
-            .filter_map(|l| Some((l.name.clone(), l.listener.local_addr().ok()?)))
-            .collect()
+        self.listeners.iter().filter_map(|l| Some((l.name.clone(), l.listener.local_addr().ok()?))).collect()
     }
 
     pub fn state(&self) -> &AppState {
@@ -142,17 +127,19 @@ impl App {
         self.run_until(shutdown_signal()).await
     }
 
-    pub async fn run_until(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let summary: Vec<String> = self
-            .local_addrs()
-            .iter()
-            .map(|(name, addr)| format!("http://{addr} ({name})"))
-            .collect();
+        let summary: Vec<String> =
+            self.local_addrs().iter().map(|(name, addr)| format!("http://{addr} ({name})")).collect();
         let mut tasks = tokio::task::JoinSet::new();
+        let lc = self.state.lifecycle.clone();
+        let worker = tokio::spawn(jobs::run_worker(
+            lc.store.clone(),
+            lc.homeserver.clone(),
+            lc.jobs.clone(),
+            lc.clock.clone(),
+            stop_rx.clone(),
+        ));
         for l in self.listeners {
             let mut rx = stop_rx.clone();
             let service = l.router.into_make_service_with_connect_info::<SocketAddr>();
@@ -164,11 +151,7 @@ impl App {
                     .await
             });
         }
-        tracing::info!(
-            "listening on {}; issuer {}",
-            summary.join(", "),
-            self.state.config.http.issuer()
-        );
+        tracing::info!("listening on {}; issuer {}", summary.join(", "), self.state.config.http.issuer());
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         shutdown.await;
         tracing::info!("shutting down");
@@ -177,6 +160,7 @@ impl App {
         while let Some(r) = tasks.join_next().await {
             r??;
         }
+        let _ = worker.await;
         Ok(())
     }
 }
@@ -198,14 +182,8 @@ async fn bind_one(bind: &BindConfig) -> anyhow::Result<TcpListener> {
 /// A socket passed by systemd socket activation (`LISTEN_FDS`, starting at fd 3).
 fn inherited_socket(index: u32) -> anyhow::Result<std::net::TcpListener> {
     use std::os::fd::FromRawFd;
-    let pid_ok = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|p| p.parse::<u32>().ok())
-        == Some(std::process::id());
-    let count: u32 = std::env::var("LISTEN_FDS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
+    let pid_ok = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    let count: u32 = std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse().ok()).unwrap_or(0);
     anyhow::ensure!(
         pid_ok && index < count,
         "no inherited socket {index} (LISTEN_FDS={count}); is the .socket unit active?"

@@ -52,9 +52,7 @@ impl TokenKind {
             return None;
         }
         let kind = Self::from_prefix(prefix)?;
-        let expected = base62_crc(crc32fast::hash(
-            &token.as_bytes()[..prefix.len() + 1 + random.len()],
-        ));
+        let expected = base62_crc(crc32fast::hash(&token.as_bytes()[..prefix.len() + 1 + random.len()]));
         (expected == crc).then_some(kind)
     }
 }
@@ -84,11 +82,7 @@ mod tests {
 
     #[test]
     fn generated_tokens_check() {
-        for kind in [
-            TokenKind::AccessToken,
-            TokenKind::RefreshToken,
-            TokenKind::CompatAccessToken,
-        ] {
+        for kind in [TokenKind::AccessToken, TokenKind::RefreshToken, TokenKind::CompatAccessToken] {
             let t = kind.generate();
             assert_eq!(t.len(), 3 + 1 + 30 + 1 + 6);
             assert_eq!(TokenKind::check(&t), Some(kind));
@@ -107,10 +101,7 @@ mod tests {
             n /= 62;
         }
         assert_eq!(base62_crc(crc).len(), 6);
-        assert_eq!(
-            TokenKind::check(&format!("{body}_{}", base62_crc(crc))),
-            Some(TokenKind::AccessToken)
-        );
+        assert_eq!(TokenKind::check(&format!("{body}_{}", base62_crc(crc))), Some(TokenKind::AccessToken));
         assert!(digits.len() <= 6);
     }
 
@@ -119,14 +110,7 @@ mod tests {
         let t = TokenKind::AccessToken.generate();
         let mut tampered = t.clone();
         tampered.replace_range(5..6, if &t[5..6] == "a" { "b" } else { "a" });
-        for bad in [
-            "",
-            "mat_",
-            "xyz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa_000000",
-            &tampered,
-            &format!("{t}_x"),
-            "syt_abc",
-        ] {
+        for bad in ["", "mat_", "xyz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa_000000", &tampered, &format!("{t}_x"), "syt_abc"] {
             assert_eq!(TokenKind::check(bad), None, "{bad}");
         }
     }

@@ -16,6 +16,8 @@ pub enum Command {
     Check,
     /// Print the effective configuration with secrets redacted.
     Dump,
+    /// Print the homeserver.yaml section and reverse-proxy rules for this config.
+    Synapse,
     /// Sync the clients of the config file into the database.
     Sync {
         /// Delete config-managed clients that are no longer in the file.
@@ -64,6 +66,11 @@ pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Synapse => {
+            let config = Config::load(config_path)?;
+            print!("{}", super::synapse_config::render(&config));
+            Ok(())
+        }
         Command::Dump => {
             let config = Config::load(config_path)?;
             print!("{}", config.redacted_yaml());
@@ -79,14 +86,7 @@ pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                 None => std::env::current_exe()?,
             };
             let config = std::path::absolute(config_path)?;
-            print!(
-                "{}",
-                super::systemd::unit(
-                    &binary.display().to_string(),
-                    &config.display().to_string(),
-                    &user
-                )
-            );
+            print!("{}", super::systemd::unit(&binary.display().to_string(), &config.display().to_string(), &user));
             Ok(())
         }
     }
@@ -96,8 +96,7 @@ async fn sync(config: Config, prune: bool, dry_run: bool) -> anyhow::Result<()> 
     use crate::clock::{Clock, SystemClock};
     let path = config.database_path();
     let readers = config.database.read_connections;
-    let store =
-        tokio::task::spawn_blocking(move || crate::store::Store::open(&path, readers)).await??;
+    let store = tokio::task::spawn_blocking(move || crate::store::Store::open(&path, readers)).await??;
     let keys = {
         let (config, store) = (config.clone(), store.clone());
         tokio::task::spawn_blocking(move || {
@@ -106,21 +105,9 @@ async fn sync(config: Config, prune: bool, dry_run: bool) -> anyhow::Result<()> 
         .await??
     };
     let encrypter = crate::crypto::encrypter::Encrypter::new(&keys.encryption);
-    let plan = crate::lifecycle::clients::sync(
-        &config,
-        &store,
-        &encrypter,
-        prune,
-        dry_run,
-        SystemClock.now(),
-    )
-    .await?;
+    let plan = crate::lifecycle::clients::sync(&config, &store, &encrypter, prune, dry_run, SystemClock.now()).await?;
     let verb = |now: &str, later: &str| {
-        if dry_run {
-            later.to_string()
-        } else {
-            now.to_string()
-        }
+        if dry_run { later.to_string() } else { now.to_string() }
     };
     for id in &plan.added {
         println!("{} client {id}", verb("added", "would add"));
@@ -142,11 +129,7 @@ async fn sync(config: Config, prune: bool, dry_run: bool) -> anyhow::Result<()> 
         plan.unchanged.len(),
         plan.stale.len(),
         if prune { "deleted" } else { "stale" },
-        if dry_run {
-            " (dry run: nothing changed)"
-        } else {
-            ""
-        }
+        if dry_run { " (dry run: nothing changed)" } else { "" }
     );
     Ok(())
 }

@@ -30,17 +30,11 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             }
         }
         Command::Backup { file } => {
-            anyhow::ensure!(
-                !file.exists(),
-                "{} already exists; choose a new file",
-                file.display()
-            );
+            anyhow::ensure!(!file.exists(), "{} already exists; choose a new file", file.display());
             let readers = config.database.read_connections;
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 let store = Store::open(&path, readers).context("cannot open database")?;
-                store
-                    .backup_to(&file)
-                    .with_context(|| format!("backup to {} failed", file.display()))?;
+                store.backup_to(&file).with_context(|| format!("backup to {} failed", file.display()))?;
                 println!("backed up {} to {}", path.display(), file.display());
                 Ok(())
             })

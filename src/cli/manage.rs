@@ -6,6 +6,9 @@ use anyhow::Context;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::password::PasswordManager;
+use crate::homeserver::Availability;
+use crate::jobs::Job;
+use crate::lifecycle::provisioning::Lifecycle;
 use crate::lifecycle::users::{self, NewUser};
 use crate::store::Store;
 
@@ -27,6 +30,9 @@ pub enum Command {
         /// Create the user without a password (sign-in by other means only).
         #[arg(long, conflicts_with = "password")]
         no_password: bool,
+        /// Do not ask the homeserver whether the username is free.
+        #[arg(long)]
+        skip_homeserver_check: bool,
     },
     /// Set a user's password (asks for it unless given).
     SetPassword {
@@ -56,6 +62,26 @@ pub enum Command {
     },
     /// List users and their state.
     ListUsers,
+    /// Queue provisioning of every user on the homeserver (recovery after a restore).
+    ProvisionAllUsers,
+    /// Reconcile the homeserver's devices of a user (or everyone) with the active sessions.
+    SyncDevices {
+        username: Option<String>,
+    },
+    /// Print a long-lived Matrix access token for a bot or an admin tool (upserts the device).
+    IssueCompatibilityToken {
+        username: String,
+        device_id: Option<String>,
+        /// Let the token administer the homeserver (`urn:synapse:admin:*`).
+        #[arg(long)]
+        yes_i_want_to_grant_synapse_admin_privileges: bool,
+    },
+    /// End every session of a user and delete their devices on the homeserver.
+    KillSessions {
+        username: String,
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 struct Ctx {
@@ -63,27 +89,23 @@ struct Ctx {
     store: Store,
     passwords: PasswordManager,
     clock: Arc<dyn Clock>,
+    lifecycle: Lifecycle,
 }
 
 async fn open(config_path: &Path) -> anyhow::Result<Ctx> {
     let config = super::load_config(config_path)?;
     let path = config.database_path();
     let readers = config.database.read_connections;
-    let store = tokio::task::spawn_blocking(move || Store::open(&path, readers))
-        .await?
-        .context("cannot open database")?;
+    let store =
+        tokio::task::spawn_blocking(move || Store::open(&path, readers)).await?.context("cannot open database")?;
     let passwords = PasswordManager::new(&config.passwords);
-    Ok(Ctx {
-        config,
-        store,
-        passwords,
-        clock: Arc::new(SystemClock),
-    })
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let lifecycle = Lifecycle::new(store.clone(), crate::homeserver::connect(&config.matrix), clock.clone());
+    Ok(Ctx { config, store, passwords, clock, lifecycle })
 }
 
 fn ask_password(username: &str) -> anyhow::Result<String> {
-    let first = rpassword::prompt_password(format!("Password for {username}: "))
-        .context("cannot read password")?;
+    let first = rpassword::prompt_password(format!("Password for {username}: ")).context("cannot read password")?;
     let again = rpassword::prompt_password("Again: ").context("cannot read password")?;
     anyhow::ensure!(first == again, "the passwords differ");
     anyhow::ensure!(!first.is_empty(), "empty password");
@@ -101,7 +123,19 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             display_name,
             admin,
             no_password,
+            skip_homeserver_check,
         } => {
+            if !skip_homeserver_check {
+                let (hs, name) = (ctx.lifecycle.homeserver.clone(), username.clone());
+                let availability = tokio::task::spawn_blocking(move || hs.is_localpart_available(&name)).await?;
+                match availability {
+                    Ok(Availability::Available) => {}
+                    Ok(other) => anyhow::bail!("the homeserver refuses the username {username}: {other:?}"),
+                    Err(e) => anyhow::bail!(
+                        "cannot ask the homeserver whether {username} is free: {e} (use --skip-homeserver-check to create it anyway)"
+                    ),
+                }
+            }
             let password = match (password, no_password) {
                 (Some(p), _) => Some(p),
                 (None, true) => None,
@@ -111,20 +145,13 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                 &ctx.store,
                 &ctx.passwords,
                 clock,
-                NewUser {
-                    username,
-                    password,
-                    emails,
-                    display_name,
-                    admin,
-                },
+                NewUser { username, password, emails, display_name, admin },
             )
             .await?;
-            println!(
-                "created {} ({})",
-                ctx.config.matrix.mxid(&user.username),
-                user.id
-            );
+            println!("created {} ({})", ctx.config.matrix.mxid(&user.username), user.id);
+            if !ctx.lifecycle.provision_user(&user.id).await {
+                println!("the homeserver is unreachable: provisioning is queued and runs when the server is up");
+            }
         }
         Command::SetPassword { username, password } => {
             let password = match password {
@@ -134,40 +161,99 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             users::set_password(&ctx.store, &ctx.passwords, clock, &username, password).await?;
             println!("password of {username} changed");
         }
-        Command::LockUser {
-            username,
-            deactivate,
-        } => {
-            users::set_locked(&ctx.store, clock, &username, true).await?;
+        Command::LockUser { username, deactivate } => {
+            let user = users::set_locked(&ctx.store, clock, &username, true).await?;
+            ctx.lifecycle.provision_user(&user.id).await;
             if deactivate {
                 users::set_deactivated(&ctx.store, clock, &username, true).await?;
+                kill_sessions(&ctx, &user.id).await?;
+                ctx.lifecycle.run_or_queue(Job::DeactivateUser { user_id: user.id.clone(), erase: false }).await;
             }
-            println!(
-                "{username} locked{}",
-                if deactivate { " and deactivated" } else { "" }
-            );
+            println!("{username} locked{}", if deactivate { " and deactivated" } else { "" });
         }
-        Command::UnlockUser {
-            username,
-            reactivate,
-        } => {
-            users::set_locked(&ctx.store, clock, &username, false).await?;
+        Command::UnlockUser { username, reactivate } => {
+            let user = users::set_locked(&ctx.store, clock, &username, false).await?;
             if reactivate {
                 users::set_deactivated(&ctx.store, clock, &username, false).await?;
+                ctx.lifecycle.run_or_queue(Job::ReactivateUser { user_id: user.id.clone() }).await;
+            } else {
+                ctx.lifecycle.provision_user(&user.id).await;
             }
-            println!(
-                "{username} unlocked{}",
-                if reactivate { " and reactivated" } else { "" }
-            );
+            println!("{username} unlocked{}", if reactivate { " and reactivated" } else { "" });
         }
         Command::PromoteAdmin { username } => set_admin(&ctx, &username, true).await?,
         Command::DemoteAdmin { username } => set_admin(&ctx, &username, false).await?,
+        Command::ProvisionAllUsers => {
+            let list = ctx.store.read(crate::store::users::list).await?;
+            for u in &list {
+                ctx.lifecycle.jobs.enqueue(Job::ProvisionUser { user_id: u.id.clone() }).await?;
+            }
+            println!("queued provisioning of {} users; the server's worker runs it", list.len());
+        }
+        Command::SyncDevices { username } => {
+            let list = match username {
+                Some(name) => vec![users::find(&ctx.store, &name).await?],
+                None => ctx.store.read(crate::store::users::list).await?,
+            };
+            let mut queued = 0;
+            for u in &list {
+                if !ctx.lifecycle.sync_devices(&u.id).await {
+                    queued += 1;
+                }
+            }
+            println!("devices of {} users reconciled ({queued} queued for retry)", list.len() - queued);
+        }
+        Command::IssueCompatibilityToken {
+            username,
+            device_id,
+            yes_i_want_to_grant_synapse_admin_privileges: admin,
+        } => {
+            let user = users::find(&ctx.store, &username).await?;
+            anyhow::ensure!(user.is_valid(), "{username} is locked or deactivated");
+            let (u, now) = (user.clone(), clock.now());
+            let tokens = ctx
+                .store
+                .write(move |c| {
+                    let new = crate::lifecycle::compat_sessions::NewCompatSession {
+                        user: &u,
+                        device_id,
+                        display_name: Some("appliance issued token".into()),
+                        user_session_id: None,
+                        is_synapse_admin: admin,
+                        user_agent: None,
+                    };
+                    crate::lifecycle::compat_sessions::start(c, &new, false, 0, now)
+                })
+                .await?;
+            if !ctx
+                .lifecycle
+                .ensure_device(&user, &tokens.session.device_id, Some("appliance issued token".into()))
+                .await
+            {
+                eprintln!("warning: the homeserver is unreachable; the device is created once it is back");
+            }
+            eprintln!(
+                "device {} for {}{}",
+                tokens.session.device_id,
+                ctx.config.matrix.mxid(&user.username),
+                if admin { " (homeserver admin)" } else { "" }
+            );
+            println!("{}", tokens.access_token);
+        }
+        Command::KillSessions { username, dry_run } => {
+            let user = users::find(&ctx.store, &username).await?;
+            if dry_run {
+                let id = user.id.clone();
+                let n = ctx.store.read(move |c| crate::store::sessions::active_oauth_for_user(c, &id)).await?.len();
+                println!("would end {n} sessions of {username}");
+            } else {
+                let n = kill_sessions(&ctx, &user.id).await?;
+                println!("ended {n} sessions of {username}");
+            }
+        }
         Command::ListUsers => {
             let list = ctx.store.read(crate::store::users::list).await?;
-            println!(
-                "{:<26}  {:<24}  {:<11}  {:<5}  {}",
-                "ID", "USERNAME", "STATE", "ADMIN", "DISPLAY NAME"
-            );
+            println!("{:<26}  {:<24}  {:<11}  {:<5}  {}", "ID", "USERNAME", "STATE", "ADMIN", "DISPLAY NAME");
             for u in list {
                 let state = match (u.locked_at, u.deactivated_at) {
                     (_, Some(_)) => "deactivated",
@@ -190,12 +276,14 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
 
 async fn set_admin(ctx: &Ctx, username: &str, admin: bool) -> anyhow::Result<()> {
     let user = users::find(&ctx.store, username).await?;
-    ctx.store
-        .write(move |c| crate::store::users::set_can_request_admin(c, &user.id, admin))
-        .await?;
-    println!(
-        "{username} {} request homeserver administration",
-        if admin { "may now" } else { "may no longer" }
-    );
+    ctx.store.write(move |c| crate::store::users::set_can_request_admin(c, &user.id, admin)).await?;
+    println!("{username} {} request homeserver administration", if admin { "may now" } else { "may no longer" });
     Ok(())
+}
+
+async fn kill_sessions(ctx: &Ctx, user_id: &str) -> anyhow::Result<usize> {
+    let (id, now) = (user_id.to_string(), ctx.clock.now());
+    let n = ctx.store.write(move |c| crate::store::sessions::finish_all_for_user(c, &id, now)).await?;
+    ctx.lifecycle.sync_devices(user_id).await;
+    Ok(n)
 }

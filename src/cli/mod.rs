@@ -2,8 +2,10 @@
 
 mod config_cmd;
 mod database;
+mod doctor;
 mod manage;
 mod serve;
+mod synapse_config;
 mod systemd;
 
 use std::path::PathBuf;
@@ -14,20 +16,10 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 
 #[derive(Parser)]
-#[command(
-    name = "appliance",
-    version,
-    about = "A Matrix authentication service: one binary, one SQLite file"
-)]
+#[command(name = "appliance", version, about = "A Matrix authentication service: one binary, one SQLite file")]
 struct Cli {
     /// Configuration file.
-    #[arg(
-        short,
-        long,
-        global = true,
-        env = "APPLIANCE_CONFIG",
-        default_value = "config.yaml"
-    )]
+    #[arg(short, long, global = true, env = "APPLIANCE_CONFIG", default_value = "config.yaml")]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -47,6 +39,8 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     Manage(manage::Command),
+    /// Check each link from this service to the homeserver and say what to fix.
+    Doctor,
 }
 
 pub use config_cmd::generate as generate_config;
@@ -62,6 +56,7 @@ pub fn run() -> ExitCode {
                     Command::Serve(args) => serve::run(&cli.config, args).await,
                     Command::Database(cmd) => database::run(&cli.config, cmd).await,
                     Command::Manage(cmd) => manage::run(&cli.config, cmd).await,
+                    Command::Doctor => doctor::run(&cli.config).await,
                     Command::Config(_) => Ok(()),
                 }
             })
@@ -81,11 +76,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let workers = std::env::var("APPLIANCE_WORKER_THREADS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| {
-            std::thread::available_parallelism()
-                .map(|n| n.get().min(4))
-                .unwrap_or(2)
-        });
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get().min(4)).unwrap_or(2));
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .max_blocking_threads(32)
@@ -103,11 +94,7 @@ fn init_logging() {
         .with_ansi(!under_journald && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     // journald adds its own timestamps.
-    let _ = if under_journald {
-        builder.without_time().try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = if under_journald { builder.without_time().try_init() } else { builder.try_init() };
 }
 
 fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {

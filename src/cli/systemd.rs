@@ -63,11 +63,7 @@ mod tests {
 
     #[test]
     fn unit_is_hardened_and_names_its_inputs() {
-        let u = unit(
-            "/usr/local/bin/appliance",
-            "/etc/appliance/config.yaml",
-            "appliance",
-        );
+        let u = unit("/usr/local/bin/appliance", "/etc/appliance/config.yaml", "appliance");
         for line in [
             "Type=notify",
             "ExecStart=/usr/local/bin/appliance serve --config /etc/appliance/config.yaml",
@@ -101,17 +97,11 @@ mod tests {
             "WorkingDirectory=/var/lib/appliance",
             "WantedBy=multi-user.target",
         ] {
-            assert!(
-                u.lines().any(|l| l == line),
-                "missing line {line:?} in\n{u}"
-            );
+            assert!(u.lines().any(|l| l == line), "missing line {line:?} in\n{u}");
         }
         // Every line is a section header, a comment-free `Key=value` or blank.
         for l in u.lines() {
-            assert!(
-                l.is_empty() || (l.starts_with('[') && l.ends_with(']')) || l.contains('='),
-                "odd line {l:?}"
-            );
+            assert!(l.is_empty() || (l.starts_with('[') && l.ends_with(']')) || l.contains('='), "odd line {l:?}");
         }
     }
 }

@@ -76,10 +76,7 @@ impl ClientAuthMethod {
 impl ClientConfig {
     pub(super) fn resolve_files(&mut self, base: &Path, path: &str) -> Result<(), ConfigError> {
         if self.client_secret.is_some() && self.client_secret_file.is_some() {
-            return Err(ConfigError::new(
-                path,
-                "set only one of `client_secret` and `client_secret_file`",
-            ));
+            return Err(ConfigError::new(path, "set only one of `client_secret` and `client_secret_file`"));
         }
         if let Some(f) = &self.client_secret_file {
             let secret = super::read_secret_file(base, f, &format!("{path}.client_secret_file"))?;
@@ -92,10 +89,7 @@ impl ClientConfig {
         if ulid::Ulid::from_string(&self.client_id).is_err() {
             return Err(ConfigError::new(
                 format!("{path}.client_id"),
-                format!(
-                    "expected a ULID (26 characters of Crockford base32), got {:?}",
-                    self.client_id
-                ),
+                format!("expected a ULID (26 characters of Crockford base32), got {:?}", self.client_id),
             ));
         }
         let method = self.client_auth_method;
@@ -103,10 +97,7 @@ impl ClientConfig {
             (true, None) => {
                 return Err(ConfigError::new(
                     format!("{path}.client_secret"),
-                    format!(
-                        "missing: `{}` needs `client_secret` or `client_secret_file`",
-                        method.as_str()
-                    ),
+                    format!("missing: `{}` needs `client_secret` or `client_secret_file`", method.as_str()),
                 ));
             }
             (false, Some(_)) => {
@@ -119,10 +110,7 @@ impl ClientConfig {
         }
         if let Some(s) = &self.client_secret {
             if s.expose().is_empty() {
-                return Err(ConfigError::new(
-                    format!("{path}.client_secret"),
-                    "must not be empty",
-                ));
+                return Err(ConfigError::new(format!("{path}.client_secret"), "must not be empty"));
             }
         }
         if method == ClientAuthMethod::PrivateKeyJwt {
@@ -133,25 +121,16 @@ impl ClientConfig {
                 ));
             }
         } else if self.jwks.is_some() || self.jwks_uri.is_some() {
-            return Err(ConfigError::new(
-                path,
-                "`jwks`/`jwks_uri` only apply to private_key_jwt",
-            ));
+            return Err(ConfigError::new(path, "`jwks`/`jwks_uri` only apply to private_key_jwt"));
         }
         if let Some(jwks) = &self.jwks {
             if !jwks.get("keys").is_some_and(|k| k.is_array()) {
-                return Err(ConfigError::new(
-                    format!("{path}.jwks"),
-                    "expected a JWK set: {keys: [...]}",
-                ));
+                return Err(ConfigError::new(format!("{path}.jwks"), "expected a JWK set: {keys: [...]}"));
             }
         }
         for (i, uri) in self.redirect_uris.iter().enumerate() {
             if uri.fragment().is_some() {
-                return Err(ConfigError::new(
-                    format!("{path}.redirect_uris[{i}]"),
-                    "must not have a fragment",
-                ));
+                return Err(ConfigError::new(format!("{path}.redirect_uris[{i}]"), "must not have a fragment"));
             }
         }
         Ok(())

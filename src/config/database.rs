@@ -18,10 +18,7 @@ pub struct DatabaseConfig {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        Self {
-            path: default_path(),
-            read_connections: default_readers(),
-        }
+        Self { path: default_path(), read_connections: default_readers() }
     }
 }
 
@@ -39,10 +36,7 @@ impl DatabaseConfig {
             return Err(ConfigError::new("database.path", "must not be empty"));
         }
         if !(1..=64).contains(&self.read_connections) {
-            return Err(ConfigError::new(
-                "database.read_connections",
-                "must be between 1 and 64",
-            ));
+            return Err(ConfigError::new("database.read_connections", "must be between 1 and 64"));
         }
         Ok(())
     }

@@ -20,26 +20,17 @@ fn default_ttl() -> i64 {
 
 impl Default for ExperimentalConfig {
     fn default() -> Self {
-        Self {
-            access_token_ttl: default_ttl(),
-            compat_token_ttl: default_ttl(),
-        }
+        Self { access_token_ttl: default_ttl(), compat_token_ttl: default_ttl() }
     }
 }
 
 impl ExperimentalConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(60..=86400).contains(&self.access_token_ttl) {
-            return Err(ConfigError::new(
-                "experimental.access_token_ttl",
-                "must be between 60 and 86400 seconds",
-            ));
+            return Err(ConfigError::new("experimental.access_token_ttl", "must be between 60 and 86400 seconds"));
         }
         if !(60..=86400).contains(&self.compat_token_ttl) {
-            return Err(ConfigError::new(
-                "experimental.compat_token_ttl",
-                "must be between 60 and 86400 seconds",
-            ));
+            return Err(ConfigError::new("experimental.compat_token_ttl", "must be between 60 and 86400 seconds"));
         }
         Ok(())
     }

@@ -85,17 +85,10 @@ fn default_public_base() -> Url {
 }
 
 fn default_trusted_proxies() -> Vec<String> {
-    [
-        "127.0.0.0/8",
-        "::1/128",
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "fd00::/8",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 fn default_listeners() -> Vec<ListenerConfig> {
@@ -110,17 +103,13 @@ fn default_listeners() -> Vec<ListenerConfig> {
                 Resource::Assets,
                 Resource::Health,
             ],
-            binds: vec![BindConfig::Address {
-                address: "127.0.0.1:8080".into(),
-            }],
+            binds: vec![BindConfig::Address { address: "127.0.0.1:8080".into() }],
             proxy_protocol: false,
         },
         ListenerConfig {
             name: Some("internal".into()),
             resources: vec![Resource::Health],
-            binds: vec![BindConfig::Address {
-                address: "127.0.0.1:8081".into(),
-            }],
+            binds: vec![BindConfig::Address { address: "127.0.0.1:8081".into() }],
             proxy_protocol: false,
         },
     ]
@@ -128,9 +117,7 @@ fn default_listeners() -> Vec<ListenerConfig> {
 
 impl HttpConfig {
     pub fn issuer(&self) -> Url {
-        self.issuer
-            .clone()
-            .unwrap_or_else(|| self.public_base.clone())
+        self.issuer.clone().unwrap_or_else(|| self.public_base.clone())
     }
 
     /// Absolute URL of `path` under `public_base` (which always ends in `/`).
@@ -151,30 +138,21 @@ impl HttpConfig {
             check_base_url(issuer, "http.issuer")?;
         }
         for (i, cidr) in self.trusted_proxies.iter().enumerate() {
-            parse_cidr(cidr)
-                .map_err(|m| ConfigError::new(format!("http.trusted_proxies[{i}]"), m))?;
+            parse_cidr(cidr).map_err(|m| ConfigError::new(format!("http.trusted_proxies[{i}]"), m))?;
         }
         if self.listeners.is_empty() {
-            return Err(ConfigError::new(
-                "http.listeners",
-                "at least one listener is required",
-            ));
+            return Err(ConfigError::new("http.listeners", "at least one listener is required"));
         }
         for (i, l) in self.listeners.iter().enumerate() {
             if l.binds.is_empty() {
-                return Err(ConfigError::new(
-                    format!("http.listeners[{i}].binds"),
-                    "at least one bind is required",
-                ));
+                return Err(ConfigError::new(format!("http.listeners[{i}].binds"), "at least one bind is required"));
             }
             for (j, b) in l.binds.iter().enumerate() {
                 if let BindConfig::Address { address } = b {
                     if address.parse::<std::net::SocketAddr>().is_err() {
                         return Err(ConfigError::new(
                             format!("http.listeners[{i}].binds[{j}].address"),
-                            format!(
-                                "expected IP:PORT such as 127.0.0.1:8080 or [::]:8080, got {address:?}"
-                            ),
+                            format!("expected IP:PORT such as 127.0.0.1:8080 or [::]:8080, got {address:?}"),
                         ));
                     }
                 }
@@ -198,10 +176,7 @@ fn check_base_url(url: &Url, path: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(path, "must not have a query or fragment"));
     }
     if !url.path().ends_with('/') {
-        return Err(ConfigError::new(
-            path,
-            format!("must end with a slash, e.g. {url}/"),
-        ));
+        return Err(ConfigError::new(path, format!("must end with a slash, e.g. {url}/")));
     }
     Ok(())
 }
@@ -212,16 +187,10 @@ pub fn parse_cidr(s: &str) -> Result<(std::net::IpAddr, u8), String> {
         Some((a, l)) => (a, Some(l)),
         None => (s, None),
     };
-    let ip: std::net::IpAddr = addr
-        .parse()
-        .map_err(|_| format!("expected an IP address or CIDR range, got {s:?}"))?;
+    let ip: std::net::IpAddr = addr.parse().map_err(|_| format!("expected an IP address or CIDR range, got {s:?}"))?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = match len {
-        Some(l) => l
-            .parse::<u8>()
-            .ok()
-            .filter(|l| *l <= max)
-            .ok_or_else(|| format!("bad prefix length in {s:?}"))?,
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max).ok_or_else(|| format!("bad prefix length in {s:?}"))?,
         None => max,
     };
     Ok((ip, len))

@@ -46,17 +46,10 @@ fn default_endpoint() -> Url {
 impl MatrixConfig {
     pub(super) fn resolve_files(&mut self, base: &Path) -> Result<(), ConfigError> {
         if let (Some(_), Some(_)) = (&self.secret, &self.secret_file) {
-            return Err(ConfigError::new(
-                "matrix",
-                "set only one of `secret` and `secret_file`",
-            ));
+            return Err(ConfigError::new("matrix", "set only one of `secret` and `secret_file`"));
         }
         if let Some(file) = &self.secret_file {
-            self.secret = Some(Secret::new(super::read_secret_file(
-                base,
-                file,
-                "matrix.secret_file",
-            )?));
+            self.secret = Some(Secret::new(super::read_secret_file(base, file, "matrix.secret_file")?));
         }
         Ok(())
     }
@@ -74,20 +67,11 @@ impl MatrixConfig {
             }
             _ => {}
         }
-        if self.homeserver.is_empty()
-            || self.homeserver.contains('/')
-            || self.homeserver.contains('@')
-        {
-            return Err(ConfigError::new(
-                "matrix.homeserver",
-                "expected a server name such as example.org",
-            ));
+        if self.homeserver.is_empty() || self.homeserver.contains('/') || self.homeserver.contains('@') {
+            return Err(ConfigError::new("matrix.homeserver", "expected a server name such as example.org"));
         }
         if !matches!(self.endpoint.scheme(), "http" | "https") {
-            return Err(ConfigError::new(
-                "matrix.endpoint",
-                "must be an http:// or https:// URL",
-            ));
+            return Err(ConfigError::new("matrix.endpoint", "must be an http:// or https:// URL"));
         }
         Ok(())
     }

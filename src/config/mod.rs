@@ -35,10 +35,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
+        Self { path: path.into(), message: message.into() }
     }
 }
 
@@ -76,13 +73,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
         let base_dir = path
             .parent()
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    p
-                }
-            })
+            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
             .unwrap_or(Path::new("."))
             .to_path_buf();
         let config = Self::parse(&text, &base_dir)
@@ -159,28 +150,17 @@ impl Config {
 }
 
 pub(crate) fn resolve_path(base: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base.join(path)
-    }
+    if path.is_absolute() { path.to_path_buf() } else { base.join(path) }
 }
 
 /// Reads a `*_file` secret; the content is trimmed like Synapse's `secret_path`.
-pub(crate) fn read_secret_file(
-    base: &Path,
-    file: &Path,
-    yaml_path: &str,
-) -> Result<String, ConfigError> {
+pub(crate) fn read_secret_file(base: &Path, file: &Path, yaml_path: &str) -> Result<String, ConfigError> {
     let full = resolve_path(base, file);
     let text = std::fs::read_to_string(&full)
         .map_err(|e| ConfigError::new(yaml_path, format!("cannot read {}: {e}", full.display())))?;
     let trimmed = text.trim().to_string();
     if trimmed.is_empty() {
-        return Err(ConfigError::new(
-            yaml_path,
-            format!("{} is empty", full.display()),
-        ));
+        return Err(ConfigError::new(yaml_path, format!("{} is empty", full.display())));
     }
     Ok(trimmed)
 }

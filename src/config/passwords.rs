@@ -37,11 +37,7 @@ pub enum PasswordAlgorithm {
 
 impl Default for PasswordsConfig {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            minimum_complexity: default_complexity(),
-            schemes: default_schemes(),
-        }
+        Self { enabled: true, minimum_complexity: default_complexity(), schemes: default_schemes() }
     }
 }
 
@@ -52,47 +48,27 @@ fn default_complexity() -> u8 {
     3
 }
 fn default_schemes() -> Vec<PasswordScheme> {
-    vec![PasswordScheme {
-        version: 1,
-        algorithm: PasswordAlgorithm::Argon2id,
-        memory_kib: None,
-        iterations: None,
-    }]
+    vec![PasswordScheme { version: 1, algorithm: PasswordAlgorithm::Argon2id, memory_kib: None, iterations: None }]
 }
 
 impl PasswordsConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.minimum_complexity > 4 {
-            return Err(ConfigError::new(
-                "passwords.minimum_complexity",
-                "must be between 0 and 4",
-            ));
+            return Err(ConfigError::new("passwords.minimum_complexity", "must be between 0 and 4"));
         }
         if self.schemes.is_empty() {
-            return Err(ConfigError::new(
-                "passwords.schemes",
-                "at least one scheme is required",
-            ));
+            return Err(ConfigError::new("passwords.schemes", "at least one scheme is required"));
         }
         let mut versions = std::collections::HashSet::new();
         for (i, s) in self.schemes.iter().enumerate() {
             if !versions.insert(s.version) {
-                return Err(ConfigError::new(
-                    format!("passwords.schemes[{i}].version"),
-                    "versions must be unique",
-                ));
+                return Err(ConfigError::new(format!("passwords.schemes[{i}].version"), "versions must be unique"));
             }
             if s.memory_kib.is_some_and(|m| !(8..=4_194_304).contains(&m)) {
-                return Err(ConfigError::new(
-                    format!("passwords.schemes[{i}].memory_kib"),
-                    "must be 8..=4194304",
-                ));
+                return Err(ConfigError::new(format!("passwords.schemes[{i}].memory_kib"), "must be 8..=4194304"));
             }
             if s.iterations.is_some_and(|t| !(1..=100).contains(&t)) {
-                return Err(ConfigError::new(
-                    format!("passwords.schemes[{i}].iterations"),
-                    "must be 1..=100",
-                ));
+                return Err(ConfigError::new(format!("passwords.schemes[{i}].iterations"), "must be 1..=100"));
             }
         }
         Ok(())
@@ -100,9 +76,6 @@ impl PasswordsConfig {
 
     /// The scheme new hashes use.
     pub fn current(&self) -> &PasswordScheme {
-        self.schemes
-            .iter()
-            .max_by_key(|s| s.version)
-            .unwrap_or(&self.schemes[0])
+        self.schemes.iter().max_by_key(|s| s.version).unwrap_or(&self.schemes[0])
     }
 }

@@ -32,39 +32,24 @@ pub struct LoginLimits {
 }
 
 fn default_login_ip() -> RateLimit {
-    RateLimit {
-        burst: 10,
-        per_second: 0.1,
-    }
+    RateLimit { burst: 10, per_second: 0.1 }
 }
 fn default_login_account() -> RateLimit {
-    RateLimit {
-        burst: 10,
-        per_second: 0.05,
-    }
+    RateLimit { burst: 10, per_second: 0.05 }
 }
 fn default_registration() -> RateLimit {
-    RateLimit {
-        burst: 3,
-        per_second: 0.001,
-    }
+    RateLimit { burst: 3, per_second: 0.001 }
 }
 
 impl Default for LoginLimits {
     fn default() -> Self {
-        Self {
-            per_ip: default_login_ip(),
-            per_account: default_login_account(),
-        }
+        Self { per_ip: default_login_ip(), per_account: default_login_account() }
     }
 }
 
 impl Default for RateLimitingConfig {
     fn default() -> Self {
-        Self {
-            login: LoginLimits::default(),
-            registration: default_registration(),
-        }
+        Self { login: LoginLimits::default(), registration: default_registration() }
     }
 }
 
@@ -76,10 +61,7 @@ impl RateLimitingConfig {
             ("rate_limiting.registration", self.registration),
         ] {
             if l.burst == 0 || l.per_second.is_nan() || l.per_second < 0.0 {
-                return Err(ConfigError::new(
-                    path,
-                    "burst must be at least 1 and per_second not negative",
-                ));
+                return Err(ConfigError::new(path, "burst must be at least 1 and per_second not negative"));
             }
         }
         Ok(())

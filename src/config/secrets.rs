@@ -66,40 +66,24 @@ pub struct KeyConfig {
 impl SecretsConfig {
     pub(super) fn resolve_files(&mut self, base: &Path) -> Result<(), ConfigError> {
         if self.encryption.is_some() && self.encryption_file.is_some() {
-            return Err(ConfigError::new(
-                "secrets",
-                "set only one of `encryption` and `encryption_file`",
-            ));
+            return Err(ConfigError::new("secrets", "set only one of `encryption` and `encryption_file`"));
         }
         if let Some(f) = &self.encryption_file {
-            self.encryption = Some(Secret::new(super::read_secret_file(
-                base,
-                f,
-                "secrets.encryption_file",
-            )?));
+            self.encryption = Some(Secret::new(super::read_secret_file(base, f, "secrets.encryption_file")?));
         }
         for (i, k) in self.keys.iter_mut().enumerate() {
             let path = format!("secrets.keys[{i}]");
             match (&k.key, &k.key_file) {
                 (Some(_), Some(_)) => {
-                    return Err(ConfigError::new(
-                        path,
-                        "set only one of `key` and `key_file`",
-                    ));
+                    return Err(ConfigError::new(path, "set only one of `key` and `key_file`"));
                 }
                 (None, None) => {
-                    return Err(ConfigError::new(
-                        path,
-                        "missing `key` (a PEM private key) or `key_file`",
-                    ));
+                    return Err(ConfigError::new(path, "missing `key` (a PEM private key) or `key_file`"));
                 }
                 (None, Some(f)) => {
                     let full = super::resolve_path(base, f);
                     let pem = std::fs::read_to_string(&full).map_err(|e| {
-                        ConfigError::new(
-                            format!("{path}.key_file"),
-                            format!("cannot read {}: {e}", full.display()),
-                        )
+                        ConfigError::new(format!("{path}.key_file"), format!("cannot read {}: {e}", full.display()))
                     })?;
                     k.key = Some(Secret::new(pem));
                 }
@@ -122,10 +106,7 @@ impl SecretsConfig {
         for (i, k) in self.keys.iter().enumerate() {
             let pem = k.key.as_ref().map(|s| s.expose()).unwrap_or_default();
             if let Err(e) = crate::crypto::keys::SigningKey::from_pem(pem, k.kid.clone()) {
-                return Err(ConfigError::new(
-                    format!("secrets.keys[{i}].key"),
-                    e.to_string(),
-                ));
+                return Err(ConfigError::new(format!("secrets.keys[{i}].key"), e.to_string()));
             }
         }
         Ok(())

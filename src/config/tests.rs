@@ -16,10 +16,7 @@ matrix:
 #[test]
 fn seed_snippet_parses_verbatim() {
     let c = Config::parse(SEED, Path::new(".")).unwrap();
-    assert_eq!(
-        c.clients[0].client_auth_method,
-        ClientAuthMethod::ClientSecretBasic
-    );
+    assert_eq!(c.clients[0].client_auth_method, ClientAuthMethod::ClientSecretBasic);
     assert_eq!(c.matrix.secret(), "AnotherRandomSecret");
     assert_eq!(c.matrix.kind, HomeserverKind::Synapse);
     assert_eq!(c.http.issuer().as_str(), "http://127.0.0.1:8080/");
@@ -31,10 +28,7 @@ fn bad_configs_name_the_key() {
         ("matrix: {homeserver: x}", "matrix.secret"),
         ("matrix: {secret: s}\nbogus: 1", "unknown field `bogus`"),
         ("matrix: {secret: s, kind: dendrite}", "matrix.kind"),
-        (
-            "matrix: {secret: s}\nclients: [{client_id: nope}]",
-            "clients[0].client_id",
-        ),
+        ("matrix: {secret: s}\nclients: [{client_id: nope}]", "clients[0].client_id"),
         (
             "matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_auth_method: client_secret_post}]",
             "clients[0].client_secret",
@@ -43,52 +37,23 @@ fn bad_configs_name_the_key() {
             "matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_auth_method: private_key_jwt}]",
             "clients[0]",
         ),
-        (
-            "matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_secret: x}]",
-            "not allowed",
-        ),
-        (
-            "matrix: {secret: s}\nhttp: {public_base: 'ftp://x/'}",
-            "http.public_base",
-        ),
-        (
-            "matrix: {secret: s}\nhttp: {public_base: 'https://x/auth'}",
-            "must end with a slash",
-        ),
+        ("matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_secret: x}]", "not allowed"),
+        ("matrix: {secret: s}\nhttp: {public_base: 'ftp://x/'}", "http.public_base"),
+        ("matrix: {secret: s}\nhttp: {public_base: 'https://x/auth'}", "must end with a slash"),
         (
             "matrix: {secret: s}\nhttp: {listeners: [{resources: [{name: health}], binds: [{address: nope}]}]}",
             "binds[0].address",
         ),
-        (
-            "matrix: {secret: s}\nsecrets: {encryption: abc}",
-            "secrets.encryption",
-        ),
-        (
-            "matrix: {secret: s}\nsecrets: {keys: [{key: 'not a pem'}]}",
-            "secrets.keys[0].key",
-        ),
-        (
-            "matrix: {secret: s}\npasswords: {minimum_complexity: 9}",
-            "passwords.minimum_complexity",
-        ),
-        (
-            "matrix: {secret: s}\ndatabase: {path: 3}\nhttp: {public_base: 7}",
-            "http.public_base",
-        ),
+        ("matrix: {secret: s}\nsecrets: {encryption: abc}", "secrets.encryption"),
+        ("matrix: {secret: s}\nsecrets: {keys: [{key: 'not a pem'}]}", "secrets.keys[0].key"),
+        ("matrix: {secret: s}\npasswords: {minimum_complexity: 9}", "passwords.minimum_complexity"),
+        ("matrix: {secret: s}\ndatabase: {path: 3}\nhttp: {public_base: 7}", "http.public_base"),
         ("matrix: {secret: s, secret_file: /nonexistent}", "matrix"),
-        (
-            "matrix: {secret_file: /nonexistent/secret}",
-            "matrix.secret_file",
-        ),
+        ("matrix: {secret_file: /nonexistent/secret}", "matrix.secret_file"),
     ];
     for (yaml, expected) in cases {
-        let err = Config::parse(yaml, Path::new("."))
-            .expect_err(yaml)
-            .to_string();
-        assert!(
-            err.contains(expected),
-            "config {yaml:?}: error {err:?} does not mention {expected:?}"
-        );
+        let err = Config::parse(yaml, Path::new(".")).expect_err(yaml).to_string();
+        assert!(err.contains(expected), "config {yaml:?}: error {err:?} does not mention {expected:?}");
     }
 }
 
@@ -110,9 +75,6 @@ fn repo_config_parses() {
 fn dump_redacts_secrets() {
     let c = Config::parse(SEED, Path::new(".")).unwrap();
     let dump = c.redacted_yaml();
-    assert!(
-        !dump.contains("SomeRandomSecret") && !dump.contains("AnotherRandomSecret"),
-        "{dump}"
-    );
+    assert!(!dump.contains("SomeRandomSecret") && !dump.contains("AnotherRandomSecret"), "{dump}");
     assert!(format!("{c:?}").find("AnotherRandomSecret").is_none());
 }

@@ -15,9 +15,7 @@ pub struct DecryptError;
 
 impl Encrypter {
     pub fn new(key: &[u8; 32]) -> Self {
-        Self {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(key)),
-        }
+        Self { cipher: ChaCha20Poly1305::new(Key::from_slice(key)) }
     }
 
     pub fn encrypt(&self, plaintext: &[u8]) -> String {
@@ -31,16 +29,12 @@ impl Encrypter {
     }
 
     pub fn decrypt(&self, encoded: &str) -> Result<Vec<u8>, DecryptError> {
-        let raw = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(|_| DecryptError)?;
+        let raw = base64::engine::general_purpose::STANDARD.decode(encoded).map_err(|_| DecryptError)?;
         if raw.len() < 12 {
             return Err(DecryptError);
         }
         let (nonce, ct) = raw.split_at(12);
-        self.cipher
-            .decrypt(Nonce::from_slice(nonce), ct)
-            .map_err(|_| DecryptError)
+        self.cipher.decrypt(Nonce::from_slice(nonce), ct).map_err(|_| DecryptError)
     }
 
     pub fn decrypt_string(&self, encoded: &str) -> Result<String, DecryptError> {

@@ -44,10 +44,7 @@ impl SigningKey {
     }
 
     fn with_material(material: KeyMaterial, kid: Option<String>) -> Self {
-        let mut key = Self {
-            kid: String::new(),
-            material,
-        };
+        let mut key = Self { kid: String::new(), material };
         key.kid = kid.unwrap_or_else(|| key.thumbprint());
         key.material = match key.material {
             KeyMaterial::Rsa(k) => KeyMaterial::Rsa(Box::new(k.with_key_id(&key.kid))),
@@ -99,19 +96,11 @@ impl SigningKey {
         let canonical = match &self.material {
             KeyMaterial::Rsa(k) => {
                 let c = k.public_key().to_components();
-                format!(
-                    r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                    b64url(&c.e),
-                    b64url(&c.n)
-                )
+                format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64url(&c.e), b64url(&c.n))
             }
             KeyMaterial::P256(k) => {
                 let (x, y) = p256_xy(k);
-                format!(
-                    r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-                    b64url(&x),
-                    b64url(&y)
-                )
+                format!(r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#, b64url(&x), b64url(&y))
             }
         };
         b64url(&Sha256::digest(canonical.as_bytes()))[..16].to_string()
@@ -184,9 +173,6 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        assert!(matches!(
-            SigningKey::from_pem("nope", None),
-            Err(KeyError::Unrecognised)
-        ));
+        assert!(matches!(SigningKey::from_pem("nope", None), Err(KeyError::Unrecognised)));
     }
 }

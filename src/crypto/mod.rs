@@ -28,9 +28,7 @@ pub fn b64url(data: &[u8]) -> String {
 pub fn random_alnum(n: usize) -> String {
     const CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::rngs::OsRng;
-    (0..n)
-        .map(|_| CHARS[(rng.next_u32() % 62) as usize] as char)
-        .collect()
+    (0..n).map(|_| CHARS[(rng.next_u32() % 62) as usize] as char).collect()
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{
-    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
-};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
 use tokio::sync::Semaphore;
 
@@ -36,9 +34,7 @@ pub enum PasswordError {
 impl PasswordManager {
     pub fn new(config: &PasswordsConfig) -> Self {
         // Two hashes at once on a small machine: bounded memory (19 MiB each) and CPU.
-        let permits = std::thread::available_parallelism()
-            .map(|n| n.get().clamp(1, 2))
-            .unwrap_or(1);
+        let permits = std::thread::available_parallelism().map(|n| n.get().clamp(1, 2)).unwrap_or(1);
         Self {
             schemes: Arc::new(config.schemes.clone()),
             current_version: config.current().version,
@@ -51,11 +47,7 @@ impl PasswordManager {
     }
 
     fn argon(&self, version: u16) -> Result<Argon2<'static>, PasswordError> {
-        let scheme = self
-            .schemes
-            .iter()
-            .find(|s| s.version == version)
-            .ok_or(PasswordError::UnknownScheme(version))?;
+        let scheme = self.schemes.iter().find(|s| s.version == version).ok_or(PasswordError::UnknownScheme(version))?;
         let params = Params::new(
             scheme.memory_kib.unwrap_or(Params::DEFAULT_M_COST),
             scheme.iterations.unwrap_or(Params::DEFAULT_T_COST),
@@ -73,9 +65,7 @@ impl PasswordManager {
         let hash = self
             .run(move || {
                 let salt = SaltString::generate(&mut OsRng);
-                argon
-                    .hash_password(password.as_bytes(), &salt)
-                    .map(|h| h.to_string())
+                argon.hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
             })
             .await?
             .map_err(|e| PasswordError::Internal(e.to_string()))?;
@@ -83,23 +73,15 @@ impl PasswordManager {
     }
 
     /// Verifies against a stored hash; re-hashes when the scheme or its parameters changed.
-    pub async fn verify(
-        &self,
-        password: String,
-        version: u16,
-        stored: String,
-    ) -> Result<Verified, PasswordError> {
+    pub async fn verify(&self, password: String, version: u16, stored: String) -> Result<Verified, PasswordError> {
         let argon = self.argon(version)?;
         let current = self.argon(self.current_version)?;
         let current_version = self.current_version;
         self.run(move || {
-            let parsed =
-                PasswordHash::new(&stored).map_err(|e| PasswordError::Internal(e.to_string()))?;
-            argon
-                .verify_password(password.as_bytes(), &parsed)
-                .map_err(|_| PasswordError::Mismatch)?;
-            let outdated = version != current_version
-                || Params::try_from(&parsed).ok().as_ref() != Some(current.params());
+            let parsed = PasswordHash::new(&stored).map_err(|e| PasswordError::Internal(e.to_string()))?;
+            argon.verify_password(password.as_bytes(), &parsed).map_err(|_| PasswordError::Mismatch)?;
+            let outdated =
+                version != current_version || Params::try_from(&parsed).ok().as_ref() != Some(current.params());
             let upgraded = if outdated {
                 let salt = SaltString::generate(&mut OsRng);
                 let fresh = current
@@ -128,17 +110,8 @@ impl PasswordManager {
             .await;
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, PasswordError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| PasswordError::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| PasswordError::Internal(e.to_string()))
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
+        let _permit = self.permits.acquire().await.map_err(|e| PasswordError::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(f).await.map_err(|e| PasswordError::Internal(e.to_string()))
     }
 }

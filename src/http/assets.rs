@@ -15,26 +15,14 @@ struct Asset {
 }
 
 const FILES: &[Asset] = &[
-    Asset {
-        name: "app.css",
-        content_type: "text/css; charset=utf-8",
-        bytes: include_bytes!("../../assets/app.css"),
-    },
+    Asset { name: "app.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../../assets/app.css") },
     Asset {
         name: "app.js",
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../assets/app.js"),
     },
-    Asset {
-        name: "logo.svg",
-        content_type: "image/svg+xml",
-        bytes: include_bytes!("../../assets/logo.svg"),
-    },
-    Asset {
-        name: "favicon.svg",
-        content_type: "image/svg+xml",
-        bytes: include_bytes!("../../assets/favicon.svg"),
-    },
+    Asset { name: "logo.svg", content_type: "image/svg+xml", bytes: include_bytes!("../../assets/logo.svg") },
+    Asset { name: "favicon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../../assets/favicon.svg") },
 ];
 
 /// The embedded files with their hashed names (`app.3f2a9c1d.css`).
@@ -89,18 +77,10 @@ async fn serve(State(state): State<AppState>, Path(name): Path<String>) -> Respo
     // Unhashed names still work (bookmarks, external links) but are revalidated.
     if let Some(asset) = FILES.iter().find(|a| a.name == name) {
         return (
-            [
-                (header::CONTENT_TYPE, asset.content_type),
-                (header::CACHE_CONTROL, "public, max-age=300"),
-            ],
+            [(header::CONTENT_TYPE, asset.content_type), (header::CACHE_CONTROL, "public, max-age=300")],
             asset.bytes,
         )
             .into_response();
     }
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CACHE_CONTROL, "public, max-age=300")],
-        "not found",
-    )
-        .into_response()
+    (StatusCode::NOT_FOUND, [(header::CACHE_CONTROL, "public, max-age=300")], "not found").into_response()
 }

@@ -14,47 +14,28 @@ pub struct ClientIp(pub IpAddr);
 fn in_cidr(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u32::MAX << (32 - len as u32)
-            };
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len as u32) };
             u32::from(a) & mask == u32::from(b) & mask
         }
         (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len as u32)
-            };
+            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len as u32) };
             u128::from(a) & mask == u128::from(b) & mask
         }
-        (IpAddr::V6(a), IpAddr::V4(_)) => a
-            .to_ipv4_mapped()
-            .is_some_and(|v4| in_cidr(IpAddr::V4(v4), net, len)),
+        (IpAddr::V6(a), IpAddr::V4(_)) => a.to_ipv4_mapped().is_some_and(|v4| in_cidr(IpAddr::V4(v4), net, len)),
         _ => false,
     }
 }
 
 pub fn is_trusted(trusted: &[String], ip: IpAddr) -> bool {
-    trusted
-        .iter()
-        .filter_map(|c| parse_cidr(c).ok())
-        .any(|(net, len)| in_cidr(ip, net, len))
+    trusted.iter().filter_map(|c| parse_cidr(c).ok()).any(|(net, len)| in_cidr(ip, net, len))
 }
 
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer =
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let trusted = &state.config.http.trusted_proxies;
         if !is_trusted(trusted, peer) {
             return Ok(ClientIp(peer));
@@ -68,11 +49,7 @@ impl FromRequestParts<AppState> for ClientIp {
             .flat_map(|v| v.split(','))
             .filter_map(|s| s.trim().parse().ok())
             .collect();
-        let ip = forwarded
-            .iter()
-            .rev()
-            .find(|ip| !is_trusted(trusted, **ip))
-            .copied();
+        let ip = forwarded.iter().rev().find(|ip| !is_trusted(trusted, **ip)).copied();
         Ok(ClientIp(ip.or(forwarded.first().copied()).unwrap_or(peer)))
     }
 }

@@ -13,10 +13,7 @@ use crate::config::ClientAuthMethod;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/.well-known/openid-configuration",
-            get(openid_configuration),
-        )
+        .route("/.well-known/openid-configuration", get(openid_configuration))
         .route("/.well-known/webfinger", get(webfinger))
 }
 
@@ -39,10 +36,8 @@ pub const ACCOUNT_ACTIONS: &[&str] = &[
 pub fn document(state: &AppState) -> Value {
     let url = |p: &str| state.url(p);
     let auth_methods: Vec<&str> = ClientAuthMethod::ALL.iter().map(|m| m.as_str()).collect();
-    let assertion_algs = [
-        "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256",
-        "ES384",
-    ];
+    let assertion_algs =
+        ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
     let signing_algs = state.keys.algs();
     let mut prompts = vec!["none", "login", "consent"];
     if state.config.account.password_registration_enabled {
@@ -91,27 +86,15 @@ pub fn document(state: &AppState) -> Value {
 
 async fn openid_configuration(State(state): State<AppState>) -> Response {
     let mut res = Json(document(&state)).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    res.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     res
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
     let mut res = Json(state.keys.jwks()).into_response();
-    res.headers_mut().insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
-    );
-    res.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    res.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     res
 }
 
@@ -126,11 +109,7 @@ const ISSUER_REL: &str = "http://openid.net/specs/connect/1.0/issuer";
 /// RFC 7033 for OpenID issuer discovery: the issuer link only when asked for it.
 async fn webfinger(State(state): State<AppState>, Query(q): Query<WebfingerQuery>) -> Response {
     let Some(resource) = q.resource else {
-        return (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": "missing resource"})),
-        )
-            .into_response();
+        return (StatusCode::BAD_REQUEST, Json(json!({"error": "missing resource"}))).into_response();
     };
     let links = if q.rel.as_deref() == Some(ISSUER_REL) {
         json!([{ "rel": ISSUER_REL, "href": state.config.http.issuer().as_str() }])
@@ -138,10 +117,7 @@ async fn webfinger(State(state): State<AppState>, Query(q): Query<WebfingerQuery
         json!([])
     };
     (
-        [
-            (header::CONTENT_TYPE, "application/jrd+json"),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-        ],
+        [(header::CONTENT_TYPE, "application/jrd+json"), (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
         Json(json!({ "subject": resource, "links": links })),
     )
         .into_response()

@@ -16,11 +16,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     pub fn new(status: StatusCode, error: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            description: Some(description.into()),
-        }
+        Self { status, error, description: Some(description.into()) }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", d)
@@ -43,11 +39,7 @@ impl OAuthError {
     /// Logs the cause and answers a bare `server_error`.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error: "server_error",
-            description: None,
-        }
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, error: "server_error", description: None }
     }
 }
 
@@ -69,10 +61,7 @@ impl IntoResponse for OAuthError {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.status == StatusCode::UNAUTHORIZED && self.error == "invalid_client" {
-            h.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"appliance\""),
-            );
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"appliance\""));
         }
         res
     }
@@ -89,20 +78,11 @@ pub struct MatrixError {
 
 impl MatrixError {
     pub fn new(status: StatusCode, errcode: &'static str, error: impl Into<String>) -> Self {
-        Self {
-            status,
-            errcode,
-            error: error.into(),
-            retry_after_ms: None,
-        }
+        Self { status, errcode, error: error.into(), retry_after_ms: None }
     }
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "M_UNKNOWN",
-            "Internal server error",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "M_UNKNOWN", "Internal server error")
     }
 }
 
@@ -113,8 +93,7 @@ impl IntoResponse for MatrixError {
             body["retry_after_ms"] = json!(ms);
         }
         let mut res = (self.status, Json(body)).into_response();
-        res.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
 }

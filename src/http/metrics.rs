@@ -51,33 +51,14 @@ impl Metrics {
             "Token endpoint requests by grant type and result",
             token_requests.clone(),
         );
-        registry.register(
-            "oauth2_introspections",
-            "Introspection requests by result",
-            introspections.clone(),
-        );
+        registry.register("oauth2_introspections", "Introspection requests by result", introspections.clone());
         registry.register("logins", "Password logins by result", logins.clone());
-        registry.register(
-            "http_responses",
-            "HTTP responses by status code",
-            responses.clone(),
-        );
-        Self {
-            registry: Arc::new(registry),
-            token_requests,
-            introspections,
-            logins,
-            responses,
-        }
+        registry.register("http_responses", "HTTP responses by status code", responses.clone());
+        Self { registry: Arc::new(registry), token_requests, introspections, logins, responses }
     }
 
     pub fn token(&self, grant_type: &str, result: &str) {
-        self.token_requests
-            .get_or_create(&GrantLabels {
-                grant_type: grant_type.into(),
-                result: result.into(),
-            })
-            .inc();
+        self.token_requests.get_or_create(&GrantLabels { grant_type: grant_type.into(), result: result.into() }).inc();
     }
 
     pub fn render(&self) -> String {
@@ -100,11 +81,5 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.render(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.render())
 }

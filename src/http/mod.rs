@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod client_ip;
+pub mod compat;
 pub mod discovery;
 pub mod error;
 pub mod health;

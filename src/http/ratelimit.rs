@@ -12,17 +12,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
-        Self {
-            limit,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        Self { limit, buckets: Mutex::new(HashMap::new()) }
     }
 
     fn now() -> f64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0)
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
     }
 
     /// Takes one token for `key`; `Err(retry_after_ms)` when none is left.
@@ -36,20 +30,14 @@ impl RateLimiter {
             let (burst, rate) = (self.limit.burst as f64, self.limit.per_second);
             buckets.retain(|_, (tokens, at)| *tokens + (now - *at) * rate < burst);
         }
-        let (tokens, at) = buckets
-            .entry(key.to_string())
-            .or_insert((self.limit.burst as f64, now));
+        let (tokens, at) = buckets.entry(key.to_string()).or_insert((self.limit.burst as f64, now));
         let refilled = (*tokens + (now - *at) * self.limit.per_second).min(self.limit.burst as f64);
         if refilled >= 1.0 {
             *tokens = refilled - 1.0;
             *at = now;
             Ok(())
         } else {
-            let wait = if self.limit.per_second > 0.0 {
-                (1.0 - refilled) / self.limit.per_second
-            } else {
-                3600.0
-            };
+            let wait = if self.limit.per_second > 0.0 { (1.0 - refilled) / self.limit.per_second } else { 3600.0 };
             Err((wait * 1000.0).ceil() as u64)
         }
     }
@@ -62,9 +50,7 @@ impl RateLimiter {
         };
         match buckets.get(key) {
             None => true,
-            Some((tokens, at)) => {
-                (*tokens + (now - *at) * self.limit.per_second).min(self.limit.burst as f64) >= 1.0
-            }
+            Some((tokens, at)) => (*tokens + (now - *at) * self.limit.per_second).min(self.limit.burst as f64) >= 1.0,
         }
     }
 }

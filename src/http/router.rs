@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, assets, discovery, health, metrics, middleware, oauth2, pages};
+use super::{AppState, assets, compat, discovery, health, metrics, middleware, oauth2, pages};
 use crate::config::Resource;
 
 pub fn build(state: AppState, resources: &[Resource]) -> Router {
@@ -16,11 +16,9 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
     for resource in resources {
         router = match resource {
             Resource::Discovery => router.merge(discovery::router()),
-            Resource::Oauth => router
-                .merge(discovery::keys_router())
-                .merge(oauth2::router()),
+            Resource::Oauth => router.merge(discovery::keys_router()).merge(oauth2::router()),
             Resource::Human => router.merge(pages::router()),
-            Resource::Compat => router,
+            Resource::Compat => router.merge(compat::router()),
             Resource::Assets => router.merge(assets::router()),
             Resource::Health => router.merge(health::router()),
             Resource::Prometheus => router.merge(metrics::router()),
@@ -29,10 +27,7 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
     }
     router
         .fallback(not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::security_headers,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
         .layer(RequestBodyLimitLayer::new(256 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -29,6 +29,7 @@ pub struct AppInner {
     pub metrics: Metrics,
     pub http: ureq::Agent,
     pub limiters: super::ratelimit::Limiters,
+    pub lifecycle: crate::lifecycle::provisioning::Lifecycle,
 }
 
 impl Deref for AppState {

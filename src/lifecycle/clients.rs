@@ -4,8 +4,7 @@ use crate::config::{ClientConfig, Config};
 use crate::crypto::encrypter::Encrypter;
 use crate::model::Client;
 use crate::model::client::{
-    ClientMetadata, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
-    GRANT_REFRESH_TOKEN,
+    ClientMetadata, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
 };
 use crate::store::{Store, StoreResult, clients as client_store};
 
@@ -22,14 +21,9 @@ pub struct SyncPlan {
 pub fn client_from_config(c: &ClientConfig) -> ClientMetadata {
     ClientMetadata {
         redirect_uris: c.redirect_uris.iter().map(|u| u.to_string()).collect(),
-        grant_types: [
-            GRANT_AUTHORIZATION_CODE,
-            GRANT_REFRESH_TOKEN,
-            GRANT_CLIENT_CREDENTIALS,
-            GRANT_DEVICE_CODE,
-        ]
-        .map(String::from)
-        .to_vec(),
+        grant_types: [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE]
+            .map(String::from)
+            .to_vec(),
         response_types: vec!["code".into()],
         token_endpoint_auth_method: c.client_auth_method.as_str().into(),
         client_name: c.client_name.clone(),
@@ -54,11 +48,7 @@ pub async fn sync(
         .iter()
         .map(|c| {
             let id = c.client_id.to_uppercase();
-            (
-                id,
-                client_from_config(c),
-                c.client_secret.as_ref().map(|s| s.expose().to_string()),
-            )
+            (id, client_from_config(c), c.client_secret.as_ref().map(|s| s.expose().to_string()))
         })
         .collect();
     let encrypter = encrypter.clone();
@@ -91,10 +81,7 @@ pub async fn sync(
                     client_store::upsert(conn, &client, None)?;
                 }
             }
-            for c in existing
-                .iter()
-                .filter(|c| c.is_static && !wanted.iter().any(|(id, ..)| id == &c.id))
-            {
+            for c in existing.iter().filter(|c| c.is_static && !wanted.iter().any(|(id, ..)| id == &c.id)) {
                 plan.stale.push(c.id.clone());
                 if prune && !dry_run {
                     client_store::delete(conn, &c.id)?;

@@ -1,7 +1,9 @@
 //! State changes that several surfaces trigger, written once.
 
 pub mod clients;
+pub mod compat_sessions;
 pub mod oauth_sessions;
 pub mod policy;
+pub mod provisioning;
 pub mod site_keys;
 pub mod users;

@@ -46,13 +46,7 @@ pub fn start(
 }
 
 /// Issues a fresh access token (and refresh token) for a session.
-pub fn issue(
-    conn: &Connection,
-    session_id: &str,
-    with_refresh: bool,
-    ttl: i64,
-    now: i64,
-) -> StoreResult<IssuedTokens> {
+pub fn issue(conn: &Connection, session_id: &str, with_refresh: bool, ttl: i64, now: i64) -> StoreResult<IssuedTokens> {
     let access_token = TokenKind::AccessToken.generate();
     let access = AccessToken {
         id: ulid::Ulid::new().to_string(),
@@ -131,19 +125,14 @@ pub fn rotate(
             Some(id) => token_store::refresh_by_id(conn, id)?,
             None => None,
         };
-        let Some(successor) =
-            successor.filter(|s| s.consumed_at.is_none() && s.revoked_at.is_none())
-        else {
+        let Some(successor) = successor.filter(|s| s.consumed_at.is_none() && s.revoked_at.is_none()) else {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));
         };
         let successor_access = match &successor.access_token_id {
             Some(id) => token_store::access_by_id(conn, id)?,
             None => None,
         };
-        if successor_access
-            .as_ref()
-            .is_some_and(|a| a.first_used_at.is_some())
-        {
+        if successor_access.as_ref().is_some_and(|a| a.first_used_at.is_some()) {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));
         }
         token_store::revoke_refresh(conn, &successor.id, now)?;
@@ -152,12 +141,9 @@ pub fn rotate(
         }
     }
     let issued = issue(conn, &session.id, true, ttl, now)?;
-    let next_id = token_store::refresh_by_hash(
-        conn,
-        &hash_token(issued.refresh_token.as_deref().unwrap_or_default()),
-    )?
-    .map(|t| t.id)
-    .ok_or_else(|| StoreError::Corrupt("fresh refresh token vanished".into()))?;
+    let next_id = token_store::refresh_by_hash(conn, &hash_token(issued.refresh_token.as_deref().unwrap_or_default()))?
+        .map(|t| t.id)
+        .ok_or_else(|| StoreError::Corrupt("fresh refresh token vanished".into()))?;
     if token.consumed_at.is_none() {
         if !token_store::consume_refresh(conn, &token.id, &next_id, now)? {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));
@@ -179,19 +165,11 @@ pub fn rotate(
 /// Ends a session: its tokens stop working at once. Returns the session when it was active.
 pub fn end(conn: &Connection, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
     let session = sessions::oauth_by_id(conn, session_id)?;
-    if sessions::finish_oauth(conn, session_id, now)? {
-        Ok(session)
-    } else {
-        Ok(None)
-    }
+    if sessions::finish_oauth(conn, session_id, now)? { Ok(session) } else { Ok(None) }
 }
 
 /// Ends a session from any surface (revoke, logout, account page, admin, CLI).
-pub async fn finish(
-    store: &crate::store::Store,
-    session_id: &str,
-    now: i64,
-) -> StoreResult<Option<OAuthSession>> {
+pub async fn finish(store: &crate::store::Store, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
     let id = session_id.to_string();
     store.write(move |c| end(c, &id, now)).await
 }

@@ -2,8 +2,8 @@
 
 use crate::model::User;
 use crate::model::scope::{
-    self, EMAIL, MAS_ADMIN, MATRIX_API, MATRIX_API_UNSTABLE, MATRIX_DEVICE_PREFIX,
-    MATRIX_DEVICE_PREFIX_UNSTABLE, OPENID, SYNAPSE_ADMIN, Scope,
+    self, EMAIL, MAS_ADMIN, MATRIX_API, MATRIX_API_UNSTABLE, MATRIX_DEVICE_PREFIX, MATRIX_DEVICE_PREFIX_UNSTABLE,
+    OPENID, SYNAPSE_ADMIN, Scope,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,7 @@ pub fn check_shape(scope: &Scope) -> Result<(), String> {
             unstable = true;
             unstable_devices += 1;
             check_device(id)?;
-        } else if !matches!(token, OPENID | EMAIL | SYNAPSE_ADMIN | MAS_ADMIN)
-            && !token.starts_with("urn:mas:graphql:")
+        } else if !matches!(token, OPENID | EMAIL | SYNAPSE_ADMIN | MAS_ADMIN) && !token.starts_with("urn:mas:graphql:")
         {
             return Err(format!("scope '{token}' not allowed"));
         }
@@ -54,18 +53,14 @@ fn check_device(id: &str) -> Result<(), String> {
     if scope::is_valid_device_id(id) {
         Ok(())
     } else {
-        Err(format!(
-            "device ID '{id}' must be at least 10 characters of A-Z, a-z, 0-9 and -._~"
-        ))
+        Err(format!("device ID '{id}' must be at least 10 characters of A-Z, a-z, 0-9 and -._~"))
     }
 }
 
 /// Checks that this grant, for this user, may carry the scope.
 pub fn check(scope: &Scope, kind: GrantKind, user: Option<&User>) -> Result<(), String> {
     check_shape(scope)?;
-    let matrix = scope
-        .iter()
-        .any(|t| t == MATRIX_API || t == MATRIX_API_UNSTABLE || scope::device_id_of(t).is_some());
+    let matrix = scope.iter().any(|t| t == MATRIX_API || t == MATRIX_API_UNSTABLE || scope::device_id_of(t).is_some());
     if kind == GrantKind::ClientCredentials {
         if matrix || scope.contains(SYNAPSE_ADMIN) {
             return Err("Matrix scopes need a user: use an interactive grant".into());
@@ -77,14 +72,8 @@ pub fn check(scope: &Scope, kind: GrantKind, user: Option<&User>) -> Result<(), 
     }
     let admin = user.is_some_and(|u| u.can_request_admin);
     if (scope.contains(SYNAPSE_ADMIN) || scope.contains(MAS_ADMIN)) && !admin {
-        let which = if scope.contains(SYNAPSE_ADMIN) {
-            SYNAPSE_ADMIN
-        } else {
-            MAS_ADMIN
-        };
-        return Err(format!(
-            "scope '{which}' not allowed: the user may not request administration"
-        ));
+        let which = if scope.contains(SYNAPSE_ADMIN) { SYNAPSE_ADMIN } else { MAS_ADMIN };
+        return Err(format!("scope '{which}' not allowed: the user may not request administration"));
     }
     Ok(())
 }
@@ -100,28 +89,15 @@ mod tests {
     #[test]
     fn rules() {
         let api = "urn:matrix:client:api:*";
-        assert!(
-            check_shape(&s(&format!(
-                "openid {api} urn:matrix:client:device:ABCDEFGHIJ"
-            )))
-            .is_ok()
-        );
-        assert!(
-            check_shape(&s("urn:matrix:client:device:ABCDEFGHIJ")).is_err(),
-            "device needs api"
-        );
+        assert!(check_shape(&s(&format!("openid {api} urn:matrix:client:device:ABCDEFGHIJ"))).is_ok());
+        assert!(check_shape(&s("urn:matrix:client:device:ABCDEFGHIJ")).is_err(), "device needs api");
         assert!(check_shape(&s(&format!("{api} urn:matrix:client:device:SHORT"))).is_err());
         assert!(
-            check_shape(&s(&format!(
-                "{api} urn:matrix:client:device:AAAAAAAAAA urn:matrix:client:device:BBBBBBBBBB"
-            )))
-            .is_err()
+            check_shape(&s(&format!("{api} urn:matrix:client:device:AAAAAAAAAA urn:matrix:client:device:BBBBBBBBBB")))
+                .is_err()
         );
         assert!(
-            check_shape(&s(&format!(
-                "{api} urn:matrix:org.matrix.msc2967.client:device:AAAAAAAAAA"
-            )))
-            .is_err(),
+            check_shape(&s(&format!("{api} urn:matrix:org.matrix.msc2967.client:device:AAAAAAAAAA"))).is_err(),
             "mixed"
         );
         assert!(check_shape(&s("profile")).is_err());

@@ -25,11 +25,7 @@ pub enum SiteKeysError {
 }
 
 /// Runs off the async workers: RSA key generation takes a moment.
-pub fn load_or_generate(
-    config: &Config,
-    store: &Store,
-    clock: &dyn Clock,
-) -> Result<SiteKeys, SiteKeysError> {
+pub fn load_or_generate(config: &Config, store: &Store, clock: &dyn Clock) -> Result<SiteKeys, SiteKeysError> {
     let now = clock.now();
     let secrets = config.secrets.as_ref();
 
@@ -37,22 +33,15 @@ pub fn load_or_generate(
         Some(key) => key,
         None => {
             let fresh = hex::encode(crate::crypto::random_bytes::<32>());
-            let stored = store.write_blocking(move |c| {
-                key_store::get_or_insert_secret(c, "encryption", &fresh, now)
-            })?;
-            hex::decode(stored)
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .ok_or(SiteKeysError::BadEncryptionKey)?
+            let stored =
+                store.write_blocking(move |c| key_store::get_or_insert_secret(c, "encryption", &fresh, now))?;
+            hex::decode(stored).ok().and_then(|b| b.try_into().ok()).ok_or(SiteKeysError::BadEncryptionKey)?
         }
     };
 
     let configured: Vec<SigningKey> = secrets
         .map(|s| {
-            s.keys
-                .iter()
-                .filter_map(|k| SigningKey::from_pem(k.key.as_ref()?.expose(), k.kid.clone()).ok())
-                .collect()
+            s.keys.iter().filter_map(|k| SigningKey::from_pem(k.key.as_ref()?.expose(), k.kid.clone()).ok()).collect()
         })
         .unwrap_or_default();
 
@@ -64,41 +53,23 @@ pub fn load_or_generate(
         let stored = store.read_blocking(key_store::list_signing_keys)?;
         let mut from_db = Vec::new();
         for s in &stored {
-            let key = SigningKey::from_pem(&s.pem, Some(s.kid.clone())).map_err(|e| {
-                SiteKeysError::BadStoredKey {
-                    kid: s.kid.clone(),
-                    error: e.to_string(),
-                }
-            })?;
+            let key = SigningKey::from_pem(&s.pem, Some(s.kid.clone()))
+                .map_err(|e| SiteKeysError::BadStoredKey { kid: s.kid.clone(), error: e.to_string() })?;
             from_db.push(key);
         }
         if !from_db.iter().any(|k| k.alg() == "RS256") {
-            tracing::info!(
-                "generating signing keys (RSA-2048 and P-256); they are kept in the database"
-            );
-            let rsa =
-                SigningKey::generate_rsa().map_err(|e| SiteKeysError::Generate(e.to_string()))?;
+            tracing::info!("generating signing keys (RSA-2048 and P-256); they are kept in the database");
+            let rsa = SigningKey::generate_rsa().map_err(|e| SiteKeysError::Generate(e.to_string()))?;
             let ec = SigningKey::generate_p256();
             for k in [rsa, ec] {
-                let row = StoredKey {
-                    kid: k.kid.clone(),
-                    alg: k.alg().into(),
-                    pem: k.to_pem(),
-                };
+                let row = StoredKey { kid: k.kid.clone(), alg: k.alg().into(), pem: k.to_pem() };
                 store.write_blocking(move |c| key_store::insert_signing_key(c, &row, now))?;
                 from_db.push(k);
             }
         }
         let has_es = keys.iter().any(|k| k.alg() == "ES256");
-        keys.extend(
-            from_db
-                .into_iter()
-                .filter(|k| k.alg() == "RS256" || !has_es),
-        );
+        keys.extend(from_db.into_iter().filter(|k| k.alg() == "RS256" || !has_es));
         keys
     };
-    Ok(SiteKeys {
-        encryption,
-        keystore: Keystore::new(keys),
-    })
+    Ok(SiteKeys { encryption, keystore: Keystore::new(keys) })
 }

@@ -77,10 +77,7 @@ pub async fn register(
 
 pub async fn find(store: &Store, username: &str) -> Result<User, UserError> {
     let name = username.to_string();
-    store
-        .read(move |c| user_store::by_username(c, &name))
-        .await?
-        .ok_or_else(|| UserError::NotFound(username.into()))
+    store.read(move |c| user_store::by_username(c, &name)).await?.ok_or_else(|| UserError::NotFound(username.into()))
 }
 
 pub async fn set_password(
@@ -93,28 +90,16 @@ pub async fn set_password(
     let user = find(store, username).await?;
     let (version, hash) = passwords.hash(password).await?;
     let now = clock.now();
-    store
-        .write(move |c| user_store::add_password(c, &user.id, &hash, version, None, now))
-        .await?;
+    store.write(move |c| user_store::add_password(c, &user.id, &hash, version, None, now)).await?;
     Ok(())
 }
 
-pub async fn set_locked(
-    store: &Store,
-    clock: &dyn Clock,
-    username: &str,
-    locked: bool,
-) -> Result<User, UserError> {
+pub async fn set_locked(store: &Store, clock: &dyn Clock, username: &str, locked: bool) -> Result<User, UserError> {
     let user = find(store, username).await?;
     let at = locked.then(|| clock.now());
     let id = user.id.clone();
-    store
-        .write(move |c| user_store::set_locked(c, &id, at))
-        .await?;
-    Ok(User {
-        locked_at: at,
-        ..user
-    })
+    store.write(move |c| user_store::set_locked(c, &id, at)).await?;
+    Ok(User { locked_at: at, ..user })
 }
 
 pub async fn set_deactivated(
@@ -126,11 +111,6 @@ pub async fn set_deactivated(
     let user = find(store, username).await?;
     let at = deactivated.then(|| clock.now());
     let id = user.id.clone();
-    store
-        .write(move |c| user_store::set_deactivated(c, &id, at))
-        .await?;
-    Ok(User {
-        deactivated_at: at,
-        ..user
-    })
+    store.write(move |c| user_store::set_deactivated(c, &id, at)).await?;
+    Ok(User { deactivated_at: at, ..user })
 }

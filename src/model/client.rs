@@ -57,8 +57,7 @@ pub const GRANT_DEVICE_CODE: &str = "urn:ietf:params:oauth:grant-type:device_cod
 
 impl Client {
     pub fn auth_method(&self) -> ClientAuthMethod {
-        ClientAuthMethod::parse(&self.metadata.token_endpoint_auth_method)
-            .unwrap_or(ClientAuthMethod::None)
+        ClientAuthMethod::parse(&self.metadata.token_endpoint_auth_method).unwrap_or(ClientAuthMethod::None)
     }
 
     pub fn is_public(&self) -> bool {

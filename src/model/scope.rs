@@ -24,9 +24,7 @@ impl Scope {
     pub fn parse(s: &str) -> Result<Self, ScopeParseError> {
         let mut tokens: Vec<String> = Vec::new();
         for t in s.split(' ').filter(|t| !t.is_empty()) {
-            let ok = t
-                .bytes()
-                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+            let ok = t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
             if !ok {
                 return Err(ScopeParseError(t.to_string()));
             }
@@ -88,18 +86,14 @@ impl Scope {
 }
 
 pub fn device_id_of(token: &str) -> Option<&str> {
-    token
-        .strip_prefix(MATRIX_DEVICE_PREFIX)
-        .or_else(|| token.strip_prefix(MATRIX_DEVICE_PREFIX_UNSTABLE))
+    token.strip_prefix(MATRIX_DEVICE_PREFIX).or_else(|| token.strip_prefix(MATRIX_DEVICE_PREFIX_UNSTABLE))
 }
 
 /// Characters MAS allows in a device id taken from a scope.
 pub fn is_valid_device_id(id: &str) -> bool {
     id.len() >= 10
         && id.len() <= 255
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._~!$&'()*+,;=:@/-".contains(&b))
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~!$&'()*+,;=:@/-".contains(&b))
 }
 
 impl fmt::Display for Scope {
@@ -126,7 +120,10 @@ mod tests {
 
     #[test]
     fn parse_and_normalise() {
-        let s = Scope::parse("openid urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:ABCDEFGHIJ").unwrap();
+        let s = Scope::parse(
+            "openid urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:ABCDEFGHIJ",
+        )
+        .unwrap();
         assert_eq!(s.device_id(), Some("ABCDEFGHIJ"));
         let n = s.normalised();
         assert!(n.contains(MATRIX_API) && n.contains("urn:matrix:client:device:ABCDEFGHIJ"));

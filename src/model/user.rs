@@ -29,10 +29,7 @@ pub fn check_localpart(localpart: &str) -> Result<(), &'static str> {
     if localpart.bytes().all(|b| b.is_ascii_digit()) {
         return Err("Username must not consist only of digits");
     }
-    if !localpart
-        .bytes()
-        .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'))
-    {
+    if !localpart.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+')) {
         return Err("Username may only contain a-z, 0-9 and . _ = - / +");
     }
     Ok(())

@@ -12,41 +12,27 @@ fn client_from_row(r: &Row) -> rusqlite::Result<(String, String, Option<String>,
 
 fn to_client(row: (String, String, Option<String>, bool, i64)) -> StoreResult<Client> {
     let (id, metadata, encrypted_secret, is_static, created_at) = row;
-    let metadata: ClientMetadata = serde_json::from_str(&metadata)
-        .map_err(|e| StoreError::Corrupt(format!("client {id} metadata: {e}")))?;
-    Ok(Client {
-        id,
-        metadata,
-        encrypted_secret,
-        is_static,
-        created_at,
-    })
+    let metadata: ClientMetadata =
+        serde_json::from_str(&metadata).map_err(|e| StoreError::Corrupt(format!("client {id} metadata: {e}")))?;
+    Ok(Client { id, metadata, encrypted_secret, is_static, created_at })
 }
 
 const COLUMNS: &str = "client_id, metadata, encrypted_client_secret, is_static, created_at";
 
 pub fn by_id(conn: &Connection, id: &str) -> StoreResult<Option<Client>> {
     let sql = format!("SELECT {COLUMNS} FROM oauth2_clients WHERE client_id = ?1");
-    opt(conn.query_row(&sql, [id], client_from_row))?
-        .map(to_client)
-        .transpose()
+    opt(conn.query_row(&sql, [id], client_from_row))?.map(to_client).transpose()
 }
 
 pub fn by_digest(conn: &Connection, digest: &str) -> StoreResult<Option<Client>> {
     let sql = format!("SELECT {COLUMNS} FROM oauth2_clients WHERE metadata_digest = ?1");
-    opt(conn.query_row(&sql, [digest], client_from_row))?
-        .map(to_client)
-        .transpose()
+    opt(conn.query_row(&sql, [digest], client_from_row))?.map(to_client).transpose()
 }
 
 pub fn list(conn: &Connection, static_only: bool) -> StoreResult<Vec<Client>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM oauth2_clients {} ORDER BY client_id",
-        if static_only {
-            "WHERE is_static = 1"
-        } else {
-            ""
-        }
+        if static_only { "WHERE is_static = 1" } else { "" }
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], client_from_row)?;
@@ -55,8 +41,7 @@ pub fn list(conn: &Connection, static_only: bool) -> StoreResult<Vec<Client>> {
 
 /// Inserts or replaces a client (config sync and registration).
 pub fn upsert(conn: &Connection, client: &Client, digest: Option<&str>) -> StoreResult<()> {
-    let metadata =
-        serde_json::to_string(&client.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let metadata = serde_json::to_string(&client.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     conn.execute(
         "INSERT INTO oauth2_clients (client_id, metadata, encrypted_client_secret, is_static, metadata_digest, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)

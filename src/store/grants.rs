@@ -76,17 +76,12 @@ pub fn insert_grant(conn: &Connection, g: &AuthorizationGrant) -> StoreResult<()
 }
 
 pub fn grant_by_id(conn: &Connection, id: &str) -> StoreResult<Option<AuthorizationGrant>> {
-    let sql =
-        format!("SELECT {GRANT_COLUMNS} FROM oauth2_authorization_grants WHERE grant_id = ?1");
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth2_authorization_grants WHERE grant_id = ?1");
     opt(conn.query_row(&sql, [id], grant_from_row))
 }
 
-pub fn grant_by_code(
-    conn: &Connection,
-    code_hash: &str,
-) -> StoreResult<Option<AuthorizationGrant>> {
-    let sql =
-        format!("SELECT {GRANT_COLUMNS} FROM oauth2_authorization_grants WHERE code_hash = ?1");
+pub fn grant_by_code(conn: &Connection, code_hash: &str) -> StoreResult<Option<AuthorizationGrant>> {
+    let sql = format!("SELECT {GRANT_COLUMNS} FROM oauth2_authorization_grants WHERE code_hash = ?1");
     opt(conn.query_row(&sql, [code_hash], grant_from_row))
 }
 
@@ -115,12 +110,7 @@ pub fn cancel_grant(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
 }
 
 /// Marks the code exchanged; false when it already was (a replay).
-pub fn exchange_grant(
-    conn: &Connection,
-    id: &str,
-    session_id: &str,
-    now: i64,
-) -> StoreResult<bool> {
+pub fn exchange_grant(conn: &Connection, id: &str, session_id: &str, now: i64) -> StoreResult<bool> {
     let n = conn.execute(
         "UPDATE oauth2_authorization_grants SET exchanged_at = ?2, oauth2_session_id = ?3
          WHERE grant_id = ?1 AND exchanged_at IS NULL",
@@ -144,8 +134,7 @@ pub struct DeviceGrant {
     pub user_session_id: Option<String>,
 }
 
-const DEVICE_COLUMNS: &str =
-    "device_grant_id, client_id, scope, user_code, created_at, expires_at, fulfilled_at,
+const DEVICE_COLUMNS: &str = "device_grant_id, client_id, scope, user_code, created_at, expires_at, fulfilled_at,
     rejected_at, exchanged_at, last_polled_at, user_session_id";
 
 fn device_from_row(r: &Row) -> rusqlite::Result<DeviceGrant> {
@@ -164,11 +153,7 @@ fn device_from_row(r: &Row) -> rusqlite::Result<DeviceGrant> {
     })
 }
 
-pub fn insert_device(
-    conn: &Connection,
-    g: &DeviceGrant,
-    device_code_hash: &str,
-) -> StoreResult<()> {
+pub fn insert_device(conn: &Connection, g: &DeviceGrant, device_code_hash: &str) -> StoreResult<()> {
     super::on_conflict(
         conn.execute(
             "INSERT INTO oauth2_device_code_grants (device_grant_id, client_id, scope, user_code, device_code_hash, created_at, expires_at)
@@ -181,40 +166,22 @@ pub fn insert_device(
 }
 
 pub fn device_by_id(conn: &Connection, id: &str) -> StoreResult<Option<DeviceGrant>> {
-    let sql = format!(
-        "SELECT {DEVICE_COLUMNS} FROM oauth2_device_code_grants WHERE device_grant_id = ?1"
-    );
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM oauth2_device_code_grants WHERE device_grant_id = ?1");
     opt(conn.query_row(&sql, [id], device_from_row))
 }
 
 pub fn device_by_user_code(conn: &Connection, user_code: &str) -> StoreResult<Option<DeviceGrant>> {
-    let sql =
-        format!("SELECT {DEVICE_COLUMNS} FROM oauth2_device_code_grants WHERE user_code = ?1");
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM oauth2_device_code_grants WHERE user_code = ?1");
     opt(conn.query_row(&sql, [user_code], device_from_row))
 }
 
-pub fn device_by_code(
-    conn: &Connection,
-    device_code_hash: &str,
-) -> StoreResult<Option<DeviceGrant>> {
-    let sql = format!(
-        "SELECT {DEVICE_COLUMNS} FROM oauth2_device_code_grants WHERE device_code_hash = ?1"
-    );
+pub fn device_by_code(conn: &Connection, device_code_hash: &str) -> StoreResult<Option<DeviceGrant>> {
+    let sql = format!("SELECT {DEVICE_COLUMNS} FROM oauth2_device_code_grants WHERE device_code_hash = ?1");
     opt(conn.query_row(&sql, [device_code_hash], device_from_row))
 }
 
-pub fn decide_device(
-    conn: &Connection,
-    id: &str,
-    user_session_id: &str,
-    approve: bool,
-    now: i64,
-) -> StoreResult<bool> {
-    let column = if approve {
-        "fulfilled_at"
-    } else {
-        "rejected_at"
-    };
+pub fn decide_device(conn: &Connection, id: &str, user_session_id: &str, approve: bool, now: i64) -> StoreResult<bool> {
+    let column = if approve { "fulfilled_at" } else { "rejected_at" };
     let sql = format!(
         "UPDATE oauth2_device_code_grants SET {column} = ?2, user_session_id = ?3
          WHERE device_grant_id = ?1 AND fulfilled_at IS NULL AND rejected_at IS NULL AND expires_at > ?2"
@@ -230,12 +197,7 @@ pub fn touch_device_poll(conn: &Connection, id: &str, now: i64) -> StoreResult<(
     Ok(())
 }
 
-pub fn exchange_device(
-    conn: &Connection,
-    id: &str,
-    session_id: &str,
-    now: i64,
-) -> StoreResult<bool> {
+pub fn exchange_device(conn: &Connection, id: &str, session_id: &str, now: i64) -> StoreResult<bool> {
     let n = conn.execute(
         "UPDATE oauth2_device_code_grants SET exchanged_at = ?2, oauth2_session_id = ?3
          WHERE device_grant_id = ?1 AND exchanged_at IS NULL AND fulfilled_at IS NOT NULL",
@@ -245,12 +207,7 @@ pub fn exchange_device(
 }
 
 /// Remembers a client-assertion `jti`; false when it was seen before (a replay).
-pub fn remember_jti(
-    conn: &Connection,
-    client_id: &str,
-    jti: &str,
-    expires_at: i64,
-) -> StoreResult<bool> {
+pub fn remember_jti(conn: &Connection, client_id: &str, jti: &str, expires_at: i64) -> StoreResult<bool> {
     let n = conn.execute(
         "INSERT INTO client_assertion_jtis (client_id, jti, expires_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
         params![client_id, jti, expires_at],
@@ -260,13 +217,7 @@ pub fn remember_jti(
 
 pub fn cleanup(conn: &Connection, now: i64) -> StoreResult<usize> {
     let week_ago = now - 7 * 86400;
-    let mut n = conn.execute(
-        "DELETE FROM oauth2_authorization_grants WHERE created_at < ?1",
-        [week_ago],
-    )?;
-    n += conn.execute(
-        "DELETE FROM oauth2_device_code_grants WHERE created_at < ?1",
-        [week_ago],
-    )?;
+    let mut n = conn.execute("DELETE FROM oauth2_authorization_grants WHERE created_at < ?1", [week_ago])?;
+    n += conn.execute("DELETE FROM oauth2_device_code_grants WHERE created_at < ?1", [week_ago])?;
     Ok(n)
 }

@@ -5,29 +5,16 @@ use rusqlite::{Connection, params};
 use super::{StoreResult, opt};
 
 pub fn get_secret(conn: &Connection, name: &str) -> StoreResult<Option<String>> {
-    opt(conn.query_row(
-        "SELECT value FROM site_secrets WHERE name = ?1",
-        [name],
-        |r| r.get(0),
-    ))
+    opt(conn.query_row("SELECT value FROM site_secrets WHERE name = ?1", [name], |r| r.get(0)))
 }
 
 /// Stores `value` unless a value exists; returns the value that is now stored.
-pub fn get_or_insert_secret(
-    conn: &Connection,
-    name: &str,
-    value: &str,
-    now: i64,
-) -> StoreResult<String> {
+pub fn get_or_insert_secret(conn: &Connection, name: &str, value: &str, now: i64) -> StoreResult<String> {
     conn.execute(
         "INSERT INTO site_secrets (name, value, created_at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO NOTHING",
         params![name, value, now],
     )?;
-    Ok(conn.query_row(
-        "SELECT value FROM site_secrets WHERE name = ?1",
-        [name],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row("SELECT value FROM site_secrets WHERE name = ?1", [name], |r| r.get(0))?)
 }
 
 pub struct StoredKey {
@@ -37,15 +24,8 @@ pub struct StoredKey {
 }
 
 pub fn list_signing_keys(conn: &Connection) -> StoreResult<Vec<StoredKey>> {
-    let mut stmt =
-        conn.prepare("SELECT kid, alg, pem FROM signing_keys ORDER BY created_at, kid")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(StoredKey {
-            kid: r.get(0)?,
-            alg: r.get(1)?,
-            pem: r.get(2)?,
-        })
-    })?;
+    let mut stmt = conn.prepare("SELECT kid, alg, pem FROM signing_keys ORDER BY created_at, kid")?;
+    let rows = stmt.query_map([], |r| Ok(StoredKey { kid: r.get(0)?, alg: r.get(1)?, pem: r.get(2)? }))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -6,7 +6,9 @@
 //! own writers. Reads run on a small pool of read-only connections in `spawn_blocking`.
 
 pub mod clients;
+pub mod compat;
 pub mod grants;
+pub mod jobs;
 pub mod keys;
 pub mod sessions;
 pub mod tokens;
@@ -47,9 +49,7 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Maps a UNIQUE violation to a domain conflict.
 pub(crate) fn on_conflict<T>(r: rusqlite::Result<T>, what: &'static str) -> StoreResult<T> {
     match r {
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
             Err(StoreError::Conflict(what))
         }
         other => Ok(other?),
@@ -104,15 +104,9 @@ impl Store {
         restrict_permissions(path);
 
         let manager = SqliteConnectionManager::file(path)
-            .with_flags(
-                OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                    | OpenFlags::SQLITE_OPEN_URI,
-            )
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI)
             .with_init(|c| {
-                c.execute_batch(
-                    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;",
-                )
+                c.execute_batch("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")
             });
         let readers = r2d2::Pool::builder()
             .max_size(readers)
@@ -125,11 +119,7 @@ impl Store {
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx))
             .map_err(|e| StoreError::Migration(format!("cannot start writer thread: {e}")))?;
-        Ok(Self {
-            path: path.to_path_buf(),
-            writer: tx,
-            readers,
-        })
+        Ok(Self { path: path.to_path_buf(), writer: tx, readers })
     }
 
     pub fn path(&self) -> &Path {
@@ -179,10 +169,7 @@ impl Store {
         rx.recv().map_err(|_| StoreError::WriterGone)?
     }
 
-    pub fn read_blocking<T>(
-        &self,
-        f: impl FnOnce(&Connection) -> StoreResult<T>,
-    ) -> StoreResult<T> {
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
         let conn = self.readers.get()?;
         f(&conn)
     }
@@ -200,20 +187,15 @@ impl Store {
 
     /// A cheap liveness probe (`/health`).
     pub async fn ping(&self) -> StoreResult<()> {
-        self.read(|c| {
-            Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
-                .map(|_| ())?)
-        })
-        .await
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())?)).await
     }
 }
 
 fn open_write_connection(path: &Path) -> StoreResult<Connection> {
     if let Some(dir) = path.parent() {
         if !dir.as_os_str().is_empty() && !dir.exists() {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                StoreError::Migration(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Migration(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
     let conn = Connection::open(path)?;
@@ -223,14 +205,8 @@ fn open_write_connection(path: &Path) -> StoreResult<Connection> {
 
 /// Applies the embedded migrations; returns the names applied.
 pub fn migrate(conn: &mut Connection) -> StoreResult<Vec<String>> {
-    let report = embedded::migrations::runner()
-        .run(conn)
-        .map_err(|e| StoreError::Migration(e.to_string()))?;
-    Ok(report
-        .applied_migrations()
-        .iter()
-        .map(|m| m.to_string())
-        .collect())
+    let report = embedded::migrations::runner().run(conn).map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
 }
 
 /// Applies migrations to the database at `path` and returns what was applied.
@@ -246,17 +222,10 @@ fn restrict_permissions(path: &Path) {
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
 }
 
-fn run_in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> StoreResult<T>,
-) -> StoreResult<T> {
+fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
     conn.execute_batch("SAVEPOINT job")?;
     let result = f(conn);
-    let end = if result.is_ok() {
-        "RELEASE job"
-    } else {
-        "ROLLBACK TO job; RELEASE job"
-    };
+    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
     conn.execute_batch(end)?;
     result
 }
@@ -270,9 +239,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        let begin = conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(StoreError::from);
+        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
         let mut deliveries = Vec::with_capacity(batch.len());
         if let Err(e) = &begin {
             tracing::error!(error = %e, "cannot begin write transaction");

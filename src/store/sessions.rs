@@ -44,12 +44,18 @@ pub fn browser_by_id(conn: &Connection, id: &str) -> StoreResult<Option<BrowserS
 }
 
 pub fn reauthenticate_browser(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
-    conn.execute("UPDATE user_sessions SET authenticated_at = ?2, last_active_at = ?2 WHERE user_session_id = ?1", params![id, now])?;
+    conn.execute(
+        "UPDATE user_sessions SET authenticated_at = ?2, last_active_at = ?2 WHERE user_session_id = ?1",
+        params![id, now],
+    )?;
     Ok(())
 }
 
 pub fn finish_browser(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
-    conn.execute("UPDATE user_sessions SET finished_at = ?2 WHERE user_session_id = ?1 AND finished_at IS NULL", params![id, now])?;
+    conn.execute(
+        "UPDATE user_sessions SET finished_at = ?2 WHERE user_session_id = ?1 AND finished_at IS NULL",
+        params![id, now],
+    )?;
     Ok(())
 }
 
@@ -64,8 +70,7 @@ pub struct OAuthSession {
     pub finished_at: Option<i64>,
 }
 
-const OAUTH_COLUMNS: &str =
-    "oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, finished_at";
+const OAUTH_COLUMNS: &str = "oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, finished_at";
 
 fn oauth_from_row(r: &Row) -> rusqlite::Result<OAuthSession> {
     Ok(OAuthSession {
@@ -79,11 +84,7 @@ fn oauth_from_row(r: &Row) -> rusqlite::Result<OAuthSession> {
     })
 }
 
-pub fn insert_oauth(
-    conn: &Connection,
-    s: &OAuthSession,
-    user_agent: Option<&str>,
-) -> StoreResult<()> {
+pub fn insert_oauth(conn: &Connection, s: &OAuthSession, user_agent: Option<&str>) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO oauth2_sessions (oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, last_active_at, user_agent)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
@@ -122,4 +123,31 @@ pub fn finish_oauth(conn: &Connection, id: &str, now: i64) -> StoreResult<bool> 
         params![id, now],
     )?;
     Ok(changed > 0)
+}
+
+/// Users with at least one active OAuth session (for the periodic device reconciliation).
+pub fn users_with_sessions(conn: &Connection) -> StoreResult<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT user_id FROM oauth2_sessions WHERE user_id IS NOT NULL AND finished_at IS NULL
+         UNION SELECT user_id FROM compat_sessions WHERE finished_at IS NULL",
+    )?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Active sessions of a user, ended (user deactivation, `manage kill-sessions`). Returns how many.
+pub fn finish_all_for_user(conn: &Connection, user_id: &str, now: i64) -> StoreResult<usize> {
+    let sessions = active_oauth_for_user(conn, user_id)?;
+    for s in &sessions {
+        finish_oauth(conn, &s.id, now)?;
+    }
+    let compat = super::compat::active_for_user(conn, user_id)?;
+    for s in &compat {
+        super::compat::finish_session(conn, &s.id, now)?;
+    }
+    conn.execute(
+        "UPDATE user_sessions SET finished_at = ?2 WHERE user_id = ?1 AND finished_at IS NULL",
+        params![user_id, now],
+    )?;
+    Ok(sessions.len() + compat.len())
 }

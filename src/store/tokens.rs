@@ -43,8 +43,7 @@ pub fn insert_refresh(conn: &Connection, t: &RefreshToken, hash: &str) -> StoreR
     Ok(())
 }
 
-const ACCESS_COLUMNS: &str =
-    "access_token_id, oauth2_session_id, created_at, expires_at, revoked_at, first_used_at";
+const ACCESS_COLUMNS: &str = "access_token_id, oauth2_session_id, created_at, expires_at, revoked_at, first_used_at";
 
 fn access_from_row(r: &rusqlite::Row) -> rusqlite::Result<AccessToken> {
     Ok(AccessToken {
@@ -63,12 +62,12 @@ pub fn access_by_hash(conn: &Connection, hash: &str) -> StoreResult<Option<Acces
 }
 
 pub fn access_by_id(conn: &Connection, id: &str) -> StoreResult<Option<AccessToken>> {
-    let sql =
-        format!("SELECT {ACCESS_COLUMNS} FROM oauth2_access_tokens WHERE access_token_id = ?1");
+    let sql = format!("SELECT {ACCESS_COLUMNS} FROM oauth2_access_tokens WHERE access_token_id = ?1");
     opt(conn.query_row(&sql, [id], access_from_row))
 }
 
-const REFRESH_COLUMNS: &str = "refresh_token_id, oauth2_session_id, access_token_id, created_at, consumed_at, revoked_at, next_refresh_token_id";
+const REFRESH_COLUMNS: &str =
+    "refresh_token_id, oauth2_session_id, access_token_id, created_at, consumed_at, revoked_at, next_refresh_token_id";
 
 fn refresh_from_row(r: &rusqlite::Row) -> rusqlite::Result<RefreshToken> {
     Ok(RefreshToken {
@@ -88,8 +87,7 @@ pub fn refresh_by_hash(conn: &Connection, hash: &str) -> StoreResult<Option<Refr
 }
 
 pub fn refresh_by_id(conn: &Connection, id: &str) -> StoreResult<Option<RefreshToken>> {
-    let sql =
-        format!("SELECT {REFRESH_COLUMNS} FROM oauth2_refresh_tokens WHERE refresh_token_id = ?1");
+    let sql = format!("SELECT {REFRESH_COLUMNS} FROM oauth2_refresh_tokens WHERE refresh_token_id = ?1");
     opt(conn.query_row(&sql, [id], refresh_from_row))
 }
 
@@ -111,18 +109,27 @@ pub fn set_next_refresh(conn: &Connection, id: &str, next_id: &str) -> StoreResu
 }
 
 pub fn revoke_access(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
-    conn.execute("UPDATE oauth2_access_tokens SET revoked_at = ?2 WHERE access_token_id = ?1 AND revoked_at IS NULL", params![id, now])?;
+    conn.execute(
+        "UPDATE oauth2_access_tokens SET revoked_at = ?2 WHERE access_token_id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )?;
     Ok(())
 }
 
 pub fn revoke_refresh(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
-    conn.execute("UPDATE oauth2_refresh_tokens SET revoked_at = ?2 WHERE refresh_token_id = ?1 AND revoked_at IS NULL", params![id, now])?;
+    conn.execute(
+        "UPDATE oauth2_refresh_tokens SET revoked_at = ?2 WHERE refresh_token_id = ?1 AND revoked_at IS NULL",
+        params![id, now],
+    )?;
     Ok(())
 }
 
 /// Records the first successful use (introspection) of an access token; cheap when already set.
 pub fn mark_access_used(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
-    conn.execute("UPDATE oauth2_access_tokens SET first_used_at = ?2 WHERE access_token_id = ?1 AND first_used_at IS NULL", params![id, now])?;
+    conn.execute(
+        "UPDATE oauth2_access_tokens SET first_used_at = ?2 WHERE access_token_id = ?1 AND first_used_at IS NULL",
+        params![id, now],
+    )?;
     Ok(())
 }
 
@@ -197,13 +204,7 @@ pub fn cleanup(conn: &Connection, now: i64) -> StoreResult<usize> {
         "DELETE FROM oauth2_access_tokens WHERE (expires_at IS NOT NULL AND expires_at < ?1) OR revoked_at < ?1",
         [hour_ago],
     )?;
-    n += conn.execute(
-        "DELETE FROM oauth2_refresh_tokens WHERE revoked_at < ?1 OR consumed_at < ?1",
-        [hour_ago],
-    )?;
-    n += conn.execute(
-        "DELETE FROM client_assertion_jtis WHERE expires_at < ?1",
-        [now],
-    )?;
+    n += conn.execute("DELETE FROM oauth2_refresh_tokens WHERE revoked_at < ?1 OR consumed_at < ?1", [hour_ago])?;
+    n += conn.execute("DELETE FROM client_assertion_jtis WHERE expires_at < ?1", [now])?;
     Ok(n)
 }

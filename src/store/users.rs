@@ -5,8 +5,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::{StoreResult, on_conflict, opt};
 use crate::model::User;
 
-const USER_COLUMNS: &str =
-    "user_id, username, display_name, created_at, locked_at, deactivated_at, can_request_admin";
+const USER_COLUMNS: &str = "user_id, username, display_name, created_at, locked_at, deactivated_at, can_request_admin";
 
 fn user_from_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -49,38 +48,22 @@ pub fn list(conn: &Connection) -> StoreResult<Vec<User>> {
 }
 
 pub fn set_locked(conn: &Connection, user_id: &str, locked_at: Option<i64>) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE users SET locked_at = ?2 WHERE user_id = ?1",
-        params![user_id, locked_at],
-    )?;
+    conn.execute("UPDATE users SET locked_at = ?2 WHERE user_id = ?1", params![user_id, locked_at])?;
     Ok(())
 }
 
-pub fn set_deactivated(
-    conn: &Connection,
-    user_id: &str,
-    deactivated_at: Option<i64>,
-) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE users SET deactivated_at = ?2 WHERE user_id = ?1",
-        params![user_id, deactivated_at],
-    )?;
+pub fn set_deactivated(conn: &Connection, user_id: &str, deactivated_at: Option<i64>) -> StoreResult<()> {
+    conn.execute("UPDATE users SET deactivated_at = ?2 WHERE user_id = ?1", params![user_id, deactivated_at])?;
     Ok(())
 }
 
 pub fn set_can_request_admin(conn: &Connection, user_id: &str, admin: bool) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE users SET can_request_admin = ?2 WHERE user_id = ?1",
-        params![user_id, admin],
-    )?;
+    conn.execute("UPDATE users SET can_request_admin = ?2 WHERE user_id = ?1", params![user_id, admin])?;
     Ok(())
 }
 
 pub fn set_display_name(conn: &Connection, user_id: &str, name: Option<&str>) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE users SET display_name = ?2 WHERE user_id = ?1",
-        params![user_id, name],
-    )?;
+    conn.execute("UPDATE users SET display_name = ?2 WHERE user_id = ?1", params![user_id, name])?;
     Ok(())
 }
 
@@ -97,13 +80,7 @@ pub fn current_password(conn: &Connection, user_id: &str) -> StoreResult<Option<
             "SELECT user_password_id, hashed_password, version FROM user_passwords
              WHERE user_id = ?1 ORDER BY created_at DESC, user_password_id DESC LIMIT 1",
             [user_id],
-            |r| {
-                Ok(StoredPassword {
-                    id: r.get(0)?,
-                    hash: r.get(1)?,
-                    version: r.get(2)?,
-                })
-            },
+            |r| Ok(StoredPassword { id: r.get(0)?, hash: r.get(1)?, version: r.get(2)? }),
         )
         .optional()?)
 }
@@ -136,8 +113,16 @@ pub fn add_email(conn: &Connection, user_id: &str, email: &str, now: i64) -> Sto
 }
 
 pub fn emails(conn: &Connection, user_id: &str) -> StoreResult<Vec<String>> {
-    let mut stmt = conn
-        .prepare("SELECT email FROM user_emails WHERE user_id = ?1 ORDER BY created_at, email")?;
+    let mut stmt = conn.prepare("SELECT email FROM user_emails WHERE user_id = ?1 ORDER BY created_at, email")?;
     let rows = stmt.query_map([user_id], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The user owning a (verified) email address.
+pub fn by_email(conn: &Connection, email: &str) -> StoreResult<Option<User>> {
+    let sql = format!(
+        "SELECT {} FROM users u JOIN user_emails e ON e.user_id = u.user_id WHERE lower(e.email) = lower(?1) LIMIT 1",
+        USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
+    );
+    opt(conn.query_row(&sql, [email], user_from_row))
 }

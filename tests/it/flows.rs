@@ -60,15 +60,8 @@ pub async fn register_user(app: &TestApp, username: &str, password: &str, admin:
 /// The CSRF token of a rendered form.
 pub fn csrf_of(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
-    let start = html
-        .find(marker)
-        .unwrap_or_else(|| panic!("no csrf field in page:\n{html}"))
-        + marker.len();
-    html[start..]
-        .split('"')
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    let start = html.find(marker).unwrap_or_else(|| panic!("no csrf field in page:\n{html}")) + marker.len();
+    html[start..].split('"').next().unwrap_or_default().to_string()
 }
 
 pub fn location(res: &reqwest::Response) -> String {
@@ -88,21 +81,12 @@ pub async fn login(
     username: &str,
     password: &str,
 ) -> reqwest::Response {
-    let page = client
-        .get(app.url(&format!("/login?next={}", urlencode(next))))
-        .send()
-        .await
-        .unwrap();
+    let page = client.get(app.url(&format!("/login?next={}", urlencode(next)))).send().await.unwrap();
     let html = page.text().await.unwrap();
     let csrf = csrf_of(&html);
     client
         .post(app.url("/login"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", username),
-            ("password", password),
-            ("next", next),
-        ])
+        .form(&[("csrf", csrf.as_str()), ("username", username), ("password", password), ("next", next)])
         .send()
         .await
         .unwrap()
@@ -119,12 +103,8 @@ pub struct Pkce {
 
 pub fn pkce() -> Pkce {
     let verifier = appliance::crypto::random_alnum(64);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(sha2::Sha256::digest(verifier.as_bytes()));
-    Pkce {
-        verifier,
-        challenge,
-    }
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    Pkce { verifier, challenge }
 }
 
 /// `/authorize` → login (if needed) → consent (allow): returns the redirect to the client.
@@ -136,12 +116,7 @@ pub async fn authorize_and_consent(
 ) -> reqwest::Response {
     let url = reqwest::Url::parse_with_params(&app.url("/authorize"), query).unwrap();
     let res = client.get(url).send().await.unwrap();
-    assert!(
-        res.status().is_redirection(),
-        "authorize answered {}: {}",
-        res.status(),
-        res.text().await.unwrap()
-    );
+    assert!(res.status().is_redirection(), "authorize answered {}: {}", res.status(), res.text().await.unwrap());
     let mut next = location(&res);
     if next.starts_with("/login") {
         let consent = url::Url::parse(&format!("http://x{next}"))
@@ -155,43 +130,19 @@ pub async fn authorize_and_consent(
         assert_eq!(res.status(), 303, "login failed");
         next = location(&res);
     }
-    assert!(
-        next.starts_with("/consent/"),
-        "expected the consent page, got {next}"
-    );
-    let html = client
-        .get(app.url(&next))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert!(next.starts_with("/consent/"), "expected the consent page, got {next}");
+    let html = client.get(app.url(&next)).send().await.unwrap().text().await.unwrap();
     let csrf = csrf_of(&html);
-    client
-        .post(app.url(&next))
-        .form(&[("csrf", csrf.as_str()), ("decision", "allow")])
-        .send()
-        .await
-        .unwrap()
+    client.post(app.url(&next)).form(&[("csrf", csrf.as_str()), ("decision", "allow")]).send().await.unwrap()
 }
 
 /// The query parameters of a redirect to the client.
 pub fn redirect_params(location: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(location)
-        .expect("absolute redirect")
-        .query_pairs()
-        .into_owned()
-        .collect()
+    url::Url::parse(location).expect("absolute redirect").query_pairs().into_owned().collect()
 }
 
 /// A full authorization-code + PKCE login as the public client; returns the token response.
-pub async fn code_login(
-    app: &TestApp,
-    username: &str,
-    password: &str,
-    scope: &str,
-) -> serde_json::Value {
+pub async fn code_login(app: &TestApp, username: &str, password: &str, scope: &str) -> serde_json::Value {
     let client = app.new_client();
     let p = pkce();
     let res = authorize_and_consent(

@@ -3,9 +3,7 @@
 use serde_json::Value;
 
 use crate::flows::*;
-use crate::helpers::{
-    MATRIX_SECRET, SYNAPSE_CLIENT_ID, SYNAPSE_CLIENT_SECRET, TestApp, spawn_app_with,
-};
+use crate::helpers::{MATRIX_SECRET, SYNAPSE_CLIENT_ID, SYNAPSE_CLIENT_SECRET, TestApp, spawn_app_with};
 
 const API: &str = "urn:matrix:org.matrix.msc2967.client:api:*";
 const DEVICE: &str = "urn:matrix:org.matrix.msc2967.client:device:ABCDEFGHIJ";
@@ -23,16 +21,8 @@ async fn element_x_style_login_introspects_field_by_field() {
     let tokens = code_login(&app, "alice", "correct horse battery", &scope).await;
     assert_eq!(tokens["token_type"], "Bearer");
     assert_eq!(tokens["expires_in"], 300);
-    assert!(
-        tokens["refresh_token"]
-            .as_str()
-            .unwrap()
-            .starts_with("mar_")
-    );
-    assert!(
-        tokens.get("id_token").is_none(),
-        "no openid scope, no ID token"
-    );
+    assert!(tokens["refresh_token"].as_str().unwrap().starts_with("mar_"));
+    assert!(tokens.get("id_token").is_none(), "no openid scope, no ID token");
     let access = tokens["access_token"].as_str().unwrap();
     assert!(access.starts_with("mat_"));
 
@@ -42,36 +32,16 @@ async fn element_x_style_login_introspects_field_by_field() {
     keys.sort();
     assert_eq!(
         keys,
-        [
-            "active",
-            "client_id",
-            "exp",
-            "expires_in",
-            "iat",
-            "jti",
-            "nbf",
-            "scope",
-            "sub",
-            "token_type",
-            "username"
-        ]
+        ["active", "client_id", "exp", "expires_in", "iat", "jti", "nbf", "scope", "sub", "token_type", "username"]
     );
     assert_eq!(info["active"], true);
     assert_eq!(info["username"], "alice");
     assert_eq!(info["client_id"], PUBLIC_CLIENT);
     assert_eq!(info["token_type"], "access_token");
     assert!(info["expires_in"].is_i64(), "expires_in must be an integer");
-    assert_eq!(
-        info["exp"].as_i64().unwrap() - info["iat"].as_i64().unwrap(),
-        300
-    );
+    assert_eq!(info["exp"].as_i64().unwrap() - info["iat"].as_i64().unwrap(), 300);
     let scopes: Vec<&str> = info["scope"].as_str().unwrap().split(' ').collect();
-    for s in [
-        API,
-        DEVICE,
-        "urn:matrix:client:api:*",
-        "urn:matrix:client:device:ABCDEFGHIJ",
-    ] {
+    for s in [API, DEVICE, "urn:matrix:client:api:*", "urn:matrix:client:device:ABCDEFGHIJ"] {
         assert!(scopes.contains(&s), "{s} missing from {scopes:?}");
     }
     assert_eq!(info["sub"].as_str().unwrap().len(), 26);
@@ -91,10 +61,7 @@ async fn element_x_style_login_introspects_field_by_field() {
         .unwrap();
     assert_eq!(r["token_type"], "refresh_token");
     // A hint that disagrees makes it inactive.
-    assert_eq!(
-        introspect(&app, refresh).await,
-        serde_json::json!({"active": false})
-    );
+    assert_eq!(introspect(&app, refresh).await, serde_json::json!({"active": false}));
 }
 
 #[tokio::test]
@@ -145,17 +112,8 @@ async fn introspection_callers_and_garbage() {
     // Token problems are 200 {"active": false}.
     let mut tampered = access.to_string();
     tampered.replace_range(6..7, if &access[6..7] == "A" { "B" } else { "A" });
-    for t in [
-        "garbage",
-        "mat_xxx",
-        tampered.as_str(),
-        "mat_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa_000000",
-    ] {
-        assert_eq!(
-            introspect(&app, t).await,
-            serde_json::json!({"active": false}),
-            "{t}"
-        );
+    for t in ["garbage", "mat_xxx", tampered.as_str(), "mat_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa_000000"] {
+        assert_eq!(introspect(&app, t).await, serde_json::json!({"active": false}), "{t}");
     }
     // Missing token → 400.
     let r = app
@@ -175,23 +133,9 @@ async fn tokens_expire_and_locked_users_are_inactive() {
     let tokens = code_login(&app, "alice", "correct horse battery", API).await;
     let access = tokens["access_token"].as_str().unwrap();
     assert_eq!(introspect(&app, access).await["active"], true);
-    appliance::lifecycle::users::set_locked(
-        &app.state.store,
-        app.state.clock.as_ref(),
-        "alice",
-        true,
-    )
-    .await
-    .unwrap();
+    appliance::lifecycle::users::set_locked(&app.state.store, app.state.clock.as_ref(), "alice", true).await.unwrap();
     assert_eq!(introspect(&app, access).await["active"], false);
-    appliance::lifecycle::users::set_locked(
-        &app.state.store,
-        app.state.clock.as_ref(),
-        "alice",
-        false,
-    )
-    .await
-    .unwrap();
+    appliance::lifecycle::users::set_locked(&app.state.store, app.state.clock.as_ref(), "alice", false).await.unwrap();
     assert_eq!(introspect(&app, access).await["active"], true);
     app.clock.advance(301);
     assert_eq!(introspect(&app, access).await["active"], false);
@@ -223,17 +167,10 @@ async fn refresh_rotation_and_replay_tolerance() {
     let t2: Value = res.json().await.unwrap();
     let a2 = t2["access_token"].as_str().unwrap().to_string();
     // The old access token is revoked by the rotation.
-    assert_eq!(
-        introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"],
-        false
-    );
+    assert_eq!(introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"], false);
     // Lost response: r1 again while a2 is unused → a fresh pair, a2 revoked.
     let res = refresh(r1.clone()).await;
-    assert_eq!(
-        res.status(),
-        200,
-        "replay tolerated while the successor is unused"
-    );
+    assert_eq!(res.status(), 200, "replay tolerated while the successor is unused");
     let t3: Value = res.json().await.unwrap();
     assert_eq!(introspect(&app, &a2).await["active"], false);
     let a3 = t3["access_token"].as_str().unwrap();
@@ -297,10 +234,7 @@ async fn code_is_single_use_and_reuse_ends_the_session() {
     };
     let wrong = exchange("x".repeat(50)).await;
     assert_eq!(wrong.status(), 400);
-    assert_eq!(
-        wrong.json::<Value>().await.unwrap()["error"],
-        "invalid_grant"
-    );
+    assert_eq!(wrong.json::<Value>().await.unwrap()["error"], "invalid_grant");
     let ok = exchange(p.verifier.clone()).await;
     assert_eq!(ok.status(), 200);
     let tokens: Value = ok.json().await.unwrap();
@@ -345,33 +279,13 @@ async fn authorize_negative_table() {
     ] {
         let res = client.get(base(&extra)).send().await.unwrap();
         assert_eq!(res.status(), 400, "{extra:?}");
-        assert!(
-            res.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("text/html")
-        );
+        assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     }
     // Redirected errors.
     for (extra, error) in [
-        (
-            vec![("response_type", "token")],
-            "unsupported_response_type",
-        ),
-        (
-            vec![(
-                "scope",
-                "urn:matrix:client:device:SHORT urn:matrix:client:api:*",
-            )],
-            "invalid_scope",
-        ),
-        (
-            vec![(
-                "scope",
-                "openid urn:matrix:client:api:* urn:matrix:org.matrix.msc2967.client:api:*",
-            )],
-            "invalid_scope",
-        ),
+        (vec![("response_type", "token")], "unsupported_response_type"),
+        (vec![("scope", "urn:matrix:client:device:SHORT urn:matrix:client:api:*")], "invalid_scope"),
+        (vec![("scope", "openid urn:matrix:client:api:* urn:matrix:org.matrix.msc2967.client:api:*")], "invalid_scope"),
         (vec![("code_challenge", "")], "invalid_request"),
         (vec![("code_challenge_method", "plain")], "invalid_request"),
         (vec![("prompt", "none")], "login_required"),
@@ -381,19 +295,11 @@ async fn authorize_negative_table() {
         let res = client.get(base(&extra)).send().await.unwrap();
         assert_eq!(res.status(), 303, "{extra:?}");
         let params = redirect_params(&location(&res));
-        assert_eq!(
-            params.get("error").map(String::as_str),
-            Some(error),
-            "{extra:?}: {params:?}"
-        );
+        assert_eq!(params.get("error").map(String::as_str), Some(error), "{extra:?}: {params:?}");
         assert_eq!(params.get("state").map(String::as_str), Some("s1"));
     }
     // Loopback redirect URIs may use any port (RFC 8252).
-    let res = client
-        .get(base(&[("redirect_uri", "http://127.0.0.1:43123/callback")]))
-        .send()
-        .await
-        .unwrap();
+    let res = client.get(base(&[("redirect_uri", "http://127.0.0.1:43123/callback")])).send().await.unwrap();
     assert_eq!(res.status(), 303);
     assert!(location(&res).starts_with("/login"));
 }
@@ -437,12 +343,8 @@ async fn openid_id_token_and_userinfo() {
     let id_token = tokens["id_token"].as_str().expect("id_token");
     let payload = id_token.split('.').nth(1).unwrap();
     use base64::Engine;
-    let claims: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(payload)
-            .unwrap(),
-    )
-    .unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
     assert_eq!(claims["iss"], app.url("/"));
     assert_eq!(claims["aud"], CONFIDENTIAL_CLIENT);
     assert_eq!(claims["nonce"], "n-0S6_WzA2Mj");
@@ -485,35 +387,17 @@ async fn client_credentials_and_client_auth_failures() {
     assert!(info.get("username").is_none());
     for (form, status, error) in [
         (
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", CONFIDENTIAL_CLIENT),
-                ("client_secret", "bad"),
-            ],
+            vec![("grant_type", "client_credentials"), ("client_id", CONFIDENTIAL_CLIENT), ("client_secret", "bad")],
             401,
             "invalid_client",
         ),
+        (vec![("grant_type", "client_credentials"), ("client_id", PUBLIC_CLIENT)], 400, "unauthorized_client"),
         (
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", PUBLIC_CLIENT),
-            ],
-            400,
-            "unauthorized_client",
-        ),
-        (
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", "01J00000000000000000000000"),
-            ],
+            vec![("grant_type", "client_credentials"), ("client_id", "01J00000000000000000000000")],
             401,
             "invalid_client",
         ),
-        (
-            vec![("grant_type", "password"), ("client_id", PUBLIC_CLIENT)],
-            400,
-            "unsupported_grant_type",
-        ),
+        (vec![("grant_type", "password"), ("client_id", PUBLIC_CLIENT)], 400, "unsupported_grant_type"),
         (vec![("client_id", PUBLIC_CLIENT)], 400, "invalid_request"),
         (
             vec![
@@ -526,28 +410,14 @@ async fn client_credentials_and_client_auth_failures() {
             "invalid_scope",
         ),
         (
-            vec![
-                ("grant_type", "client_credentials"),
-                ("client_id", CONFIDENTIAL_CLIENT),
-                ("client_assertion", "abc"),
-            ],
+            vec![("grant_type", "client_credentials"), ("client_id", CONFIDENTIAL_CLIENT), ("client_assertion", "abc")],
             400,
             "invalid_request",
         ),
     ] {
-        let res = app
-            .client
-            .post(app.url("/oauth2/token"))
-            .form(&form)
-            .send()
-            .await
-            .unwrap();
+        let res = app.client.post(app.url("/oauth2/token")).form(&form).send().await.unwrap();
         assert_eq!(res.status(), status, "{form:?}");
-        assert_eq!(
-            res.json::<Value>().await.unwrap()["error"],
-            error,
-            "{form:?}"
-        );
+        assert_eq!(res.json::<Value>().await.unwrap()["error"], error, "{form:?}");
     }
     // Basic auth for a client_secret_post client is the wrong method.
     let res = app
@@ -565,28 +435,16 @@ async fn client_credentials_and_client_auth_failures() {
 #[tokio::test]
 async fn revoke_ends_the_session() {
     let app = app().await;
-    let tokens = code_login(
-        &app,
-        "alice",
-        "correct horse battery",
-        &format!("{API} {DEVICE}"),
-    )
-    .await;
+    let tokens = code_login(&app, "alice", "correct horse battery", &format!("{API} {DEVICE}")).await;
     let res = app
         .client
         .post(app.url("/oauth2/revoke"))
-        .form(&[
-            ("token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", PUBLIC_CLIENT),
-        ])
+        .form(&[("token", tokens["refresh_token"].as_str().unwrap()), ("client_id", PUBLIC_CLIENT)])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(
-        introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"],
-        false
-    );
+    assert_eq!(introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"], false);
     // Unknown tokens are fine (RFC 7009).
     let res = app
         .client
@@ -604,10 +462,7 @@ async fn device_code_grant() {
     let start: Value = app
         .client
         .post(app.url("/oauth2/device"))
-        .form(&[
-            ("client_id", PUBLIC_CLIENT),
-            ("scope", &format!("{API} {DEVICE}")),
-        ])
+        .form(&[("client_id", PUBLIC_CLIENT), ("scope", &format!("{API} {DEVICE}"))])
         .send()
         .await
         .unwrap()
@@ -641,32 +496,14 @@ async fn device_code_grant() {
     let browser = app.new_client();
     let res = login(&app, &browser, "/link", "alice", "correct horse battery").await;
     assert_eq!(location(&res), "/link");
-    let html = browser
-        .get(app.url("/link"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = browser.get(app.url("/link")).send().await.unwrap().text().await.unwrap();
     let csrf = csrf_of(&html);
     let user_code = start["user_code"].as_str().unwrap().to_lowercase();
-    let res = browser
-        .post(app.url("/link"))
-        .form(&[("csrf", csrf.as_str()), ("code", &user_code)])
-        .send()
-        .await
-        .unwrap();
+    let res =
+        browser.post(app.url("/link")).form(&[("csrf", csrf.as_str()), ("code", &user_code)]).send().await.unwrap();
     let consent = location(&res);
     assert!(consent.starts_with("/device/"));
-    let html = browser
-        .get(app.url(&consent))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = browser.get(app.url(&consent)).send().await.unwrap().text().await.unwrap();
     assert!(html.contains("Test App"));
     let res = browser
         .post(app.url(&consent))
@@ -677,19 +514,9 @@ async fn device_code_grant() {
     assert_eq!(res.status(), 200);
     app.clock.advance(6);
     let tokens = poll().await;
-    assert!(
-        tokens["access_token"].as_str().unwrap().starts_with("mat_"),
-        "{tokens}"
-    );
-    assert_eq!(
-        introspect(&app, tokens["access_token"].as_str().unwrap()).await["username"],
-        "alice"
-    );
-    assert_eq!(
-        poll().await["error"],
-        "invalid_grant",
-        "a device code is single use"
-    );
+    assert!(tokens["access_token"].as_str().unwrap().starts_with("mat_"), "{tokens}");
+    assert_eq!(introspect(&app, tokens["access_token"].as_str().unwrap()).await["username"], "alice");
+    assert_eq!(poll().await["error"], "invalid_grant", "a device code is single use");
 
     // An expired code.
     let start: Value = app
@@ -732,68 +559,35 @@ async fn login_form_csrf_and_wrong_password() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    let html = client
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = client.get(app.url("/login")).send().await.unwrap().text().await.unwrap();
     let csrf = csrf_of(&html);
-    for (user, pass) in [
-        ("alice", "wrong"),
-        ("nobody", "whatever"),
-        ("@alice:elsewhere", "correct horse battery"),
-    ] {
+    for (user, pass) in [("alice", "wrong"), ("nobody", "whatever"), ("@alice:elsewhere", "correct horse battery")] {
         let res = client
             .post(app.url("/login"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("username", user),
-                ("password", pass),
-            ])
+            .form(&[("csrf", csrf.as_str()), ("username", user), ("password", pass)])
             .send()
             .await
             .unwrap();
         assert_eq!(res.status(), 401);
-        assert!(
-            res.text()
-                .await
-                .unwrap()
-                .contains("Invalid username or password")
-        );
+        assert!(res.text().await.unwrap().contains("Invalid username or password"));
     }
     // Full MXID works; cross-site posts are refused.
     let res = client
         .post(app.url("/login"))
         .header("sec-fetch-site", "cross-site")
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", "@alice:localhost"),
-            ("password", "correct horse battery"),
-        ])
+        .form(&[("csrf", csrf.as_str()), ("username", "@alice:localhost"), ("password", "correct horse battery")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
     let res = client
         .post(app.url("/login"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("username", "@alice:localhost"),
-            ("password", "correct horse battery"),
-        ])
+        .form(&[("csrf", csrf.as_str()), ("username", "@alice:localhost"), ("password", "correct horse battery")])
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let csp = client
-        .get(app.url("/login"))
-        .send()
-        .await
-        .unwrap()
-        .headers()["content-security-policy"]
+    let csp = client.get(app.url("/login")).send().await.unwrap().headers()["content-security-policy"]
         .to_str()
         .unwrap()
         .to_string();
@@ -802,29 +596,15 @@ async fn login_form_csrf_and_wrong_password() {
 
 #[tokio::test]
 async fn login_is_rate_limited() {
-    let app =
-        spawn_app_with("rate_limiting: {login: {per_ip: {burst: 3, per_second: 0.001}}}").await;
+    let app = spawn_app_with("rate_limiting: {login: {per_ip: {burst: 3, per_second: 0.001}}}").await;
     register_user(&app, "bob", "secret secret", false).await;
     let client = app.new_client();
-    let csrf = csrf_of(
-        &client
-            .get(app.url("/login"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let csrf = csrf_of(&client.get(app.url("/login")).send().await.unwrap().text().await.unwrap());
     let mut last = String::new();
     for _ in 0..4 {
         last = client
             .post(app.url("/login"))
-            .form(&[
-                ("csrf", csrf.as_str()),
-                ("username", "bob"),
-                ("password", "nope"),
-            ])
+            .form(&[("csrf", csrf.as_str()), ("username", "bob"), ("password", "nope")])
             .send()
             .await
             .unwrap()

@@ -42,31 +42,21 @@ impl ClientRedirect {
             params.push(("state".into(), s.clone()));
         }
         if self.mode == "form_post" {
-            let page = FormPostPage {
-                ctx: page_context(app, String::new(), None),
-                redirect_uri: self.uri.clone(),
-                params,
-            };
+            let page =
+                FormPostPage { ctx: page_context(app, String::new(), None), redirect_uri: self.uri.clone(), params };
             let mut res = render(&page);
-            let origin = Url::parse(&self.uri)
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or_default();
-            let csp = crate::http::middleware::PAGE_CSP.replace(
-                "form-action 'self'",
-                &format!("form-action 'self' {origin}"),
-            );
+            let origin = Url::parse(&self.uri).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+            let csp = crate::http::middleware::PAGE_CSP
+                .replace("form-action 'self'", &format!("form-action 'self' {origin}"));
             if let Ok(v) = HeaderValue::from_str(&csp) {
                 res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
             }
             return res;
         }
         let Ok(mut url) = Url::parse(&self.uri) else {
-            return PageError::bad_request("The application's redirect address is invalid.")
-                .into_response();
+            return PageError::bad_request("The application's redirect address is invalid.").into_response();
         };
-        let encoded: String = url::form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(&params)
-            .finish();
+        let encoded: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(&params).finish();
         if self.mode == "fragment" {
             url.set_fragment(Some(&encoded));
         } else {
@@ -76,13 +66,7 @@ impl ClientRedirect {
     }
 
     pub fn error(&self, app: &AppState, error: &str, description: &str) -> Response {
-        self.respond(
-            app,
-            vec![
-                ("error".into(), error.into()),
-                ("error_description".into(), description.into()),
-            ],
-        )
+        self.respond(app, vec![("error".into(), error.into()), ("error_description".into(), description.into())])
     }
 }
 
@@ -111,10 +95,7 @@ pub fn redirect_matches(registered: &str, requested: &str) -> bool {
 fn resolve_redirect(client: &Client, requested: Option<&str>) -> Option<String> {
     let registered = &client.metadata.redirect_uris;
     match requested {
-        Some(r) => registered
-            .iter()
-            .any(|reg| redirect_matches(reg, r))
-            .then(|| r.to_string()),
+        Some(r) => registered.iter().any(|reg| redirect_matches(reg, r)).then(|| r.to_string()),
         None if registered.len() == 1 => Some(registered[0].clone()),
         None => None,
     }
@@ -125,11 +106,7 @@ fn page_error(message: &str) -> Response {
 }
 
 #[tracing::instrument(name = "http.oauth2.authorize", skip_all, fields(client_id))]
-pub async fn get(
-    State(state): State<AppState>,
-    browser: Browser,
-    RawQuery(query): RawQuery,
-) -> Response {
+pub async fn get(State(state): State<AppState>, browser: Browser, RawQuery(query): RawQuery) -> Response {
     let params = match Params::from_query(query.as_deref()) {
         Ok(p) => p,
         Err(e) => return page_error(e.description.as_deref().unwrap_or("Malformed request")),
@@ -139,11 +116,7 @@ pub async fn get(
     };
     tracing::Span::current().record("client_id", client_id.as_str());
     let lookup = client_id.clone();
-    let client = match state
-        .store
-        .read(move |c| client_store::by_id(c, &lookup))
-        .await
-    {
+    let client = match state.store.read(move |c| client_store::by_id(c, &lookup)).await {
         Ok(Some(c)) => c,
         Ok(None) => {
             return page_error("This application is not known to this server (unknown client_id).");
@@ -174,30 +147,18 @@ pub async fn get(
         ("registration", "registration_not_supported"),
     ] {
         if params.get(param).is_some() {
-            return target.error(
-                &state,
-                error,
-                &format!("the {param} parameter is not supported"),
-            );
+            return target.error(&state, error, &format!("the {param} parameter is not supported"));
         }
     }
     match params.get("response_type") {
         Some("code") => {}
         None => return target.error(&state, "invalid_request", "missing response_type"),
         Some(_) => {
-            return target.error(
-                &state,
-                "unsupported_response_type",
-                "only response_type=code is supported",
-            );
+            return target.error(&state, "unsupported_response_type", "only response_type=code is supported");
         }
     }
     if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
-        return target.error(
-            &state,
-            "unauthorized_client",
-            "the client may not use the authorization code grant",
-        );
+        return target.error(&state, "unauthorized_client", "the client may not use the authorization code grant");
     }
     let scope = match Scope::parse(params.get("scope").unwrap_or("")) {
         Ok(s) => s,
@@ -210,59 +171,30 @@ pub async fn get(
     let method = params.get("code_challenge_method").map(String::from);
     match (&challenge, method.as_deref()) {
         (None, Some(_)) => {
-            return target.error(
-                &state,
-                "invalid_request",
-                "code_challenge_method without code_challenge",
-            );
+            return target.error(&state, "invalid_request", "code_challenge_method without code_challenge");
         }
         (None, None) if client.is_public() => {
-            return target.error(
-                &state,
-                "invalid_request",
-                "public clients must use PKCE (code_challenge with S256)",
-            );
+            return target.error(&state, "invalid_request", "public clients must use PKCE (code_challenge with S256)");
         }
         (Some(c), m) => {
             let m = m.unwrap_or("plain");
             if !matches!(m, "plain" | "S256") {
-                return target.error(
-                    &state,
-                    "invalid_request",
-                    "code_challenge_method must be S256 or plain",
-                );
+                return target.error(&state, "invalid_request", "code_challenge_method must be S256 or plain");
             }
             if client.is_public() && m != "S256" {
-                return target.error(
-                    &state,
-                    "invalid_request",
-                    "public clients must use code_challenge_method=S256",
-                );
+                return target.error(&state, "invalid_request", "public clients must use code_challenge_method=S256");
             }
-            if !(43..=128).contains(&c.len())
-                || !c
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-            {
+            if !(43..=128).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
                 return target.error(&state, "invalid_request", "malformed code_challenge");
             }
         }
         (None, None) => {}
     }
     let prompt = params.get("prompt").map(String::from);
-    let prompts: Vec<&str> = prompt
-        .as_deref()
-        .unwrap_or("")
-        .split(' ')
-        .filter(|p| !p.is_empty())
-        .collect();
+    let prompts: Vec<&str> = prompt.as_deref().unwrap_or("").split(' ').filter(|p| !p.is_empty()).collect();
     if prompts.contains(&"none") {
         // Consent is asked every time, so a silent authorization can never succeed.
-        let error = if browser.session.is_some() {
-            "consent_required"
-        } else {
-            "login_required"
-        };
+        let error = if browser.session.is_some() { "consent_required" } else { "login_required" };
         return target.error(&state, error, "user interaction is required");
     }
     let grant = AuthorizationGrant {
@@ -286,11 +218,7 @@ pub async fn get(
     };
     let grant_id = grant.id.clone();
     let hint = grant.login_hint.clone();
-    if let Err(e) = state
-        .store
-        .write(move |c| grant_store::insert_grant(c, &grant))
-        .await
-    {
+    if let Err(e) = state.store.write(move |c| grant_store::insert_grant(c, &grant)).await {
         return PageError::internal(e).into_response();
     }
     let consent = format!("/consent/{grant_id}");
@@ -315,29 +243,11 @@ mod tests {
 
     #[test]
     fn loopback_port_rule() {
-        assert!(redirect_matches(
-            "http://127.0.0.1/cb",
-            "http://127.0.0.1:4567/cb"
-        ));
-        assert!(redirect_matches(
-            "http://localhost:1/cb",
-            "http://localhost:9/cb"
-        ));
-        assert!(!redirect_matches(
-            "http://127.0.0.1/cb",
-            "http://127.0.0.1:4567/other"
-        ));
-        assert!(!redirect_matches(
-            "https://app.example/cb",
-            "https://app.example:444/cb"
-        ));
-        assert!(!redirect_matches(
-            "https://app.example/cb",
-            "https://app.example/cb/"
-        ));
-        assert!(!redirect_matches(
-            "http://localhost/cb",
-            "http://127.0.0.1/cb"
-        ));
+        assert!(redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:4567/cb"));
+        assert!(redirect_matches("http://localhost:1/cb", "http://localhost:9/cb"));
+        assert!(!redirect_matches("http://127.0.0.1/cb", "http://127.0.0.1:4567/other"));
+        assert!(!redirect_matches("https://app.example/cb", "https://app.example:444/cb"));
+        assert!(!redirect_matches("https://app.example/cb", "https://app.example/cb/"));
+        assert!(!redirect_matches("http://localhost/cb", "http://127.0.0.1/cb"));
     }
 }

@@ -29,64 +29,40 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
-    let Some(encoded) = value.to_str().ok().and_then(|v| {
-        v.strip_prefix("Basic ")
-            .or_else(|| v.strip_prefix("basic "))
-    }) else {
+    let Some(encoded) = value.to_str().ok().and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
+    else {
         return Ok(None);
     };
     let bad = || OAuthError::invalid_client("malformed Basic credentials");
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .map_err(|_| bad())?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = text.split_once(':').ok_or_else(bad)?;
-    let unescape = |s: &str| {
-        url::form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-    };
-    Ok(Some((
-        unescape(id).ok_or_else(bad)?,
-        unescape(secret).ok_or_else(bad)?,
-    )))
+    let unescape =
+        |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Ok(Some((unescape(id).ok_or_else(bad)?, unescape(secret).ok_or_else(bad)?)))
 }
 
 fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, OAuthError> {
     let form_id = params.get("client_id");
     if let Some((id, secret)) = basic_credentials(headers)? {
         if form_id.is_some_and(|f| f != id) {
-            return Err(OAuthError::invalid_request(
-                "client_id differs from the Basic credentials",
-            ));
+            return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
         }
         return Ok(Presented::Basic { id, secret });
     }
     if let Some(assertion) = params.get("client_assertion") {
         if params.get("client_assertion_type") != Some(JWT_BEARER) {
-            return Err(OAuthError::invalid_request(
-                "unsupported client_assertion_type",
-            ));
+            return Err(OAuthError::invalid_request("unsupported client_assertion_type"));
         }
         let id = assertion_subject(assertion)?;
         if form_id.is_some_and(|f| f != id) {
-            return Err(OAuthError::invalid_client(
-                "client_id differs from the assertion subject",
-            ));
+            return Err(OAuthError::invalid_client("client_id differs from the assertion subject"));
         }
-        return Ok(Presented::Assertion {
-            id,
-            jwt: assertion.to_string(),
-        });
+        return Ok(Presented::Assertion { id, jwt: assertion.to_string() });
     }
-    let id = form_id
-        .ok_or_else(|| OAuthError::invalid_client("missing client credentials"))?
-        .to_string();
+    let id = form_id.ok_or_else(|| OAuthError::invalid_client("missing client credentials"))?.to_string();
     Ok(match params.get("client_secret") {
-        Some(secret) => Presented::Post {
-            id,
-            secret: secret.to_string(),
-        },
+        Some(secret) => Presented::Post { id, secret: secret.to_string() },
         None => Presented::None { id },
     })
 }
@@ -95,23 +71,14 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, OAuthErr
 fn assertion_subject(jwt: &str) -> Result<String, OAuthError> {
     let bad = || OAuthError::invalid_client("malformed client assertion");
     let payload = jwt.split('.').nth(1).ok_or_else(bad)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|_| bad())?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).map_err(|_| bad())?;
     let claims: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .map(String::from)
-        .ok_or_else(bad)
+    claims.get("sub").and_then(Value::as_str).map(String::from).ok_or_else(bad)
 }
 
 /// Authenticates the calling client; every failure is `invalid_client` (401).
-pub async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<Client, OAuthError> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Client, OAuthError> {
     let presented = presented(headers, params)?;
     let (id, method) = match &presented {
         Presented::Basic { id, .. } => (id.clone(), ClientAuthMethod::ClientSecretBasic),
@@ -127,13 +94,9 @@ pub async fn authenticate(
         .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
     let registered = client.auth_method();
     let matches = registered == method
-        || (method == ClientAuthMethod::PrivateKeyJwt
-            && registered == ClientAuthMethod::ClientSecretJwt);
+        || (method == ClientAuthMethod::PrivateKeyJwt && registered == ClientAuthMethod::ClientSecretJwt);
     if !matches {
-        return Err(OAuthError::invalid_client(format!(
-            "client must authenticate with {}",
-            registered.as_str()
-        )));
+        return Err(OAuthError::invalid_client(format!("client must authenticate with {}", registered.as_str())));
     }
     match presented {
         Presented::None { .. } => {}
@@ -149,14 +112,8 @@ pub async fn authenticate(
 }
 
 fn stored_secret(state: &AppState, client: &Client) -> Result<String, OAuthError> {
-    let enc = client
-        .encrypted_secret
-        .as_deref()
-        .ok_or_else(|| OAuthError::invalid_client("client has no secret"))?;
-    state
-        .encrypter
-        .decrypt_string(enc)
-        .map_err(OAuthError::internal)
+    let enc = client.encrypted_secret.as_deref().ok_or_else(|| OAuthError::invalid_client("client has no secret"))?;
+    state.encrypter.decrypt_string(enc).map_err(OAuthError::internal)
 }
 
 /// Checks a client assertion (RFC 7523): signature, `iss` = `sub` = client, `aud` names us, a
@@ -168,13 +125,7 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
         state.url("oauth2/revoke"),
         state.url("oauth2/device"),
         state.config.http.issuer().to_string(),
-        state
-            .config
-            .http
-            .issuer()
-            .as_str()
-            .trim_end_matches('/')
-            .to_string(),
+        state.config.http.issuer().as_str().trim_end_matches('/').to_string(),
     ]
     .into_iter()
     .collect();
@@ -186,11 +137,8 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
         max_validity: Some(Duration::from_hours(1)),
         ..Default::default()
     };
-    let bad = |e: jwt_simple::Error| {
-        OAuthError::invalid_client(format!("client assertion rejected: {e}"))
-    };
-    let alg =
-        header_alg(jwt).ok_or_else(|| OAuthError::invalid_client("malformed client assertion"))?;
+    let bad = |e: jwt_simple::Error| OAuthError::invalid_client(format!("client assertion rejected: {e}"));
+    let alg = header_alg(jwt).ok_or_else(|| OAuthError::invalid_client("malformed client assertion"))?;
     let claims: JWTClaims<NoCustomClaims> = match client.auth_method() {
         ClientAuthMethod::ClientSecretJwt => {
             let secret = stored_secret(state, client)?;
@@ -199,54 +147,37 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
                 "HS384" => HS384Key::from_bytes(secret.as_bytes()).verify_token(jwt, Some(options)),
                 "HS512" => HS512Key::from_bytes(secret.as_bytes()).verify_token(jwt, Some(options)),
                 _ => {
-                    return Err(OAuthError::invalid_client(
-                        "client_secret_jwt needs an HS256/384/512 assertion",
-                    ));
+                    return Err(OAuthError::invalid_client("client_secret_jwt needs an HS256/384/512 assertion"));
                 }
             }
             .map_err(bad)?
         }
         _ => {
             let jwks = client_jwks(state, client).await?;
-            verify_with_jwks(&jwks, jwt, &alg, options).map_err(|e| {
-                OAuthError::invalid_client(format!("client assertion rejected: {e}"))
-            })?
+            verify_with_jwks(&jwks, jwt, &alg, options)
+                .map_err(|e| OAuthError::invalid_client(format!("client assertion rejected: {e}")))?
         }
     };
-    let jti = claims
-        .jwt_id
-        .ok_or_else(|| OAuthError::invalid_client("client assertion has no jti"))?;
-    let exp = claims
-        .expires_at
-        .map(|e| e.as_secs() as i64)
-        .unwrap_or(state.now() + 3600);
+    let jti = claims.jwt_id.ok_or_else(|| OAuthError::invalid_client("client assertion has no jti"))?;
+    let exp = claims.expires_at.map(|e| e.as_secs() as i64).unwrap_or(state.now() + 3600);
     let client_id = client.id.clone();
-    let fresh = state
-        .store
-        .write(move |c| grant_store::remember_jti(c, &client_id, &jti, exp))
-        .await?;
+    let fresh = state.store.write(move |c| grant_store::remember_jti(c, &client_id, &jti, exp)).await?;
     if !fresh {
-        return Err(OAuthError::invalid_client(
-            "client assertion was already used",
-        ));
+        return Err(OAuthError::invalid_client("client assertion was already used"));
     }
     Ok(())
 }
 
 fn header_alg(jwt: &str) -> Option<String> {
     let header = jwt.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     v.get("alg")?.as_str().map(String::from)
 }
 
 fn header_kid(jwt: &str) -> Option<String> {
     let header = jwt.split('.').next()?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
-        .ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('=')).ok()?;
     let v: Value = serde_json::from_slice(&bytes).ok()?;
     v.get("kid")?.as_str().map(String::from)
 }
@@ -255,20 +186,14 @@ async fn client_jwks(state: &AppState, client: &Client) -> Result<Value, OAuthEr
     if let Some(jwks) = &client.metadata.jwks {
         return Ok(jwks.clone());
     }
-    let uri = client
-        .metadata
-        .jwks_uri
-        .clone()
-        .ok_or_else(|| OAuthError::invalid_client("client has no keys"))?;
+    let uri = client.metadata.jwks_uri.clone().ok_or_else(|| OAuthError::invalid_client("client has no keys"))?;
     let agent = state.http.clone();
     tokio::task::spawn_blocking(move || -> Result<Value, String> {
         let mut res = agent.get(&uri).call().map_err(|e| e.to_string())?;
         if !res.status().is_success() {
             return Err(format!("jwks_uri answered {}", res.status()));
         }
-        res.body_mut()
-            .read_json::<Value>()
-            .map_err(|e| e.to_string())
+        res.body_mut().read_json::<Value>().map_err(|e| e.to_string())
     })
     .await
     .map_err(OAuthError::internal)?
@@ -276,9 +201,7 @@ async fn client_jwks(state: &AppState, client: &Client) -> Result<Value, OAuthEr
 }
 
 fn b64(v: &Value, name: &str) -> Option<Vec<u8>> {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(v.get(name)?.as_str()?.trim_end_matches('='))
-        .ok()
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(v.get(name)?.as_str()?.trim_end_matches('=')).ok()
 }
 
 /// Verifies `jwt` with the first key of `jwks` that fits its `kid` and `alg`.
@@ -289,61 +212,54 @@ pub fn verify_with_jwks(
     options: VerificationOptions,
 ) -> Result<JWTClaims<NoCustomClaims>, String> {
     let kid = header_kid(jwt);
-    let keys = jwks
-        .get("keys")
-        .and_then(Value::as_array)
-        .ok_or("the client's JWK set has no keys")?;
+    let keys = jwks.get("keys").and_then(Value::as_array).ok_or("the client's JWK set has no keys")?;
     let candidates = keys.iter().filter(|k| {
-        kid.as_deref()
-            .is_none_or(|kid| k.get("kid").and_then(Value::as_str) == Some(kid))
-            && k.get("alg")
-                .and_then(Value::as_str)
-                .is_none_or(|a| a == alg)
+        kid.as_deref().is_none_or(|kid| k.get("kid").and_then(Value::as_str) == Some(kid))
+            && k.get("alg").and_then(Value::as_str).is_none_or(|a| a == alg)
     });
     let mut last_error = String::from("no key of the client's JWK set fits the assertion");
     for key in candidates {
-        let result = match (key.get("kty").and_then(Value::as_str), alg) {
-            (Some("RSA"), "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
-                let (Some(n), Some(e)) = (b64(key, "n"), b64(key, "e")) else {
-                    continue;
-                };
-                match alg {
-                    "RS256" => RS256PublicKey::from_components(&n, &e)
-                        .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
-                    "RS384" => RS384PublicKey::from_components(&n, &e)
-                        .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
-                    "RS512" => RS512PublicKey::from_components(&n, &e)
-                        .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
-                    "PS256" => PS256PublicKey::from_components(&n, &e)
-                        .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
-                    "PS384" => PS384PublicKey::from_components(&n, &e)
-                        .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
-                    _ => PS512PublicKey::from_components(&n, &e)
-                        .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
+        let result =
+            match (key.get("kty").and_then(Value::as_str), alg) {
+                (Some("RSA"), "RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => {
+                    let (Some(n), Some(e)) = (b64(key, "n"), b64(key, "e")) else {
+                        continue;
+                    };
+                    match alg {
+                        "RS256" => RS256PublicKey::from_components(&n, &e)
+                            .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
+                        "RS384" => RS384PublicKey::from_components(&n, &e)
+                            .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
+                        "RS512" => RS512PublicKey::from_components(&n, &e)
+                            .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
+                        "PS256" => PS256PublicKey::from_components(&n, &e)
+                            .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
+                        "PS384" => PS384PublicKey::from_components(&n, &e)
+                            .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
+                        _ => PS512PublicKey::from_components(&n, &e)
+                            .and_then(|k| k.verify_token(jwt, Some(options.clone()))),
+                    }
                 }
-            }
-            (Some("EC"), "ES256") => {
-                let (Some(x), Some(y)) = (b64(key, "x"), b64(key, "y")) else {
-                    continue;
-                };
-                let mut point = vec![4u8];
-                point.extend(x);
-                point.extend(y);
-                ES256PublicKey::from_bytes(&point)
-                    .and_then(|k| k.verify_token(jwt, Some(options.clone())))
-            }
-            (Some("EC"), "ES384") => {
-                let (Some(x), Some(y)) = (b64(key, "x"), b64(key, "y")) else {
-                    continue;
-                };
-                let mut point = vec![4u8];
-                point.extend(x);
-                point.extend(y);
-                ES384PublicKey::from_bytes(&point)
-                    .and_then(|k| k.verify_token(jwt, Some(options.clone())))
-            }
-            _ => continue,
-        };
+                (Some("EC"), "ES256") => {
+                    let (Some(x), Some(y)) = (b64(key, "x"), b64(key, "y")) else {
+                        continue;
+                    };
+                    let mut point = vec![4u8];
+                    point.extend(x);
+                    point.extend(y);
+                    ES256PublicKey::from_bytes(&point).and_then(|k| k.verify_token(jwt, Some(options.clone())))
+                }
+                (Some("EC"), "ES384") => {
+                    let (Some(x), Some(y)) = (b64(key, "x"), b64(key, "y")) else {
+                        continue;
+                    };
+                    let mut point = vec![4u8];
+                    point.extend(x);
+                    point.extend(y);
+                    ES384PublicKey::from_bytes(&point).and_then(|k| k.verify_token(jwt, Some(options.clone())))
+                }
+                _ => continue,
+            };
         match result {
             Ok(claims) => return Ok(claims),
             Err(e) => last_error = e.to_string(),

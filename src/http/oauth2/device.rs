@@ -29,26 +29,16 @@ const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
 pub fn generate_user_code() -> String {
     let mut rng = rand::rngs::OsRng;
-    (0..8)
-        .map(|_| USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())] as char)
-        .collect()
+    (0..8).map(|_| USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())] as char).collect()
 }
 
 /// `bcdf-ghjk` / `BCDF GHJK` → `BCDFGHJK`.
 pub fn normalise_user_code(input: &str) -> String {
-    input
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
+    input.chars().filter(|c| c.is_ascii_alphanumeric()).map(|c| c.to_ascii_uppercase()).collect()
 }
 
 pub fn display_user_code(code: &str) -> String {
-    if code.len() == 8 {
-        format!("{}-{}", &code[..4], &code[4..])
-    } else {
-        code.to_string()
-    }
+    if code.len() == 8 { format!("{}-{}", &code[..4], &code[4..]) } else { code.to_string() }
 }
 
 #[tracing::instrument(name = "http.oauth2.device", skip_all, fields(client_id))]
@@ -56,29 +46,22 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match handle(&state, &headers, &body).await {
         Ok(v) => {
             let mut res = Json(v).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<serde_json::Value, OAuthError> {
+async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, OAuthError> {
     let params = Params::from_bytes(body)?;
     let client = client_auth::authenticate(state, headers, &params).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     if !client.allows_grant(GRANT_DEVICE_CODE) {
-        return Err(OAuthError::unauthorized_client(
-            "client may not use the device code grant",
-        ));
+        return Err(OAuthError::unauthorized_client("client may not use the device code grant"));
     }
-    let scope = Scope::parse(params.get("scope").unwrap_or(""))
-        .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+    let scope =
+        Scope::parse(params.get("scope").unwrap_or("")).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
     policy::check_shape(&scope).map_err(OAuthError::invalid_scope)?;
     let now = state.now();
     let device_code = crate::crypto::random_alnum(32);
@@ -99,11 +82,7 @@ async fn handle(
         };
         let code = grant.user_code.clone();
         let hash = hash_token(&device_code);
-        match state
-            .store
-            .write(move |c| grant_store::insert_device(c, &grant, &hash))
-            .await
-        {
+        match state.store.write(move |c| grant_store::insert_device(c, &grant, &hash)).await {
             Ok(()) => break code,
             Err(StoreError::Conflict(_)) if attempt < 5 => attempt += 1,
             Err(e) => return Err(OAuthError::internal(e)),

@@ -33,12 +33,7 @@ pub struct IdTokenInput<'a> {
 }
 
 pub fn sign(state: &AppState, input: IdTokenInput<'_>) -> anyhow::Result<String> {
-    let alg = input
-        .client
-        .metadata
-        .id_token_signed_response_alg
-        .as_deref()
-        .unwrap_or("RS256");
+    let alg = input.client.metadata.id_token_signed_response_alg.as_deref().unwrap_or("RS256");
     let key = state
         .keys
         .for_alg(alg)

@@ -21,21 +21,14 @@ use crate::tokens::{TokenKind, hash_token};
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         Ok(v) => {
-            let result = if v.get("active") == Some(&Value::Bool(true)) {
-                "active"
-            } else {
-                "inactive"
-            };
+            let result = if v.get("active") == Some(&Value::Bool(true)) { "active" } else { "inactive" };
             state
                 .metrics
                 .introspections
-                .get_or_create(&crate::http::metrics::ResultLabels {
-                    result: result.into(),
-                })
+                .get_or_create(&crate::http::metrics::ResultLabels { result: result.into() })
                 .inc();
             let mut res = Json(v).into_response();
-            res.headers_mut()
-                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
         Err(e) => e.into_response(),
@@ -69,39 +62,26 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
         return Ok(inactive());
     }
     let hash = hash_token(token);
+    if matches!(kind, TokenKind::CompatAccessToken | TokenKind::CompatRefreshToken) {
+        let supports_device_id = headers.get("x-mas-supports-device-id").is_some_and(|v| v.as_bytes() == b"1");
+        return compat_answer(state, hash, kind, supports_device_id).await;
+    }
     let info = match kind {
-        TokenKind::AccessToken => {
-            state
-                .store
-                .read(move |c| token_store::introspect_access(c, &hash))
-                .await?
-        }
-        TokenKind::RefreshToken => {
-            state
-                .store
-                .read(move |c| token_store::introspect_refresh(c, &hash))
-                .await?
-        }
+        TokenKind::AccessToken => state.store.read(move |c| token_store::introspect_access(c, &hash)).await?,
+        TokenKind::RefreshToken => state.store.read(move |c| token_store::introspect_refresh(c, &hash)).await?,
         _ => None,
     };
     let Some(info) = info else {
         return Ok(inactive());
     };
     let now = state.now();
-    if info.dead
-        || info.session_finished
-        || !info.user_valid
-        || info.expires_at.is_some_and(|e| e <= now)
-    {
+    if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
         return Ok(inactive());
     }
     if kind == TokenKind::AccessToken && info.first_used_at.is_none() {
         // First use: the refresh-token replay tolerance ends once a successor token was used.
         let id = info.token_id.clone();
-        state
-            .store
-            .write(move |c| token_store::mark_access_used(c, &id, now))
-            .await?;
+        state.store.write(move |c| token_store::mark_access_used(c, &id, now)).await?;
     }
     Ok(answer(&info, kind, now))
 }
@@ -118,11 +98,7 @@ fn answer(info: &TokenInfo, kind: TokenKind, now: i64) -> Value {
     if let Some(sub) = &info.user_id {
         m.insert("sub".into(), json!(sub));
     }
-    let token_type = if kind == TokenKind::RefreshToken {
-        "refresh_token"
-    } else {
-        "access_token"
-    };
+    let token_type = if kind == TokenKind::RefreshToken { "refresh_token" } else { "access_token" };
     m.insert("token_type".into(), json!(token_type));
     if let Some(exp) = info.expires_at {
         m.insert("exp".into(), json!(exp));
@@ -134,33 +110,48 @@ fn answer(info: &TokenInfo, kind: TokenKind, now: i64) -> Value {
     Value::Object(m)
 }
 
-/// The homeserver's shared secret, or a confidential client's credentials.
-async fn authenticate_caller(
+/// Compat tokens: `client_id` "legacy", the device as `device_id` when the homeserver says it
+/// understands that field, otherwise encoded in the scope.
+async fn compat_answer(
     state: &AppState,
-    headers: &HeaderMap,
-    params: &Params,
-) -> Result<(), OAuthError> {
+    hash: String,
+    kind: TokenKind,
+    supports_device_id: bool,
+) -> Result<Value, OAuthError> {
+    let refresh = kind == TokenKind::CompatRefreshToken;
+    let found = state.store.read(move |c| crate::store::compat::introspect(c, &hash, refresh)).await?;
+    let Some((info, device_id, is_admin)) = found else { return Ok(inactive()) };
+    let now = state.now();
+    if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
+        return Ok(inactive());
+    }
+    let scope = crate::lifecycle::compat_sessions::scope_of(&device_id, is_admin, !supports_device_id);
+    let mut v = answer(&TokenInfo { scope: scope.to_string(), ..info }, kind, now);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("jti");
+        m.insert("token_type".into(), json!(if refresh { "refresh_token" } else { "access_token" }));
+        if supports_device_id {
+            m.insert("device_id".into(), json!(device_id));
+        }
+    }
+    Ok(v)
+}
+
+/// The homeserver's shared secret, or a confidential client's credentials.
+async fn authenticate_caller(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<(), OAuthError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
     if let Some(secret) = bearer {
-        if constant_time_eq(
-            secret.trim().as_bytes(),
-            state.config.matrix.secret().as_bytes(),
-        ) {
+        if constant_time_eq(secret.trim().as_bytes(), state.config.matrix.secret().as_bytes()) {
             return Ok(());
         }
         return Err(OAuthError::access_denied("invalid bearer credentials"));
     }
     let client = client_auth::authenticate(state, headers, params).await?;
     if client.is_public() {
-        return Err(OAuthError::access_denied(
-            "public clients cannot introspect",
-        ));
+        return Err(OAuthError::access_denied("public clients cannot introspect"));
     }
     Ok(())
 }

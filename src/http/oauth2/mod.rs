@@ -22,10 +22,7 @@ pub fn router() -> Router<AppState> {
         .route("/oauth2/token", post(token::post))
         .route("/oauth2/introspect", post(introspect::post))
         .route("/oauth2/revoke", post(revoke::post))
-        .route(
-            "/oauth2/userinfo",
-            get(userinfo::handler).post(userinfo::handler),
-        )
+        .route("/oauth2/userinfo", get(userinfo::handler).post(userinfo::handler))
         .route("/oauth2/device", post(device::post))
         .route("/oauth2/registration", post(registration::post))
 }

@@ -12,9 +12,7 @@ impl Params {
         let mut out: Vec<(String, String)> = Vec::new();
         for (k, v) in url::form_urlencoded::parse(body) {
             if out.iter().any(|(seen, _)| *seen == k) {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {k} is repeated"
-                )));
+                return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
             }
             out.push((k.into_owned(), v.into_owned()));
         }
@@ -30,15 +28,10 @@ impl Params {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty())
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name)
-            .ok_or_else(|| OAuthError::invalid_request(format!("missing {name}")))
+        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing {name}")))
     }
 }

@@ -18,115 +18,24 @@ use crate::http::AppState;
 use crate::http::error::OAuthError;
 use crate::model::Client;
 use crate::model::client::{
-    ClientMetadata, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE,
-    GRANT_REFRESH_TOKEN,
+    ClientMetadata, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
 };
 use crate::store::clients as client_store;
 
-const SUPPORTED_GRANTS: [&str; 4] = [
-    GRANT_AUTHORIZATION_CODE,
-    GRANT_REFRESH_TOKEN,
-    GRANT_CLIENT_CREDENTIALS,
-    GRANT_DEVICE_CODE,
-];
+const SUPPORTED_GRANTS: [&str; 4] =
+    [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE];
 /// JWS algorithms accepted for client assertions (as advertised in discovery).
 const HMAC_ALGS: [&str; 3] = ["HS256", "HS384", "HS512"];
-const ASYMMETRIC_ALGS: [&str; 8] = [
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-];
-/// Common public suffixes: a host that is exactly one of these is not a valid client domain.
-const PUBLIC_SUFFIXES: &[&str] = &[
-    "com",
-    "net",
-    "org",
-    "edu",
-    "gov",
-    "mil",
-    "int",
-    "info",
-    "biz",
-    "io",
-    "co",
-    "me",
-    "tv",
-    "app",
-    "dev",
-    "xyz",
-    "online",
-    "site",
-    "tech",
-    "cloud",
-    "eu",
-    "uk",
-    "co.uk",
-    "org.uk",
-    "ac.uk",
-    "gov.uk",
-    "me.uk",
-    "de",
-    "fr",
-    "nl",
-    "be",
-    "ch",
-    "at",
-    "it",
-    "es",
-    "pt",
-    "se",
-    "no",
-    "fi",
-    "dk",
-    "pl",
-    "cz",
-    "ru",
-    "ua",
-    "us",
-    "ca",
-    "au",
-    "com.au",
-    "net.au",
-    "org.au",
-    "nz",
-    "co.nz",
-    "jp",
-    "co.jp",
-    "ne.jp",
-    "or.jp",
-    "cn",
-    "com.cn",
-    "in",
-    "co.in",
-    "br",
-    "com.br",
-    "za",
-    "co.za",
-    "kr",
-    "co.kr",
-    "mx",
-    "com.mx",
-    "ar",
-    "com.ar",
-    "tw",
-    "com.tw",
-    "hk",
-    "com.hk",
-    "sg",
-    "com.sg",
-    "github.io",
-    "gitlab.io",
-    "pages.dev",
-    "netlify.app",
-    "vercel.app",
-    "herokuapp.com",
-    "appspot.com",
-    "web.app",
-    "firebaseapp.com",
-    "blogspot.com",
-    "cloudfront.net",
-    "azurewebsites.net",
-    "onrender.com",
-    "fly.dev",
-];
+const ASYMMETRIC_ALGS: [&str; 8] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
+/// Common public suffixes (whitespace-separated): a host that is exactly one of these is not a
+/// valid client domain. A short built-in list rather than the full PSL.
+const PUBLIC_SUFFIXES: &str = "
+    com net org edu gov mil int info biz io co me tv app dev xyz online site tech cloud eu
+    uk co.uk org.uk ac.uk gov.uk me.uk de fr nl be ch at it es pt se no fi dk pl cz ru ua
+    us ca au com.au net.au org.au nz co.nz jp co.jp ne.jp or.jp cn com.cn in co.in br com.br
+    za co.za kr co.kr mx com.mx ar com.ar tw com.tw hk com.hk sg com.sg
+    github.io gitlab.io pages.dev netlify.app vercel.app herokuapp.com appspot.com web.app
+    firebaseapp.com blogspot.com cloudfront.net azurewebsites.net onrender.com fly.dev";
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "[::1]"];
 
 /// The request body; unknown (and localised `name#lang`) fields are ignored.
@@ -179,23 +88,11 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError>
     let method = ClientAuthMethod::parse(&metadata.token_endpoint_auth_method)
         .ok_or_else(|| invalid_metadata("unsupported token_endpoint_auth_method"))?;
     let secret = method.needs_secret().then(|| random_alnum(20)); // 20 alnum, as MAS
-    let encrypted_secret = secret
-        .as_ref()
-        .map(|s| state.encrypter.encrypt(s.as_bytes()));
+    let encrypted_secret = secret.as_ref().map(|s| state.encrypter.encrypt(s.as_bytes()));
     // Only clients without a secret are de-duplicated: a secret is handed out once.
-    let digest = if secret.is_none() {
-        Some(digest(&metadata)?)
-    } else {
-        None
-    };
+    let digest = if secret.is_none() { Some(digest(&metadata)?) } else { None };
     let now = state.now();
-    let candidate = Client {
-        id: new_client_id(now),
-        metadata,
-        encrypted_secret,
-        is_static: false,
-        created_at: now,
-    };
+    let candidate = Client { id: new_client_id(now), metadata, encrypted_secret, is_static: false, created_at: now };
     let (client, created) = state
         .store
         .write(move |conn| {
@@ -220,10 +117,8 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError>
         body["client_secret_expires_at"] = json!(0);
     }
     let mut res = (StatusCode::CREATED, Json(body)).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     Ok(res)
 }
 
@@ -235,8 +130,8 @@ fn new_client_id(now: i64) -> String {
 
 /// Malformed JSON → `invalid_request`; valid JSON of the wrong shape → `invalid_client_metadata`.
 fn parse(body: &[u8]) -> Result<RawMetadata, OAuthError> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))?;
     if !value.is_object() {
         return Err(invalid_metadata("the body must be a JSON object"));
     }
@@ -252,14 +147,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 
 /// Structural validation (MAS `ClientMetadata::validate`), defaults and a stable order.
 fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, OAuthError> {
-    let grant_types = sorted(
-        raw.grant_types
-            .unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.into()]),
-    );
-    if let Some(g) = grant_types
-        .iter()
-        .find(|g| !SUPPORTED_GRANTS.contains(&g.as_str()))
-    {
+    let grant_types = sorted(raw.grant_types.unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.into()]));
+    if let Some(g) = grant_types.iter().find(|g| !SUPPORTED_GRANTS.contains(&g.as_str())) {
         return Err(invalid_metadata(format!("unsupported grant_type '{g}'")));
     }
     let has_code_grant = grant_types.iter().any(|g| g == GRANT_AUTHORIZATION_CODE);
@@ -269,47 +158,28 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
         return Err(invalid_redirect("redirect URIs are missing"));
     }
     if let Some(uri) = redirect_uris.iter().find(|u| u.fragment().is_some()) {
-        return Err(invalid_redirect(format!(
-            "redirect URI with fragment: {uri}"
-        )));
+        return Err(invalid_redirect(format!("redirect URI with fragment: {uri}")));
     }
 
-    let default_response = if has_code_grant {
-        vec!["code".to_string()]
-    } else {
-        vec![]
-    };
+    let default_response = if has_code_grant { vec!["code".to_string()] } else { vec![] };
     let response_types = sorted(raw.response_types.unwrap_or(default_response));
     for rt in &response_types {
         if rt != "code" {
-            return Err(invalid_metadata(format!(
-                "unsupported response_type '{rt}'"
-            )));
+            return Err(invalid_metadata(format!("unsupported response_type '{rt}'")));
         }
         if !has_code_grant {
-            return Err(invalid_metadata(
-                "'code' response type not compatible with grant types",
-            ));
+            return Err(invalid_metadata("'code' response type not compatible with grant types"));
         }
     }
 
-    let method_name = raw
-        .token_endpoint_auth_method
-        .unwrap_or_else(|| "client_secret_basic".into());
-    let method = ClientAuthMethod::parse(&method_name).ok_or_else(|| {
-        invalid_metadata(format!(
-            "unsupported token_endpoint_auth_method '{method_name}'"
-        ))
-    })?;
+    let method_name = raw.token_endpoint_auth_method.unwrap_or_else(|| "client_secret_basic".into());
+    let method = ClientAuthMethod::parse(&method_name)
+        .ok_or_else(|| invalid_metadata(format!("unsupported token_endpoint_auth_method '{method_name}'")))?;
 
     if raw.jwks.is_some() && raw.jwks_uri.is_some() {
         return Err(invalid_metadata("jwks_uri and jwks are mutually exclusive"));
     }
-    if raw
-        .jwks
-        .as_ref()
-        .is_some_and(|j| !j.get("keys").is_some_and(Value::is_array))
-    {
+    if raw.jwks.as_ref().is_some_and(|j| !j.get("keys").is_some_and(Value::is_array)) {
         return Err(invalid_metadata("jwks must be a JWK Set with a keys array"));
     }
     if method == ClientAuthMethod::PrivateKeyJwt && raw.jwks.is_none() && raw.jwks_uri.is_none() {
@@ -318,9 +188,7 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
 
     match (raw.token_endpoint_auth_signing_alg.as_deref(), method) {
         (Some("none"), _) => {
-            return Err(invalid_metadata(
-                "none signing alg unauthorized for token_endpoint",
-            ));
+            return Err(invalid_metadata("none signing alg unauthorized for token_endpoint"));
         }
         (Some(alg), _) => {
             let usable = match method {
@@ -336,9 +204,7 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
             }
         }
         (None, ClientAuthMethod::ClientSecretJwt | ClientAuthMethod::PrivateKeyJwt) => {
-            return Err(invalid_metadata(
-                "token_endpoint missing auth signing algorithm",
-            ));
+            return Err(invalid_metadata("token_endpoint missing auth signing algorithm"));
         }
         (None, _) => {}
     }
@@ -348,26 +214,16 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
             return Err(invalid_metadata("ID Token signing alg is none"));
         }
         if !signing_algs.contains(&alg.as_str()) {
-            return Err(invalid_metadata(format!(
-                "unsupported id_token_signed_response_alg '{alg}'"
-            )));
+            return Err(invalid_metadata(format!("unsupported id_token_signed_response_alg '{alg}'")));
         }
     }
-    if let Some(alg) = raw
-        .userinfo_signed_response_alg
-        .as_deref()
-        .filter(|a| !signing_algs.contains(a))
-    {
-        return Err(invalid_metadata(format!(
-            "unsupported userinfo_signed_response_alg '{alg}'"
-        )));
+    if let Some(alg) = raw.userinfo_signed_response_alg.as_deref().filter(|a| !signing_algs.contains(a)) {
+        return Err(invalid_metadata(format!("unsupported userinfo_signed_response_alg '{alg}'")));
     }
 
     let application_type = raw.application_type.unwrap_or_else(|| "web".into());
     if application_type != "web" && application_type != "native" {
-        return Err(invalid_metadata(format!(
-            "unsupported application_type '{application_type}'"
-        )));
+        return Err(invalid_metadata(format!("unsupported application_type '{application_type}'")));
     }
 
     let url = |u: Option<Url>| u.map(String::from);
@@ -395,34 +251,17 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
 fn host_is_public_suffix(url: &Url) -> bool {
     url.host_str()
         .map(|h| h.trim_matches('.').to_ascii_lowercase())
-        .is_some_and(|h| PUBLIC_SUFFIXES.contains(&h.as_str()))
+        .is_some_and(|h| PUBLIC_SUFFIXES.split_whitespace().any(|s| s == h))
 }
 
 fn check_public_suffixes(m: &ClientMetadata) -> Result<(), OAuthError> {
-    let fields = [
-        ("client_uri", &m.client_uri),
-        ("logo_uri", &m.logo_uri),
-        ("policy_uri", &m.policy_uri),
-    ];
-    for (name, value) in fields
-        .into_iter()
-        .chain([("tos_uri", &m.tos_uri), ("jwks_uri", &m.jwks_uri)])
-    {
-        if value
-            .as_deref()
-            .and_then(|u| Url::parse(u).ok())
-            .is_some_and(|u| host_is_public_suffix(&u))
-        {
-            return Err(invalid_metadata(format!(
-                "{name} is not using a valid domain"
-            )));
+    let fields = [("client_uri", &m.client_uri), ("logo_uri", &m.logo_uri), ("policy_uri", &m.policy_uri)];
+    for (name, value) in fields.into_iter().chain([("tos_uri", &m.tos_uri), ("jwks_uri", &m.jwks_uri)]) {
+        if value.as_deref().and_then(|u| Url::parse(u).ok()).is_some_and(|u| host_is_public_suffix(&u)) {
+            return Err(invalid_metadata(format!("{name} is not using a valid domain")));
         }
     }
-    if m.redirect_uris
-        .iter()
-        .filter_map(|u| Url::parse(u).ok())
-        .any(|u| host_is_public_suffix(&u))
-    {
+    if m.redirect_uris.iter().filter_map(|u| Url::parse(u).ok()).any(|u| host_is_public_suffix(&u)) {
         return Err(invalid_redirect("redirect_uri is not using a valid domain"));
     }
     Ok(())
@@ -430,10 +269,7 @@ fn check_public_suffixes(m: &ClientMetadata) -> Result<(), OAuthError> {
 
 /// https on a non-loopback host.
 fn secure_url(url: &Url) -> bool {
-    url.scheme() == "https"
-        && url
-            .host_str()
-            .is_some_and(|h| !LOOPBACK_HOSTS.contains(&h) && h != "0.0.0.0")
+    url.scheme() == "https" && url.host_str().is_some_and(|h| !LOOPBACK_HOSTS.contains(&h) && h != "0.0.0.0")
 }
 
 /// `host` equals `parent` or is a subdomain of it.
@@ -466,23 +302,16 @@ fn policy_violations(m: &ClientMetadata) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
     let parse = |u: &Option<String>| u.as_deref().and_then(|u| Url::parse(u).ok());
     let client_uri = parse(&m.client_uri);
-    let client_host = client_uri
-        .as_ref()
-        .and_then(|u| u.host_str().map(str::to_owned));
+    let client_host = client_uri.as_ref().and_then(|u| u.host_str().map(str::to_owned));
     let client_host = client_host.as_deref();
-    let host_ok =
-        |u: &Url| client_host.is_none_or(|c| u.host_str().is_some_and(|h| is_subdomain(c, h)));
+    let host_ok = |u: &Url| client_host.is_none_or(|c| u.host_str().is_some_and(|h| is_subdomain(c, h)));
 
     match (&m.client_uri, &client_uri) {
         (None, _) => v.push("missing client_uri".into()),
         (Some(_), Some(u)) if secure_url(u) => {}
         (Some(_), _) => v.push("invalid client_uri".into()),
     }
-    for (name, value) in [
-        ("tos_uri", &m.tos_uri),
-        ("policy_uri", &m.policy_uri),
-        ("logo_uri", &m.logo_uri),
-    ] {
+    for (name, value) in [("tos_uri", &m.tos_uri), ("policy_uri", &m.policy_uri), ("logo_uri", &m.logo_uri)] {
         let Some(raw) = value else { continue };
         let Ok(u) = Url::parse(raw) else {
             v.push(format!("invalid {name}"));
@@ -495,16 +324,13 @@ fn policy_violations(m: &ClientMetadata) -> Vec<String> {
             v.push(format!("{name} not on the same host as the client_uri"));
         }
     }
-    if m.grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS)
-        && m.token_endpoint_auth_method == "none"
-    {
+    if m.grant_types.iter().any(|g| g == GRANT_CLIENT_CREDENTIALS) && m.token_endpoint_auth_method == "none" {
         v.push("client_credentials grant_type requires some form of client authentication".into());
     }
     let native = m.application_type.as_deref() == Some("native");
     for uri in &m.redirect_uris {
-        let ok = Url::parse(uri).is_ok_and(|u| {
-            (native && valid_native_redirect(&u, client_host)) || (secure_url(&u) && host_ok(&u))
-        });
+        let ok = Url::parse(uri)
+            .is_ok_and(|u| (native && valid_native_redirect(&u, client_host)) || (secure_url(&u) && host_ok(&u)));
         if !ok {
             v.push(format!("invalid redirect_uri: {uri}"));
         }
@@ -527,29 +353,18 @@ fn canonical_json(v: &Value) -> String {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
             keys.sort();
-            let fields: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
-                .collect();
+            let fields: Vec<String> =
+                keys.into_iter().map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k]))).collect();
             format!("{{{}}}", fields.join(","))
         }
-        Value::Array(items) => format!(
-            "[{}]",
-            items
-                .iter()
-                .map(canonical_json)
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
         other => other.to_string(),
     }
 }
 
 /// SHA-256 (hex) of the canonical JSON of the normalised metadata.
 fn digest(m: &ClientMetadata) -> Result<String, OAuthError> {
-    Ok(sha256_hex(
-        canonical_json(&serde_json::to_value(m)?).as_bytes(),
-    ))
+    Ok(sha256_hex(canonical_json(&serde_json::to_value(m)?).as_bytes()))
 }
 
 #[cfg(test)]
@@ -561,34 +376,86 @@ mod tests {
         let m = normalise(parse(body.to_string().as_bytes())?, &["ES256", "RS256"])?;
         check_public_suffixes(&m)?;
         let violations = policy_violations(&m);
-        if violations.is_empty() {
-            Ok(m)
-        } else {
-            Err(policy_error(&violations))
-        }
+        if violations.is_empty() { Ok(m) } else { Err(policy_error(&violations)) }
     }
 
-    /// Element X's registration with `changes` applied (a null value removes the field).
-    fn x(changes: Value) -> Value {
-        let mut body = json!({
-            "client_name": "Element X", "client_uri": "https://element.io", "application_type": "native",
-            "redirect_uris": ["io.element.app:/callback"], "token_endpoint_auth_method": "none",
-            "response_types": ["code"], "grant_types": ["authorization_code", "refresh_token"],
-        });
-        body.as_object_mut()
-            .unwrap()
-            .extend(changes.as_object().unwrap().clone());
+    const X: &str = r#"{"client_name": "Element X", "client_uri": "https://element.io", "application_type": "native",
+        "redirect_uris": ["io.element.app:/callback"], "token_endpoint_auth_method": "none",
+        "response_types": ["code"], "grant_types": ["authorization_code", "refresh_token"]}"#;
+    const M: &str = r#"{"client_uri": "https://example.com", "grant_types": ["client_credentials"]}"#;
+    const W: &str = r#"{"client_uri": "https://app.example.com", "token_endpoint_auth_method": "none"}"#;
+
+    /// `base` with the fields of `changes` replaced.
+    fn with(base: &str, changes: &str) -> Value {
+        let mut body: Value = serde_json::from_str(base).unwrap();
+        let changes: Value = serde_json::from_str(changes).unwrap();
+        body.as_object_mut().unwrap().extend(changes.as_object().unwrap().clone());
         body
+    }
+
+    const MD: &str = "invalid_client_metadata";
+    const RU: &str = "invalid_redirect_uri";
+    const PKJ: &str = r#"{"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}}"#;
+
+    /// (base, changes, expected `error` or "ok"); `PKJ` cases get a third set of changes.
+    const CASES: &[(&str, &str, &str)] = &[
+        (X, "{}", "ok"),
+        (X, r#"{"grant_types": ["implicit"]}"#, MD),
+        (X, r#"{"grant_types": ["password"]}"#, MD),
+        (X, r#"{"response_types": ["token"]}"#, MD),
+        (X, r#"{"redirect_uris": null}"#, RU),
+        (X, r#"{"redirect_uris": []}"#, RU),
+        (X, r#"{"redirect_uris": ["io.element.app:/cb#f"]}"#, RU),
+        (X, r#"{"id_token_signed_response_alg": "none"}"#, MD),
+        (X, r#"{"id_token_signed_response_alg": "PS512"}"#, MD),
+        (X, r#"{"application_type": "desktop"}"#, MD),
+        (X, r#"{"jwks": {"keys": []}, "jwks_uri": "https://element.io/jwks"}"#, MD),
+        (X, r#"{"token_endpoint_auth_method": "private_key_jwt"}"#, MD),
+        (X, r#"{"token_endpoint_auth_method": "client_secret_jwt", "token_endpoint_auth_signing_alg": "HS256"}"#, "ok"),
+        (PKJ, "{}", MD),
+        (PKJ, r#"{"token_endpoint_auth_signing_alg": "none"}"#, MD),
+        (PKJ, r#"{"token_endpoint_auth_signing_alg": "HS256"}"#, MD),
+        (PKJ, r#"{"token_endpoint_auth_signing_alg": "RS256"}"#, "ok"),
+        // Policy: the client's own URIs.
+        (M, r#"{"client_uri": null}"#, MD),
+        (M, r#"{"client_uri": "http://example.com"}"#, MD),
+        (M, r#"{"client_uri": "https://localhost"}"#, MD),
+        (M, r#"{"client_uri": "https://127.0.0.1"}"#, MD),
+        (M, r#"{"client_uri": "https://co.uk"}"#, MD),
+        (M, r#"{"logo_uri": "https://cdn.example.org/logo.png"}"#, MD),
+        (M, r#"{"tos_uri": "http://example.com/tos"}"#, MD),
+        (M, r#"{"logo_uri": "https://static.example.com/l.png", "policy_uri": "https://example.com/p"}"#, "ok"),
+        (M, r#"{"token_endpoint_auth_method": "none"}"#, MD),
+        // Policy: native redirect URIs (loopback, or a reverse-DNS scheme of the client_uri host or below).
+        (X, r#"{"redirect_uris": ["http://localhost:8080/cb", "http://127.0.0.1/", "http://[::1]:1/x"]}"#, "ok"),
+        (X, r#"{"redirect_uris": ["io.element:/cb", "io.element.app.x:/", "https://element.io/cb"]}"#, "ok"),
+        (X, r#"{"client_uri": "https://app.element.io"}"#, "ok"),
+        (X, r#"{"client_uri": "https://app.element.io", "redirect_uris": ["io.element:/cb"]}"#, RU),
+        (X, r#"{"redirect_uris": ["com.example.app:/callback"]}"#, RU),
+        (X, r#"{"redirect_uris": ["io.element.app://callback"]}"#, RU),
+        (X, r#"{"redirect_uris": ["http://element.io/callback"]}"#, RU),
+        // Policy: web redirect URIs (https on the client_uri host or below).
+        (W, r#"{"redirect_uris": ["https://app.example.com/?no_universal_links=true"]}"#, "ok"),
+        (W, r#"{"redirect_uris": ["https://x.app.example.com:8443/cb?a=b"]}"#, "ok"),
+        (W, r#"{"redirect_uris": ["https://example.com/cb"]}"#, RU),
+        (W, r#"{"redirect_uris": ["http://app.example.com/cb"]}"#, RU),
+        (W, r#"{"redirect_uris": ["http://localhost/cb"]}"#, RU),
+        (W, r#"{"redirect_uris": ["com.example.app:/cb"]}"#, RU),
+        (W, r#"{"redirect_uris": ["https://com/cb"]}"#, RU),
+    ];
+
+    #[test]
+    fn rules_table() {
+        for (base, changes, expected) in CASES {
+            let body = if *base == PKJ { with(&with(X, PKJ).to_string(), changes) } else { with(base, changes) };
+            assert_eq!(check(&body).map_or_else(|e| e.error, |_| "ok"), *expected, "{body}");
+        }
     }
 
     #[test]
     fn parse_errors() {
         assert_eq!(parse(b"{not json").unwrap_err().error, "invalid_request");
-        for bad in [
-            &b"[1]"[..],
-            br#"{"redirect_uris": "x"}"#,
-            br#"{"client_uri": "not a url"}"#,
-        ] {
+        for bad in [&b"[1]"[..], br#"{"redirect_uris": "x"}"#, br#"{"client_uri": "not a url"}"#] {
             assert_eq!(parse(bad).unwrap_err().error, "invalid_client_metadata");
         }
         assert!(parse(br#"{"client_name#fr": "Exemple", "software_id": 3}"#).is_ok());
@@ -596,247 +463,39 @@ mod tests {
 
     #[test]
     fn defaults_and_normalisation() {
-        let m = check(&json!({"client_uri": "https://example.com", "redirect_uris": ["https://b.example.com/", "https://a.example.com/cb"]})).unwrap();
-        assert_eq!(
-            (m.grant_types.clone(), m.response_types.clone()),
-            (
-                vec!["authorization_code".to_string()],
-                vec!["code".to_string()]
-            )
-        );
-        assert_eq!(
-            (
-                m.token_endpoint_auth_method.as_str(),
-                m.application_type.as_deref()
-            ),
-            ("client_secret_basic", Some("web"))
-        );
-        assert_eq!(m.client_uri.as_deref(), Some("https://example.com/"));
-        assert_eq!(
-            m.redirect_uris,
-            ["https://a.example.com/cb", "https://b.example.com/"]
-        );
-        let cc = check(
-            &json!({"client_uri": "https://example.com", "grant_types": ["client_credentials"]}),
-        )
-        .unwrap();
-        assert!(cc.response_types.is_empty() && cc.redirect_uris.is_empty());
-    }
-
-    #[test]
-    fn rules_table() {
-        let cc = |c: Value| {
-            let mut b =
-                json!({"client_uri": "https://example.com", "grant_types": ["client_credentials"]});
-            b.as_object_mut()
-                .unwrap()
-                .extend(c.as_object().unwrap().clone());
-            b
-        };
-        let web = |uri: &str| json!({"client_uri": "https://app.example.com", "token_endpoint_auth_method": "none", "redirect_uris": [uri]});
-        let cases: Vec<(Value, &str)> = vec![
-            (x(json!({})), "ok"),
-            (
-                x(
-                    json!({"client_uri": "https://app.element.io", "application_type": "web", "id_token_signed_response_alg": "RS256",
-                "redirect_uris": ["https://app.element.io/?no_universal_links=true"]}),
-                ),
-                "ok",
-            ),
-            (
-                x(json!({"grant_types": ["implicit"]})),
-                "invalid_client_metadata",
-            ),
-            (
-                x(json!({"grant_types": ["password"]})),
-                "invalid_client_metadata",
-            ),
-            (
-                x(json!({"response_types": ["token"]})),
-                "invalid_client_metadata",
-            ),
-            (x(json!({"redirect_uris": null})), "invalid_redirect_uri"),
-            (x(json!({"redirect_uris": []})), "invalid_redirect_uri"),
-            (
-                x(json!({"redirect_uris": ["io.element.app:/cb#f"]})),
-                "invalid_redirect_uri",
-            ),
-            (
-                x(json!({"id_token_signed_response_alg": "none"})),
-                "invalid_client_metadata",
-            ),
-            (
-                x(json!({"id_token_signed_response_alg": "PS512"})),
-                "invalid_client_metadata",
-            ),
-            (
-                x(json!({"application_type": "desktop"})),
-                "invalid_client_metadata",
-            ),
-            (
-                x(json!({"jwks": {"keys": []}, "jwks_uri": "https://element.io/jwks"})),
-                "invalid_client_metadata",
-            ),
-            (
-                x(
-                    json!({"token_endpoint_auth_method": "private_key_jwt", "token_endpoint_auth_signing_alg": "RS256"}),
-                ),
-                "invalid_client_metadata",
-            ),
-            (
-                x(json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}})),
-                "invalid_client_metadata",
-            ),
-            (
-                x(
-                    json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "none"}),
-                ),
-                "invalid_client_metadata",
-            ),
-            (
-                x(
-                    json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "HS256"}),
-                ),
-                "invalid_client_metadata",
-            ),
-            (
-                x(
-                    json!({"token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}, "token_endpoint_auth_signing_alg": "RS256"}),
-                ),
-                "ok",
-            ),
-            (
-                x(
-                    json!({"token_endpoint_auth_method": "client_secret_jwt", "token_endpoint_auth_signing_alg": "HS256"}),
-                ),
-                "ok",
-            ),
-            // Policy: URIs of the client.
-            (cc(json!({"client_uri": null})), "invalid_client_metadata"),
-            (
-                cc(json!({"client_uri": "http://example.com"})),
-                "invalid_client_metadata",
-            ),
-            (
-                cc(json!({"client_uri": "https://localhost"})),
-                "invalid_client_metadata",
-            ),
-            (
-                cc(json!({"client_uri": "https://127.0.0.1"})),
-                "invalid_client_metadata",
-            ),
-            (
-                cc(json!({"client_uri": "https://co.uk"})),
-                "invalid_client_metadata",
-            ),
-            (
-                cc(json!({"logo_uri": "https://cdn.example.org/logo.png"})),
-                "invalid_client_metadata",
-            ),
-            (
-                cc(json!({"tos_uri": "http://example.com/tos"})),
-                "invalid_client_metadata",
-            ),
-            (
-                cc(
-                    json!({"logo_uri": "https://static.example.com/l.png", "policy_uri": "https://example.com/p"}),
-                ),
-                "ok",
-            ),
-            (
-                cc(json!({"token_endpoint_auth_method": "none"})),
-                "invalid_client_metadata",
-            ),
-            // Policy: native redirect URIs.
-            (
-                x(
-                    json!({"redirect_uris": ["http://localhost:8080/cb", "http://127.0.0.1/", "http://[::1]:1/x", "io.element.app.x:/"]}),
-                ),
-                "ok",
-            ),
-            (
-                x(
-                    json!({"redirect_uris": ["io.element:/callback", "https://element.io/callback"]}),
-                ),
-                "ok",
-            ),
-            (x(json!({"client_uri": "https://app.element.io"})), "ok"),
-            (
-                x(
-                    json!({"client_uri": "https://app.element.io", "redirect_uris": ["io.element:/callback"]}),
-                ),
-                "invalid_redirect_uri",
-            ),
-            (
-                x(json!({"redirect_uris": ["com.example.app:/callback"]})),
-                "invalid_redirect_uri",
-            ),
-            (
-                x(json!({"redirect_uris": ["io.element.app://callback"]})),
-                "invalid_redirect_uri",
-            ),
-            (
-                x(json!({"redirect_uris": ["http://element.io/callback"]})),
-                "invalid_redirect_uri",
-            ),
-            // Policy: web redirect URIs.
-            (web("https://x.app.example.com:8443/cb?a=b"), "ok"),
-            (web("https://example.com/cb"), "invalid_redirect_uri"),
-            (web("http://app.example.com/cb"), "invalid_redirect_uri"),
-            (web("http://localhost/cb"), "invalid_redirect_uri"),
-            (web("com.example.app:/cb"), "invalid_redirect_uri"),
-            (web("https://com/cb"), "invalid_redirect_uri"),
-        ];
-        for (body, expected) in cases {
-            let got = check(&body).map_or_else(|e| e.error, |_| "ok");
-            assert_eq!(got, expected, "{body}");
-        }
+        let changes = r#"{"token_endpoint_auth_method": null, "client_uri": "https://App.example.com",
+            "redirect_uris": ["https://b.app.example.com/", "https://app.example.com/cb"]}"#;
+        let m = check(&with(W, changes)).unwrap();
+        assert_eq!((m.grant_types.join(" "), m.response_types.join(" ")), ("authorization_code".into(), "code".into()));
+        assert_eq!(m.token_endpoint_auth_method, "client_secret_basic");
+        assert_eq!(m.application_type.as_deref(), Some("web"));
+        assert_eq!(m.client_uri.as_deref(), Some("https://app.example.com/"));
+        assert_eq!(m.redirect_uris, ["https://app.example.com/cb", "https://b.app.example.com/"]);
+        let machine = check(&with(M, "{}")).unwrap();
+        assert!(machine.response_types.is_empty() && machine.redirect_uris.is_empty());
     }
 
     #[test]
     fn messages() {
-        let e = check(&x(
-            json!({"logo_uri": "https://evil.example/l.png", "tos_uri": "http://element.io/t"}),
-        ))
-        .unwrap_err();
-        assert_eq!(
-            e.description.as_deref(),
-            Some("invalid tos_uri; logo_uri not on the same host as the client_uri")
-        );
-        let e = check(
-            &json!({"client_uri": "https://github.io", "grant_types": ["client_credentials"]}),
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.description.as_deref(),
-            Some("client_uri is not using a valid domain")
-        );
+        let body = with(X, r#"{"logo_uri": "https://evil.example/l.png", "tos_uri": "http://element.io/t"}"#);
+        let e = check(&body).unwrap_err();
+        assert_eq!(e.description.as_deref(), Some("invalid tos_uri; logo_uri not on the same host as the client_uri"));
+        let e = check(&with(M, r#"{"client_uri": "https://github.io"}"#)).unwrap_err();
+        assert_eq!(e.description.as_deref(), Some("client_uri is not using a valid domain"));
         let is_ps = |u: &str| host_is_public_suffix(&Url::parse(u).unwrap());
-        assert!(
-            is_ps("https://com.")
-                && !is_ps("https://matrix-org.github.io")
-                && !is_ps("org.matrix:/callback")
-        );
+        assert!(is_ps("https://com.") && !is_ps("https://matrix-org.github.io") && !is_ps("org.matrix:/callback"));
     }
 
     #[test]
     fn digest_and_ids() {
-        let a = check(&x(json!({}))).unwrap();
-        let b = check(&x(
-            json!({"grant_types": ["refresh_token", "authorization_code"]}),
-        ))
-        .unwrap();
-        let c = check(&x(json!({"client_name": "Element X 2"}))).unwrap();
+        let a = check(&with(X, "{}")).unwrap();
+        let b = check(&with(X, r#"{"grant_types": ["refresh_token", "authorization_code"]}"#)).unwrap();
+        let c = check(&with(X, r#"{"client_name": "Element X 2"}"#)).unwrap();
         assert_eq!(digest(&a).unwrap(), digest(&b).unwrap());
         assert_ne!(digest(&a).unwrap(), digest(&c).unwrap());
-        assert_eq!(
-            canonical_json(&json!({"b": [1, {"d": 1, "c": 2}], "a": "x"})),
-            r#"{"a":"x","b":[1,{"c":2,"d":1}]}"#
-        );
+        let canonical = canonical_json(&json!({"b": [1, {"d": 1, "c": 2}], "a": "x"}));
+        assert_eq!(canonical, r#"{"a":"x","b":[1,{"c":2,"d":1}]}"#);
         let id = new_client_id(1_700_000_000);
-        assert_eq!(
-            ulid::Ulid::from_string(&id).unwrap().timestamp_ms(),
-            1_700_000_000_000
-        );
+        assert_eq!(ulid::Ulid::from_string(&id).unwrap().timestamp_ms(), 1_700_000_000_000);
     }
 }

@@ -17,12 +17,10 @@ use crate::tokens::{TokenKind, hash_token};
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     match handle(&state, &headers, &body).await {
         // Element X requires exactly 200 (not 204).
-        Ok(()) => (
-            StatusCode::OK,
-            [(axum::http::header::CACHE_CONTROL, "no-store")],
-            axum::Json(serde_json::json!({})),
-        )
-            .into_response(),
+        Ok(()) => {
+            (StatusCode::OK, [(axum::http::header::CACHE_CONTROL, "no-store")], axum::Json(serde_json::json!({})))
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -41,12 +39,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
         .store
         .read(move |c| {
             Ok(match kind {
-                TokenKind::AccessToken => {
-                    token_store::access_by_hash(c, &hash)?.map(|t| t.session_id)
-                }
-                TokenKind::RefreshToken => {
-                    token_store::refresh_by_hash(c, &hash)?.map(|t| t.session_id)
-                }
+                TokenKind::AccessToken => token_store::access_by_hash(c, &hash)?.map(|t| t.session_id),
+                TokenKind::RefreshToken => token_store::refresh_by_hash(c, &hash)?.map(|t| t.session_id),
                 _ => None,
             })
         })
@@ -56,10 +50,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
     };
     let session = {
         let id = session_id.clone();
-        state
-            .store
-            .read(move |c| crate::store::sessions::oauth_by_id(c, &id))
-            .await?
+        state.store.read(move |c| crate::store::sessions::oauth_by_id(c, &id)).await?
     };
     if session.as_ref().is_some_and(|s| s.client_id != client.id) {
         // Only the session's own client may end it; say nothing about the token.
@@ -70,6 +61,11 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
         ));
     }
     let now = state.now();
-    oauth_sessions::finish(&state.store, &session_id, now).await?;
+    if let Some(ended) = oauth_sessions::finish(&state.store, &session_id, now).await? {
+        // The device goes at once, so the homeserver drops its cached token too.
+        if let Some(user_id) = ended.user_id {
+            state.lifecycle.sync_devices(&user_id).await;
+        }
+    }
     Ok(())
 }

@@ -39,14 +39,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Ok(_) => "success",
         Err(e) => e.error,
     };
-    state.metrics.token(
-        if grant_type.is_empty() {
-            "none"
-        } else {
-            &grant_type
-        },
-        label,
-    );
+    state.metrics.token(if grant_type.is_empty() { "none" } else { &grant_type }, label);
     match result {
         Ok(body) => token_response(body),
         Err(e) => e.into_response(),
@@ -55,19 +48,12 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
 
 fn token_response(body: Value) -> Response {
     let mut res = Json(body).into_response();
-    res.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    res.headers_mut()
-        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     res
 }
 
-async fn handle(
-    state: &AppState,
-    headers: &HeaderMap,
-    params: &Params,
-    grant_type: &str,
-) -> Result<Value, OAuthError> {
+async fn handle(state: &AppState, headers: &HeaderMap, params: &Params, grant_type: &str) -> Result<Value, OAuthError> {
     if grant_type.is_empty() {
         return Err(OAuthError::invalid_request("missing grant_type"));
     }
@@ -77,9 +63,7 @@ async fn handle(
         if client.allows_grant(g) {
             Ok(())
         } else {
-            Err(OAuthError::unauthorized_client(format!(
-                "client may not use the {g} grant"
-            )))
+            Err(OAuthError::unauthorized_client(format!("client may not use the {g} grant")))
         }
     };
     match grant_type {
@@ -130,9 +114,7 @@ fn base_response(tokens: &IssuedTokens, scope: &Scope) -> Value {
 /// RFC 7636 §4.6.
 fn verify_pkce(challenge: &str, method: &str, verifier: &str) -> bool {
     let well_formed = (43..=128).contains(&verifier.len())
-        && verifier
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     if !well_formed {
         return false;
     }
@@ -144,21 +126,11 @@ fn verify_pkce(challenge: &str, method: &str, verifier: &str) -> bool {
 }
 
 enum CodeOutcome {
-    Issued {
-        tokens: IssuedTokens,
-        scope: Scope,
-        user: User,
-        nonce: Option<String>,
-        auth_time: i64,
-    },
+    Issued { tokens: IssuedTokens, scope: Scope, user: User, nonce: Option<String>, auth_time: i64 },
     Replayed,
 }
 
-async fn authorization_code(
-    state: &AppState,
-    client: &Client,
-    params: &Params,
-) -> Result<Value, OAuthError> {
+async fn authorization_code(state: &AppState, client: &Client, params: &Params) -> Result<Value, OAuthError> {
     let code = params.require("code")?.to_string();
     let redirect_uri = params.get("redirect_uri").map(String::from);
     let verifier = params.get("code_verifier").map(String::from);
@@ -171,105 +143,73 @@ async fn authorization_code(
 
     let outcome = state
         .store
-        .write(
-            move |c| -> crate::store::StoreResult<Result<CodeOutcome, OAuthError>> {
-                let Some(grant) = grant_store::grant_by_code(c, &code_hash)? else {
-                    return Ok(Err(OAuthError::invalid_grant("unknown authorization code")));
-                };
-                if grant.client_id != client_id {
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "the code was issued to another client",
-                    )));
+        .write(move |c| -> crate::store::StoreResult<Result<CodeOutcome, OAuthError>> {
+            let Some(grant) = grant_store::grant_by_code(c, &code_hash)? else {
+                return Ok(Err(OAuthError::invalid_grant("unknown authorization code")));
+            };
+            if grant.client_id != client_id {
+                return Ok(Err(OAuthError::invalid_grant("the code was issued to another client")));
+            }
+            if grant.exchanged_at.is_some() {
+                // RFC 6749 §4.1.2: a reused code revokes what it granted.
+                if let Some(session_id) = &grant.oauth2_session_id {
+                    oauth_sessions::end(c, session_id, now)?;
                 }
-                if grant.exchanged_at.is_some() {
-                    // RFC 6749 §4.1.2: a reused code revokes what it granted.
-                    if let Some(session_id) = &grant.oauth2_session_id {
-                        oauth_sessions::end(c, session_id, now)?;
+                return Ok(Ok(CodeOutcome::Replayed));
+            }
+            let fulfilled_at = grant.fulfilled_at.unwrap_or(grant.created_at);
+            if now > fulfilled_at + CODE_TTL {
+                return Ok(Err(OAuthError::invalid_grant("the authorization code has expired")));
+            }
+            if redirect_uri.as_deref().is_some_and(|r| r != grant.redirect_uri) {
+                return Ok(Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request")));
+            }
+            match (&grant.code_challenge, &verifier) {
+                (Some(challenge), Some(v)) => {
+                    let method = grant.code_challenge_method.as_deref().unwrap_or("plain");
+                    if !verify_pkce(challenge, method, v) {
+                        return Ok(Err(OAuthError::invalid_grant("PKCE verification failed")));
                     }
-                    return Ok(Ok(CodeOutcome::Replayed));
                 }
-                let fulfilled_at = grant.fulfilled_at.unwrap_or(grant.created_at);
-                if now > fulfilled_at + CODE_TTL {
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "the authorization code has expired",
-                    )));
+                (Some(_), None) => {
+                    return Ok(Err(OAuthError::invalid_request("missing code_verifier")));
                 }
-                if redirect_uri
-                    .as_deref()
-                    .is_some_and(|r| r != grant.redirect_uri)
-                {
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "redirect_uri does not match the authorization request",
-                    )));
+                (None, Some(_)) => {
+                    return Ok(Err(OAuthError::invalid_request("code_verifier given but no code_challenge was sent")));
                 }
-                match (&grant.code_challenge, &verifier) {
-                    (Some(challenge), Some(v)) => {
-                        let method = grant.code_challenge_method.as_deref().unwrap_or("plain");
-                        if !verify_pkce(challenge, method, v) {
-                            return Ok(Err(OAuthError::invalid_grant("PKCE verification failed")));
-                        }
-                    }
-                    (Some(_), None) => {
-                        return Ok(Err(OAuthError::invalid_request("missing code_verifier")));
-                    }
-                    (None, Some(_)) => {
-                        return Ok(Err(OAuthError::invalid_request(
-                            "code_verifier given but no code_challenge was sent",
-                        )));
-                    }
-                    (None, None) => {}
-                }
-                let Some(browser) = grant
-                    .user_session_id
-                    .as_deref()
-                    .map(|id| session_store::browser_by_id(c, id))
-                    .transpose()?
-                    .flatten()
-                else {
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "the authorization was not completed",
-                    )));
-                };
-                if browser.finished_at.is_some() {
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "the browser session has ended",
-                    )));
-                }
-                let Some(user) = user_store::by_id(c, &browser.user_id)?.filter(User::is_valid)
-                else {
-                    return Ok(Err(OAuthError::invalid_grant(
-                        "the user can no longer sign in",
-                    )));
-                };
-                let scope = Scope::parse(&grant.scope).unwrap_or_default();
-                let tokens = oauth_sessions::start(
-                    c,
-                    NewSession {
-                        client_id: &client_id,
-                        user_id: Some(&user.id),
-                        user_session_id: Some(&browser.id),
-                        scope: &scope,
-                        user_agent: user_agent.as_deref(),
-                    },
-                    with_refresh,
-                    ttl,
-                    now,
-                )?;
-                if !grant_store::exchange_grant(c, &grant.id, &tokens.session_id, now)? {
-                    // Cannot happen inside the single writer; roll everything back if it does.
-                    return Err(crate::store::StoreError::Conflict(
-                        "authorization code exchange",
-                    ));
-                }
-                Ok(Ok(CodeOutcome::Issued {
-                    tokens,
-                    scope,
-                    user,
-                    nonce: grant.nonce,
-                    auth_time: browser.authenticated_at,
-                }))
-            },
-        )
+                (None, None) => {}
+            }
+            let Some(browser) =
+                grant.user_session_id.as_deref().map(|id| session_store::browser_by_id(c, id)).transpose()?.flatten()
+            else {
+                return Ok(Err(OAuthError::invalid_grant("the authorization was not completed")));
+            };
+            if browser.finished_at.is_some() {
+                return Ok(Err(OAuthError::invalid_grant("the browser session has ended")));
+            }
+            let Some(user) = user_store::by_id(c, &browser.user_id)?.filter(User::is_valid) else {
+                return Ok(Err(OAuthError::invalid_grant("the user can no longer sign in")));
+            };
+            let scope = Scope::parse(&grant.scope).unwrap_or_default();
+            let tokens = oauth_sessions::start(
+                c,
+                NewSession {
+                    client_id: &client_id,
+                    user_id: Some(&user.id),
+                    user_session_id: Some(&browser.id),
+                    scope: &scope,
+                    user_agent: user_agent.as_deref(),
+                },
+                with_refresh,
+                ttl,
+                now,
+            )?;
+            if !grant_store::exchange_grant(c, &grant.id, &tokens.session_id, now)? {
+                // Cannot happen inside the single writer; roll everything back if it does.
+                return Err(crate::store::StoreError::Conflict("authorization code exchange"));
+            }
+            Ok(Ok(CodeOutcome::Issued { tokens, scope, user, nonce: grant.nonce, auth_time: browser.authenticated_at }))
+        })
         .await??;
 
     let (tokens, scope, user, nonce, auth_time) = match outcome {
@@ -278,14 +218,9 @@ async fn authorization_code(
                 "the authorization code was already used; its session has been ended",
             ));
         }
-        CodeOutcome::Issued {
-            tokens,
-            scope,
-            user,
-            nonce,
-            auth_time,
-        } => (tokens, scope, user, nonce, auth_time),
+        CodeOutcome::Issued { tokens, scope, user, nonce, auth_time } => (tokens, scope, user, nonce, auth_time),
     };
+    provision_device(state, client, &user, &scope).await;
     let mut body = base_response(&tokens, &scope);
     if scope.contains(crate::model::scope::OPENID) {
         let id_token = id_token::sign(
@@ -304,39 +239,25 @@ async fn authorization_code(
     Ok(body)
 }
 
-async fn refresh_token(
-    state: &AppState,
-    client: &Client,
-    params: &Params,
-) -> Result<Value, OAuthError> {
+async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Result<Value, OAuthError> {
     let token = params.require("refresh_token")?.to_string();
-    let requested = params
-        .get("scope")
-        .map(Scope::parse)
-        .transpose()
-        .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+    let requested =
+        params.get("scope").map(Scope::parse).transpose().map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
     let now = state.now();
     let ttl = state.config.experimental.access_token_ttl;
     let client_id = client.id.clone();
-    let outcome = state
-        .store
-        .write(move |c| oauth_sessions::rotate(c, &client_id, &token, ttl, now))
-        .await?;
+    let outcome = state.store.write(move |c| oauth_sessions::rotate(c, &client_id, &token, ttl, now)).await?;
     let rotated = match outcome {
         RefreshOutcome::Rotated(r) => r,
         RefreshOutcome::Invalid(why) => return Err(OAuthError::invalid_grant(why)),
         RefreshOutcome::WrongClient => {
-            return Err(OAuthError::invalid_grant(
-                "the refresh token belongs to another client",
-            ));
+            return Err(OAuthError::invalid_grant("the refresh token belongs to another client"));
         }
     };
     let scope = Scope::parse(&rotated.session.scope).unwrap_or_default();
     if let Some(req) = requested {
         if req.iter().any(|t| !scope.contains(t)) {
-            return Err(OAuthError::invalid_scope(
-                "a refresh cannot widen the scope",
-            ));
+            return Err(OAuthError::invalid_scope("a refresh cannot widen the scope"));
         }
     }
     let mut body = json!({
@@ -351,18 +272,12 @@ async fn refresh_token(
     Ok(body)
 }
 
-async fn client_credentials(
-    state: &AppState,
-    client: &Client,
-    params: &Params,
-) -> Result<Value, OAuthError> {
+async fn client_credentials(state: &AppState, client: &Client, params: &Params) -> Result<Value, OAuthError> {
     if client.is_public() {
-        return Err(OAuthError::unauthorized_client(
-            "public clients cannot use client_credentials",
-        ));
+        return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
     }
-    let scope = Scope::parse(params.get("scope").unwrap_or(""))
-        .map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
+    let scope =
+        Scope::parse(params.get("scope").unwrap_or("")).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
     policy::check(&scope, GrantKind::ClientCredentials, None).map_err(OAuthError::invalid_scope)?;
     let now = state.now();
     let ttl = state.config.experimental.access_token_ttl;
@@ -373,13 +288,7 @@ async fn client_credentials(
         .write(move |c| {
             oauth_sessions::start(
                 c,
-                NewSession {
-                    client_id: &client_id,
-                    user_id: None,
-                    user_session_id: None,
-                    scope: &s,
-                    user_agent: None,
-                },
+                NewSession { client_id: &client_id, user_id: None, user_session_id: None, scope: &s, user_agent: None },
                 false,
                 ttl,
                 now,
@@ -389,16 +298,19 @@ async fn client_credentials(
     Ok(base_response(&tokens, &scope))
 }
 
+/// The device must exist on the homeserver before its token is handed out.
+async fn provision_device(state: &AppState, client: &Client, user: &User, scope: &Scope) {
+    if let Some(device) = scope.device_id() {
+        state.lifecycle.ensure_device(user, device, Some(client.display_name().to_string())).await;
+    }
+}
+
 enum DeviceOutcome {
-    Issued { tokens: IssuedTokens, scope: Scope },
+    Issued { tokens: IssuedTokens, scope: Scope, user: User },
     Error(OAuthError),
 }
 
-async fn device_code(
-    state: &AppState,
-    client: &Client,
-    params: &Params,
-) -> Result<Value, OAuthError> {
+async fn device_code(state: &AppState, client: &Client, params: &Params) -> Result<Value, OAuthError> {
     let device_code = params.require("device_code")?.to_string();
     let now = state.now();
     let ttl = state.config.experimental.access_token_ttl;
@@ -408,20 +320,13 @@ async fn device_code(
         .store
         .write(move |c| {
             let err = |e: &'static str, d: &str| {
-                Ok(DeviceOutcome::Error(OAuthError::new(
-                    axum::http::StatusCode::BAD_REQUEST,
-                    e,
-                    d.to_string(),
-                )))
+                Ok(DeviceOutcome::Error(OAuthError::new(axum::http::StatusCode::BAD_REQUEST, e, d.to_string())))
             };
             let Some(grant) = grant_store::device_by_code(c, &hash_token(&device_code))? else {
                 return err("invalid_grant", "unknown device code");
             };
             if grant.client_id != client_id {
-                return err(
-                    "invalid_grant",
-                    "the device code was issued to another client",
-                );
+                return err("invalid_grant", "the device code was issued to another client");
             }
             if grant.exchanged_at.is_some() {
                 return err("invalid_grant", "the device code was already used");
@@ -433,9 +338,7 @@ async fn device_code(
                 if now >= grant.expires_at {
                     return err("expired_token", "the device code has expired");
                 }
-                let too_fast = grant
-                    .last_polled_at
-                    .is_some_and(|t| now - t < super::device::POLL_INTERVAL);
+                let too_fast = grant.last_polled_at.is_some_and(|t| now - t < super::device::POLL_INTERVAL);
                 grant_store::touch_device_poll(c, &grant.id, now)?;
                 return if too_fast {
                     err("slow_down", "polling too fast")
@@ -443,12 +346,8 @@ async fn device_code(
                     err("authorization_pending", "waiting for the user")
                 };
             }
-            let Some(browser) = grant
-                .user_session_id
-                .as_deref()
-                .map(|id| session_store::browser_by_id(c, id))
-                .transpose()?
-                .flatten()
+            let Some(browser) =
+                grant.user_session_id.as_deref().map(|id| session_store::browser_by_id(c, id)).transpose()?.flatten()
             else {
                 return err("invalid_grant", "the authorization was not completed");
             };
@@ -472,11 +371,14 @@ async fn device_code(
             if !grant_store::exchange_device(c, &grant.id, &tokens.session_id, now)? {
                 return Err(crate::store::StoreError::Conflict("device code exchange"));
             }
-            Ok(DeviceOutcome::Issued { tokens, scope })
+            Ok(DeviceOutcome::Issued { tokens, scope, user })
         })
         .await?;
     match outcome {
-        DeviceOutcome::Issued { tokens, scope } => Ok(base_response(&tokens, &scope)),
+        DeviceOutcome::Issued { tokens, scope, user } => {
+            provision_device(state, client, &user, &scope).await;
+            Ok(base_response(&tokens, &scope))
+        }
         DeviceOutcome::Error(e) => Err(e),
     }
 }
@@ -488,11 +390,7 @@ mod tests {
     #[test]
     fn pkce_rfc7636_appendix_b() {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert!(verify_pkce(
-            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            "S256",
-            verifier
-        ));
+        assert!(verify_pkce("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", "S256", verifier));
         assert!(!verify_pkce(
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
             "S256",

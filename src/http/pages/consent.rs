@@ -55,19 +55,16 @@ async fn load(state: &AppState, browser: &Browser, grant_id: &str) -> Loaded {
     let (grant, client) = match found {
         Ok(Some(v)) => v,
         Ok(None) => {
-            return Loaded::Respond(
-                PageError::not_found("This sign-in request does not exist.").into_response(),
-            );
+            return Loaded::Respond(PageError::not_found("This sign-in request does not exist.").into_response());
         }
         Err(e) => return Loaded::Respond(PageError::internal(e).into_response()),
     };
-    if grant.fulfilled_at.is_some()
-        || grant.cancelled_at.is_some()
-        || state.now() > grant.created_at + GRANT_TTL
-    {
+    if grant.fulfilled_at.is_some() || grant.cancelled_at.is_some() || state.now() > grant.created_at + GRANT_TTL {
         return Loaded::Respond(
-            PageError::bad_request("This sign-in request was already answered or has expired. Start again from the app.")
-                .into_response(),
+            PageError::bad_request(
+                "This sign-in request was already answered or has expired. Start again from the app.",
+            )
+            .into_response(),
         );
     }
     let here = format!("/consent/{}", grant.id);
@@ -75,32 +72,19 @@ async fn load(state: &AppState, browser: &Browser, grant_id: &str) -> Loaded {
         return Loaded::Respond(Redirect::to(&login_url(&here)).into_response());
     };
     // prompt=login: the user must have signed in after the request was made.
-    let wants_login = grant
-        .prompt
-        .as_deref()
-        .is_some_and(|p| p.split(' ').any(|x| x == "login"));
+    let wants_login = grant.prompt.as_deref().is_some_and(|p| p.split(' ').any(|x| x == "login"));
     if wants_login && session.authenticated_at < grant.created_at {
-        return Loaded::Respond(
-            Redirect::to(&login_url(&format!("{here}?reauth=1"))).into_response(),
-        );
+        return Loaded::Respond(Redirect::to(&login_url(&format!("{here}?reauth=1"))).into_response());
     }
     Loaded::Ready(Box::new((grant, client)))
 }
 
 fn target(grant: &AuthorizationGrant) -> ClientRedirect {
-    ClientRedirect {
-        uri: grant.redirect_uri.clone(),
-        mode: grant.response_mode.clone(),
-        state: grant.state.clone(),
-    }
+    ClientRedirect { uri: grant.redirect_uri.clone(), mode: grant.response_mode.clone(), state: grant.state.clone() }
 }
 
 #[tracing::instrument(name = "http.pages.consent.get", skip_all)]
-pub async fn get(
-    State(state): State<AppState>,
-    browser: Browser,
-    Path(grant_id): Path<String>,
-) -> Response {
+pub async fn get(State(state): State<AppState>, browser: Browser, Path(grant_id): Path<String>) -> Response {
     let (grant, client) = match load(&state, &browser, &grant_id).await {
         Loaded::Ready(v) => *v,
         Loaded::Respond(r) => return r,
@@ -111,20 +95,13 @@ pub async fn get(
         return PageError::new(
             axum::http::StatusCode::FORBIDDEN,
             "This request is not allowed",
-            format!(
-                "{} asked for something your account may not grant: {violation}.",
-                client.display_name()
-            ),
+            format!("{} asked for something your account may not grant: {violation}.", client.display_name()),
         )
         .into_response();
     }
     let redirect_host = url::Url::parse(&grant.redirect_uri)
         .ok()
-        .map(|u| {
-            u.host_str()
-                .map(String::from)
-                .unwrap_or_else(|| format!("{}:", u.scheme()))
-        })
+        .map(|u| u.host_str().map(String::from).unwrap_or_else(|| format!("{}:", u.scheme())))
         .unwrap_or_default();
     let page = ConsentPage {
         ctx: browser.context(&state),
@@ -167,11 +144,7 @@ pub async fn post(
     let to_client = target(&grant);
     if form.decision.as_deref() != Some("allow") {
         let id = grant.id.clone();
-        if let Err(e) = state
-            .store
-            .write(move |c| grant_store::cancel_grant(c, &id, now))
-            .await
-        {
+        if let Err(e) = state.store.write(move |c| grant_store::cancel_grant(c, &id, now)).await {
             return PageError::internal(e).into_response();
         }
         return to_client.error(&state, "access_denied", "the user denied the request");
@@ -182,15 +155,9 @@ pub async fn post(
     }
     let code = random_alnum(32);
     let (id, session_id, code_hash) = (grant.id.clone(), session.id.clone(), hash_token(&code));
-    match state
-        .store
-        .write(move |c| grant_store::fulfill_grant(c, &id, &session_id, &code_hash, now))
-        .await
-    {
+    match state.store.write(move |c| grant_store::fulfill_grant(c, &id, &session_id, &code_hash, now)).await {
         Ok(true) => to_client.respond(&state, vec![("code".into(), code)]),
-        Ok(false) => {
-            PageError::bad_request("This sign-in request was already answered.").into_response()
-        }
+        Ok(false) => PageError::bad_request("This sign-in request was already answered.").into_response(),
         Err(e) => PageError::internal(e).into_response(),
     }
 }

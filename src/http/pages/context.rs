@@ -70,15 +70,12 @@ impl FromRequestParts<AppState> for Browser {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, PageError> {
-        let jar =
-            PrivateCookieJar::<axum_extra::extract::cookie::Key>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| PageError::internal("cookie jar"))?;
+        let jar = PrivateCookieJar::<axum_extra::extract::cookie::Key>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| PageError::internal("cookie jar"))?;
         // Second line of defence behind the CSRF token: refuse cross-site form posts.
         if parts.method == Method::POST && is_cross_site(&parts.headers) {
-            return Err(PageError::bad_request(
-                "This form was sent from another site and was refused.",
-            ));
+            return Err(PageError::bad_request("This form was sent from another site and was refused."));
         }
         let (jar, csrf) = match jar.get(CSRF_COOKIE) {
             Some(c) if c.value().len() >= 32 => {
@@ -117,28 +114,23 @@ async fn load_session(state: &AppState, id: &str) -> Result<Option<Session>, Pag
         })
         .await
         .map_err(PageError::internal)?;
-    Ok(found
-        .filter(|(_, u)| u.is_valid())
-        .map(|(s, user)| Session {
-            id: s.id,
-            user,
-            authenticated_at: s.authenticated_at,
-        }))
+    Ok(found.filter(|(_, u)| u.is_valid()).map(|(s, user)| Session {
+        id: s.id,
+        user,
+        authenticated_at: s.authenticated_at,
+    }))
 }
 
 impl Browser {
     pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PageError> {
         match submitted {
             Some(s) if constant_time_eq(s.as_bytes(), self.csrf.as_bytes()) => Ok(()),
-            _ => Err(PageError::bad_request(
-                "This form has expired. Go back, reload the page and try again.",
-            )),
+            _ => Err(PageError::bad_request("This form has expired. Go back, reload the page and try again.")),
         }
     }
 
     pub fn with_session(self, state: &AppState, session_id: &str) -> PrivateCookieJar {
-        self.jar
-            .add(cookie(state, SESSION_COOKIE, session_id.to_string()))
+        self.jar.add(cookie(state, SESSION_COOKIE, session_id.to_string()))
     }
 
     pub fn without_session(self) -> PrivateCookieJar {
@@ -146,21 +138,14 @@ impl Browser {
     }
 
     pub fn context(&self, state: &AppState) -> PageContext {
-        page_context(
-            state,
-            self.csrf.clone(),
-            self.session.as_ref().map(|s| &s.user),
-        )
+        page_context(state, self.csrf.clone(), self.session.as_ref().map(|s| &s.user))
     }
 }
 
 pub fn page_context(state: &AppState, csrf_token: String, user: Option<&User>) -> PageContext {
     let b = &state.config.branding;
     PageContext {
-        service_name: b
-            .service_name
-            .clone()
-            .unwrap_or_else(|| format!("{} accounts", state.config.matrix.homeserver)),
+        service_name: b.service_name.clone().unwrap_or_else(|| format!("{} accounts", state.config.matrix.homeserver)),
         css_url: state.assets.path("app.css"),
         js_url: state.assets.path("app.js"),
         logo_url: state.assets.path("logo.svg"),
@@ -184,25 +169,13 @@ pub fn describe_scopes(scope: &crate::model::Scope) -> Vec<ScopeView> {
     let mut out = Vec::new();
     let mut push = |title: &str, description: &str, sensitive: bool| {
         if !out.iter().any(|s: &ScopeView| s.title == title) {
-            out.push(ScopeView {
-                title: title.into(),
-                description: description.into(),
-                sensitive,
-            });
+            out.push(ScopeView { title: title.into(), description: description.into(), sensitive });
         }
     };
     for token in scope.iter() {
         match token {
-            OPENID => push(
-                "See your profile",
-                "Your Matrix ID and the account identifier of this service.",
-                false,
-            ),
-            EMAIL => push(
-                "See your email address",
-                "The verified email addresses on your account.",
-                false,
-            ),
+            OPENID => push("See your profile", "Your Matrix ID and the account identifier of this service.", false),
+            EMAIL => push("See your email address", "The verified email addresses on your account.", false),
             SYNAPSE_ADMIN => push(
                 "Administer the homeserver",
                 "Full administrative control of the homeserver: manage every user, room and device. Only allow this for tools you trust completely.",

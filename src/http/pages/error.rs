@@ -26,19 +26,10 @@ pub struct ErrorPage {
 
 impl PageError {
     pub fn new(status: StatusCode, title: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            title: title.into(),
-            message: message.into(),
-            details: None,
-        }
+        Self { status, title: title.into(), message: message.into(), details: None }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            "Something is wrong with this request",
-            message,
-        )
+        Self::new(StatusCode::BAD_REQUEST, "Something is wrong with this request", message)
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "Not found", message)
@@ -50,11 +41,7 @@ impl PageError {
     /// Logs the cause; the page says only that something went wrong.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error on a page");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong",
-            "Please try again in a moment.",
-        )
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong", "Please try again in a moment.")
     }
 }
 
@@ -89,23 +76,16 @@ impl IntoResponse for PageError {
         };
         match page.render() {
             Ok(html) => (self.status, Html(html)).into_response(),
-            Err(_) => (
-                self.status,
-                Html(format!(
-                    "<!doctype html><title>Error</title><p>{}</p>",
-                    html_escape(&self.message)
-                )),
-            )
-                .into_response(),
+            Err(_) => {
+                (self.status, Html(format!("<!doctype html><title>Error</title><p>{}</p>", html_escape(&self.message))))
+                    .into_response()
+            }
         }
     }
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Renders a template into a response (500 page on a rendering failure).

@@ -50,29 +50,13 @@ pub struct LinkQuery {
     code: Option<String>,
 }
 
-pub async fn get(
-    State(state): State<AppState>,
-    browser: Browser,
-    Query(q): Query<LinkQuery>,
-) -> Response {
-    let code = q
-        .code
-        .as_deref()
-        .map(normalise_user_code)
-        .unwrap_or_default();
+pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<LinkQuery>) -> Response {
+    let code = q.code.as_deref().map(normalise_user_code).unwrap_or_default();
     if browser.session.is_none() {
-        let here = if code.is_empty() {
-            "/link".to_string()
-        } else {
-            format!("/link?code={code}")
-        };
+        let here = if code.is_empty() { "/link".to_string() } else { format!("/link?code={code}") };
         return (browser.jar, Redirect::to(&login_url(&here))).into_response();
     }
-    let page = LinkPage {
-        ctx: browser.context(&state),
-        code: display_user_code(&code),
-        error: None,
-    };
+    let page = LinkPage { ctx: browser.context(&state), code: display_user_code(&code), error: None };
     (browser.jar, render(&page)).into_response()
 }
 
@@ -82,11 +66,7 @@ pub struct LinkForm {
     code: String,
 }
 
-pub async fn post(
-    State(state): State<AppState>,
-    browser: Browser,
-    Form(form): Form<LinkForm>,
-) -> Response {
+pub async fn post(State(state): State<AppState>, browser: Browser, Form(form): Form<LinkForm>) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -95,11 +75,7 @@ pub async fn post(
     }
     let code = normalise_user_code(&form.code);
     let lookup = code.clone();
-    let grant = match state
-        .store
-        .read(move |c| grant_store::device_by_user_code(c, &lookup))
-        .await
-    {
+    let grant = match state.store.read(move |c| grant_store::device_by_user_code(c, &lookup)).await {
         Ok(g) => g,
         Err(e) => return PageError::internal(e).into_response(),
     };
@@ -112,24 +88,14 @@ pub async fn post(
             let page = LinkPage {
                 ctx: browser.context(&state),
                 code: form.code.clone(),
-                error: Some(
-                    "This code is not valid or has expired. Check the code on your device.".into(),
-                ),
+                error: Some("This code is not valid or has expired. Check the code on your device.".into()),
             };
-            (
-                axum::http::StatusCode::BAD_REQUEST,
-                browser.jar,
-                render(&page),
-            )
-                .into_response()
+            (axum::http::StatusCode::BAD_REQUEST, browser.jar, render(&page)).into_response()
         }
     }
 }
 
-async fn load(
-    state: &AppState,
-    id: &str,
-) -> Result<(grant_store::DeviceGrant, crate::model::Client), Response> {
+async fn load(state: &AppState, id: &str) -> Result<(grant_store::DeviceGrant, crate::model::Client), Response> {
     let id = id.to_string();
     let found = state
         .store
@@ -144,23 +110,13 @@ async fn load(
     let Some((grant, client)) = found else {
         return Err(PageError::not_found("This device request does not exist.").into_response());
     };
-    if grant.expires_at <= state.now()
-        || grant.fulfilled_at.is_some()
-        || grant.rejected_at.is_some()
-    {
-        return Err(PageError::bad_request(
-            "This device request was already answered or has expired.",
-        )
-        .into_response());
+    if grant.expires_at <= state.now() || grant.fulfilled_at.is_some() || grant.rejected_at.is_some() {
+        return Err(PageError::bad_request("This device request was already answered or has expired.").into_response());
     }
     Ok((grant, client))
 }
 
-pub async fn consent_get(
-    State(state): State<AppState>,
-    browser: Browser,
-    Path(id): Path<String>,
-) -> Response {
+pub async fn consent_get(State(state): State<AppState>, browser: Browser, Path(id): Path<String>) -> Response {
     if browser.session.is_none() {
         return Redirect::to(&login_url(&format!("/device/{id}"))).into_response();
     }
@@ -169,17 +125,8 @@ pub async fn consent_get(
         Err(r) => return r,
     };
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
-    if let Err(v) = policy::check(
-        &scope,
-        GrantKind::Interactive,
-        browser.session.as_ref().map(|s| &s.user),
-    ) {
-        return PageError::new(
-            axum::http::StatusCode::FORBIDDEN,
-            "This request is not allowed",
-            v,
-        )
-        .into_response();
+    if let Err(v) = policy::check(&scope, GrantKind::Interactive, browser.session.as_ref().map(|s| &s.user)) {
+        return PageError::new(axum::http::StatusCode::FORBIDDEN, "This request is not allowed", v).into_response();
     }
     let page = DeviceConsentPage {
         ctx: browser.context(&state),
@@ -219,49 +166,25 @@ pub async fn consent_post(
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
     if approve {
         if let Err(v) = policy::check(&scope, GrantKind::Interactive, Some(&session.user)) {
-            return PageError::new(
-                axum::http::StatusCode::FORBIDDEN,
-                "This request is not allowed",
-                v,
-            )
-            .into_response();
+            return PageError::new(axum::http::StatusCode::FORBIDDEN, "This request is not allowed", v).into_response();
         }
     }
     let (gid, sid, now) = (grant.id.clone(), session.id.clone(), state.now());
-    match state
-        .store
-        .write(move |c| grant_store::decide_device(c, &gid, &sid, approve, now))
-        .await
-    {
+    match state.store.write(move |c| grant_store::decide_device(c, &gid, &sid, approve, now)).await {
         Ok(true) => {}
         Ok(false) => {
-            return PageError::bad_request("This device request was already answered.")
-                .into_response();
+            return PageError::bad_request("This device request was already answered.").into_response();
         }
         Err(e) => return PageError::internal(e).into_response(),
     }
     let (title, message) = if approve {
         (
             "Device connected".to_string(),
-            format!(
-                "{} is now signed in. You can return to your device.",
-                client.display_name()
-            ),
+            format!("{} is now signed in. You can return to your device.", client.display_name()),
         )
     } else {
-        (
-            "Request denied".to_string(),
-            format!(
-                "{} was not given access to your account.",
-                client.display_name()
-            ),
-        )
+        ("Request denied".to_string(), format!("{} was not given access to your account.", client.display_name()))
     };
-    let page = MessagePage {
-        ctx: browser.context(&state),
-        title,
-        message,
-        link: None,
-    };
+    let page = MessagePage { ctx: browser.context(&state), title, message, link: None };
     (browser.jar, render(&page)).into_response()
 }

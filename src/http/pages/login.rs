@@ -34,21 +34,13 @@ pub struct LoginQuery {
 
 /// Only local paths are followed after sign-in (no open redirects).
 pub fn safe_next(next: Option<&str>) -> Option<String> {
-    next.filter(|n| {
-        n.starts_with('/')
-            && !n.starts_with("//")
-            && !n.starts_with("/\\")
-            && !n.contains(['\r', '\n'])
-    })
-    .map(String::from)
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']))
+        .map(String::from)
 }
 
 /// A local path as a `next=` query parameter.
 pub fn login_url(next: &str) -> String {
-    format!(
-        "/login?next={}",
-        url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
-    )
+    format!("/login?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>())
 }
 
 fn page(
@@ -77,11 +69,7 @@ pub async fn index(browser: Browser) -> Response {
 }
 
 #[tracing::instrument(name = "http.pages.login.get", skip_all)]
-pub async fn get(
-    State(state): State<AppState>,
-    browser: Browser,
-    Query(q): Query<LoginQuery>,
-) -> Response {
+pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<LoginQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
     // A reauthentication request (prompt=login) passes `reauth`; otherwise a signed-in user moves on.
     if browser.session.is_some() && !q.next.as_deref().is_some_and(|n| n.contains("reauth=1")) {
@@ -89,11 +77,7 @@ pub async fn get(
             return Redirect::to(&n).into_response();
         }
     }
-    let hint = q
-        .login_hint
-        .as_deref()
-        .map(|h| h.trim_start_matches("mxid:").to_string())
-        .unwrap_or_default();
+    let hint = q.login_hint.as_deref().map(|h| h.trim_start_matches("mxid:").to_string()).unwrap_or_default();
     let p = page(&state, &browser, hint, None, next);
     (browser.jar, render(&p)).into_response()
 }
@@ -131,19 +115,8 @@ pub async fn post(
     }
     let next = safe_next(form.next.as_deref());
     let fail = |browser: Browser, message: &str| {
-        let p = page(
-            &state,
-            &browser,
-            form.username.clone(),
-            Some(message.to_string()),
-            next.clone(),
-        );
-        (
-            axum::http::StatusCode::UNAUTHORIZED,
-            browser.jar.clone(),
-            render(&p),
-        )
-            .into_response()
+        let p = page(&state, &browser, form.username.clone(), Some(message.to_string()), next.clone());
+        (axum::http::StatusCode::UNAUTHORIZED, browser.jar.clone(), render(&p)).into_response()
     };
     let Some(localpart) = localpart_of(&form.username, &state.config.matrix.homeserver) else {
         return fail(browser, "Invalid username or password.");
@@ -151,28 +124,14 @@ pub async fn post(
     if state.limiters.login_per_ip.check(&ip.to_string()).is_err()
         || !state.limiters.login_per_account.would_allow(&localpart)
     {
-        state
-            .metrics
-            .logins
-            .get_or_create(&crate::http::metrics::ResultLabels {
-                result: "rate_limited".into(),
-            })
-            .inc();
+        state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "rate_limited".into() }).inc();
         return fail(browser, "Too many attempts. Wait a minute and try again.");
     }
     match verify_password(&state, &localpart, form.password.clone()).await {
         Ok(user) => {
-            state
-                .metrics
-                .logins
-                .get_or_create(&crate::http::metrics::ResultLabels {
-                    result: "success".into(),
-                })
-                .inc();
-            let user_agent = headers
-                .get(axum::http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .map(String::from);
+            state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "success".into() }).inc();
+            let user_agent =
+                headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
             match start_browser_session(
                 &state,
                 &user,
@@ -189,19 +148,10 @@ pub async fn post(
                 Err(e) => e.into_response(),
             }
         }
-        Err(LoginFailure::Locked) => fail(
-            browser,
-            "This account is locked. Contact the administrator of this server.",
-        ),
+        Err(LoginFailure::Locked) => fail(browser, "This account is locked. Contact the administrator of this server."),
         Err(LoginFailure::Invalid) => {
             let _ = state.limiters.login_per_account.check(&localpart);
-            state
-                .metrics
-                .logins
-                .get_or_create(&crate::http::metrics::ResultLabels {
-                    result: "failure".into(),
-                })
-                .inc();
+            state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "failure".into() }).inc();
             fail(browser, "Invalid username or password.")
         }
         Err(LoginFailure::Internal(e)) => e.into_response(),
@@ -215,11 +165,7 @@ pub enum LoginFailure {
 }
 
 /// Checks a password; unknown users take as long as known ones. Upgrades outdated hashes.
-pub async fn verify_password(
-    state: &AppState,
-    localpart: &str,
-    password: String,
-) -> Result<User, LoginFailure> {
+pub async fn verify_password(state: &AppState, localpart: &str, password: String) -> Result<User, LoginFailure> {
     let name = localpart.to_string();
     let found = state
         .store
@@ -236,11 +182,7 @@ pub async fn verify_password(
         state.passwords.dummy_verify(password).await;
         return Err(LoginFailure::Invalid);
     };
-    let verified = match state
-        .passwords
-        .verify(password, stored.version, stored.hash)
-        .await
-    {
+    let verified = match state.passwords.verify(password, stored.version, stored.hash).await {
         Ok(v) => v,
         Err(crate::crypto::password::PasswordError::Mismatch) => return Err(LoginFailure::Invalid),
         Err(e) => return Err(LoginFailure::Internal(PageError::internal(e))),
@@ -299,21 +241,13 @@ pub struct CsrfForm {
     csrf: Option<String>,
 }
 
-pub async fn logout(
-    State(state): State<AppState>,
-    browser: Browser,
-    Form(form): Form<CsrfForm>,
-) -> Response {
+pub async fn logout(State(state): State<AppState>, browser: Browser, Form(form): Form<CsrfForm>) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
     if let Some(s) = &browser.session {
         let (id, now) = (s.id.clone(), state.now());
-        if let Err(e) = state
-            .store
-            .write(move |c| session_store::finish_browser(c, &id, now))
-            .await
-        {
+        if let Err(e) = state.store.write(move |c| session_store::finish_browser(c, &id, now)).await {
             return PageError::internal(e).into_response();
         }
     }

@@ -18,8 +18,5 @@ pub fn router() -> Router<AppState> {
         .route("/logout", axum::routing::post(login::logout))
         .route("/consent/{grant_id}", get(consent::get).post(consent::post))
         .route("/link", get(link::get).post(link::post))
-        .route(
-            "/device/{grant_id}",
-            get(link::consent_get).post(link::consent_post),
-        )
+        .route("/device/{grant_id}", get(link::consent_get).post(link::consent_post))
 }

@@ -1,0 +1,244 @@
+//! The durable job queue and its worker. Jobs carry only ids: each run reads the current state
+//! and pushes it whole to the homeserver, so retries are idempotent and converge.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+
+use crate::clock::BoxClock;
+use crate::homeserver::{BoxHomeserver, HomeserverError, ProvisionRequest};
+use crate::model::Scope;
+use crate::store::{Store, StoreError, compat, grants, jobs as job_store, sessions, tokens, users};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Push the user (display name, emails, lock) to the homeserver.
+    ProvisionUser {
+        user_id: String,
+    },
+    /// Make the homeserver's devices of the user exactly those of its active sessions.
+    SyncDevices {
+        user_id: String,
+    },
+    DeactivateUser {
+        user_id: String,
+        erase: bool,
+    },
+    ReactivateUser {
+        user_id: String,
+    },
+}
+
+impl Job {
+    fn kind(&self) -> &'static str {
+        match self {
+            Job::ProvisionUser { .. } => "provision_user",
+            Job::SyncDevices { .. } => "sync_devices",
+            Job::DeactivateUser { .. } => "deactivate_user",
+            Job::ReactivateUser { .. } => "reactivate_user",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Homeserver(#[from] HomeserverError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl JobError {
+    fn is_transient(&self) -> bool {
+        match self {
+            JobError::Homeserver(e) => e.is_transient(),
+            JobError::Store(_) => true,
+        }
+    }
+}
+
+/// Enqueues jobs and wakes the worker.
+#[derive(Clone)]
+pub struct JobQueue {
+    store: Store,
+    clock: BoxClock,
+    wake: Arc<Notify>,
+}
+
+impl JobQueue {
+    pub fn new(store: Store, clock: BoxClock) -> Self {
+        Self { store, clock, wake: Arc::new(Notify::new()) }
+    }
+
+    pub async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
+        let payload = serde_json::to_string(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let now = self.clock.now();
+        let kind = job.kind();
+        self.store.write(move |c| job_store::enqueue(c, kind, &payload, now, now)).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+/// The desired homeserver state of a user.
+pub fn desired_user(store: &Store, user_id: &str) -> Result<Option<ProvisionRequest>, StoreError> {
+    store.read_blocking(|c| {
+        let Some(u) = users::by_id(c, user_id)? else { return Ok(None) };
+        let emails = users::emails(c, user_id)?;
+        Ok(Some(ProvisionRequest {
+            localpart: u.username.clone(),
+            user_id: u.id.clone(),
+            display_name: u.display_name.clone(),
+            emails,
+            locked: u.locked_at.is_some(),
+        }))
+    })
+}
+
+/// The devices a user should have: one per active compat session and per active OAuth session
+/// that carries a device scope.
+pub fn desired_devices(store: &Store, user_id: &str) -> Result<Vec<String>, StoreError> {
+    store.read_blocking(|c| {
+        let mut ids: Vec<String> = compat::active_for_user(c, user_id)?.into_iter().map(|s| s.device_id).collect();
+        ids.dedup();
+        for s in sessions::active_oauth_for_user(c, user_id)? {
+            let scope = Scope::parse(&s.scope).unwrap_or_default();
+            for d in scope.device_ids() {
+                if !ids.iter().any(|x| x == d) {
+                    ids.push(d.to_string());
+                }
+            }
+        }
+        Ok(ids)
+    })
+}
+
+/// Runs one job against the homeserver (blocking).
+pub fn execute(store: &Store, hs: &BoxHomeserver, job: &Job) -> Result<(), JobError> {
+    match job {
+        Job::ProvisionUser { user_id } => {
+            if let Some(req) = desired_user(store, user_id)? {
+                hs.provision_user(&req)?;
+            }
+        }
+        Job::SyncDevices { user_id } => {
+            let Some(req) = desired_user(store, user_id)? else { return Ok(()) };
+            let devices = desired_devices(store, user_id)?;
+            match hs.sync_devices(&req.localpart, &devices) {
+                Err(HomeserverError::UserNotFound) => {
+                    hs.provision_user(&req)?;
+                    hs.sync_devices(&req.localpart, &devices)?;
+                }
+                other => other?,
+            }
+        }
+        Job::DeactivateUser { user_id, erase } => {
+            if let Some(req) = desired_user(store, user_id)? {
+                match hs.delete_user(&req.localpart, *erase) {
+                    Err(HomeserverError::UserNotFound) => {}
+                    other => other?,
+                }
+            }
+        }
+        Job::ReactivateUser { user_id } => {
+            if let Some(req) = desired_user(store, user_id)? {
+                hs.reactivate_user(&req.localpart)?;
+                hs.provision_user(&req)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Seconds before retry `attempt` (0-based): quick at first, then every 10 minutes.
+fn backoff(attempt: u32) -> i64 {
+    if attempt < 20 { (1i64 << attempt.min(5)).min(30) } else { 600 }
+}
+
+const PERMANENT_FAILURE_ATTEMPTS: u32 = 5;
+const CLEANUP_EVERY: i64 = 3600;
+const RECONCILE_EVERY: i64 = 6 * 3600;
+
+/// The background worker: runs due jobs, cleans up expired rows hourly and reconciles devices.
+pub async fn run_worker(
+    store: Store,
+    hs: BoxHomeserver,
+    queue: JobQueue,
+    clock: BoxClock,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_cleanup = 0;
+    let mut last_reconcile = clock.now();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = clock.now();
+        if now - last_cleanup >= CLEANUP_EVERY {
+            last_cleanup = now;
+            let result = store
+                .write(move |c| Ok(tokens::cleanup(c, now)? + grants::cleanup(c, now)? + job_store::cleanup(c, now)?))
+                .await;
+            match result {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "cleaned up expired rows"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+            }
+        }
+        if now - last_reconcile >= RECONCILE_EVERY {
+            last_reconcile = now;
+            if let Ok(users) = store.read(sessions::users_with_sessions).await {
+                for user_id in users {
+                    let _ = queue.enqueue(Job::SyncDevices { user_id }).await;
+                }
+            }
+        }
+        let due = store.read(move |c| job_store::due(c, now, 20)).await.unwrap_or_default();
+        for stored in due {
+            let job: Job = match serde_json::from_str(&stored.payload) {
+                Ok(j) => j,
+                Err(e) => {
+                    let (id, msg) = (stored.id.clone(), format!("unreadable job: {e}"));
+                    let _ = store.write(move |c| job_store::give_up(c, &id, &msg, now)).await;
+                    continue;
+                }
+            };
+            let (s, h, j) = (store.clone(), hs.clone(), job.clone());
+            let outcome = tokio::task::spawn_blocking(move || execute(&s, &h, &j)).await;
+            let now = clock.now();
+            let id = stored.id.clone();
+            let write = match outcome {
+                Ok(Ok(())) => {
+                    tracing::info!(job = stored.kind, attempts = stored.attempts + 1, "job done");
+                    store.write(move |c| job_store::complete(c, &id, now)).await
+                }
+                Ok(Err(e)) if e.is_transient() || stored.attempts + 1 < PERMANENT_FAILURE_ATTEMPTS => {
+                    let delay = backoff(stored.attempts);
+                    tracing::warn!(job = stored.kind, attempt = stored.attempts + 1, retry_in = delay, error = %e, "job failed; will retry");
+                    let msg = e.to_string();
+                    store.write(move |c| job_store::retry_later(c, &id, &msg, now + delay)).await
+                }
+                Ok(Err(e)) => {
+                    tracing::error!(job = stored.kind, error = %e, "job failed permanently");
+                    let msg = e.to_string();
+                    store.write(move |c| job_store::give_up(c, &id, &msg, now)).await
+                }
+                Err(e) => {
+                    let msg = format!("job panicked: {e}");
+                    store.write(move |c| job_store::retry_later(c, &id, &msg, now + 60)).await
+                }
+            };
+            if let Err(e) = write {
+                tracing::warn!(error = %e, "cannot record job outcome");
+            }
+        }
+        tokio::select! {
+            _ = queue.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Sessions of the Matrix legacy login API: start (device upserted first), refresh, end.
+
+use crate::crypto::random_alnum;
+use crate::model::User;
+use crate::model::scope::{self, Scope};
+use crate::store::compat::{self, CompatSession};
+use crate::store::{Store, StoreResult, sessions};
+use crate::tokens::{TokenKind, hash_token};
+use rusqlite::Connection;
+
+pub struct CompatTokens {
+    pub session: CompatSession,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Seconds; `None` for a non-expiring access token.
+    pub expires_in: Option<i64>,
+}
+
+pub struct NewCompatSession<'a> {
+    pub user: &'a User,
+    pub device_id: Option<String>,
+    pub display_name: Option<String>,
+    pub user_session_id: Option<String>,
+    pub is_synapse_admin: bool,
+    pub user_agent: Option<String>,
+}
+
+/// A device id as Synapse makes them: 10 random letters.
+pub fn generate_device_id() -> String {
+    random_alnum(10).to_uppercase()
+}
+
+/// Creates the session and its tokens. A login that reuses a device id ends the sessions that
+/// held that device (compat and OAuth alike), as Synapse would.
+pub fn start(
+    conn: &Connection,
+    new: &NewCompatSession<'_>,
+    with_refresh: bool,
+    ttl: i64,
+    now: i64,
+) -> StoreResult<CompatTokens> {
+    let device_id = new.device_id.clone().unwrap_or_else(generate_device_id);
+    for s in compat::active_for_user(conn, &new.user.id)? {
+        if s.device_id == device_id {
+            compat::finish_session(conn, &s.id, now)?;
+        }
+    }
+    for s in sessions::active_oauth_for_user(conn, &new.user.id)? {
+        if Scope::parse(&s.scope).unwrap_or_default().device_ids().contains(&device_id.as_str()) {
+            sessions::finish_oauth(conn, &s.id, now)?;
+        }
+    }
+    let session = CompatSession {
+        id: ulid::Ulid::new().to_string(),
+        user_id: new.user.id.clone(),
+        device_id,
+        user_session_id: new.user_session_id.clone(),
+        is_synapse_admin: new.is_synapse_admin,
+        human_name: new.display_name.clone(),
+        created_at: now,
+        finished_at: None,
+    };
+    compat::insert_session(conn, &session, new.user_agent.as_deref())?;
+    let (access_token, refresh_token, expires_in) = issue(conn, &session.id, with_refresh, ttl, now)?;
+    Ok(CompatTokens { session, access_token, refresh_token, expires_in })
+}
+
+fn issue(
+    conn: &Connection,
+    session_id: &str,
+    with_refresh: bool,
+    ttl: i64,
+    now: i64,
+) -> StoreResult<(String, Option<String>, Option<i64>)> {
+    let access = TokenKind::CompatAccessToken.generate();
+    let expires_at = with_refresh.then_some(now + ttl);
+    let access_id = compat::insert_access(conn, session_id, &hash_token(&access), now, expires_at)?;
+    let refresh = if with_refresh {
+        let r = TokenKind::CompatRefreshToken.generate();
+        compat::insert_refresh(conn, session_id, &access_id, &hash_token(&r), now)?;
+        Some(r)
+    } else {
+        None
+    };
+    Ok((access, refresh, expires_at.map(|_| ttl)))
+}
+
+/// Rotates a refresh token; the previous access token stops working at once.
+pub fn refresh(conn: &Connection, refresh_token: &str, ttl: i64, now: i64) -> StoreResult<Option<CompatTokens>> {
+    let Some((session, old_access)) = compat::consume_refresh(conn, &hash_token(refresh_token), now)? else {
+        return Ok(None);
+    };
+    if let Some(id) = old_access {
+        compat::expire_access(conn, &id, now)?;
+    }
+    let (access_token, refresh_token, expires_in) = issue(conn, &session.id, true, ttl, now)?;
+    Ok(Some(CompatTokens { session, access_token, refresh_token, expires_in }))
+}
+
+/// Ends a compat session (logout, account page, admin). Returns it when it was active.
+pub async fn finish(store: &Store, session_id: &str, now: i64) -> StoreResult<Option<CompatSession>> {
+    let id = session_id.to_string();
+    store
+        .write(move |c| {
+            let s = compat::session_by_id(c, &id)?;
+            Ok(if compat::finish_session(c, &id, now)? { s } else { None })
+        })
+        .await
+}
+
+/// How introspection presents a compat session's scope.
+pub fn scope_of(device_id: &str, is_synapse_admin: bool, with_device_scope: bool) -> Scope {
+    let mut tokens = vec![scope::MATRIX_API.to_string(), scope::MATRIX_API_UNSTABLE.to_string()];
+    if with_device_scope {
+        tokens.push(format!("{}{device_id}", scope::MATRIX_DEVICE_PREFIX));
+        tokens.push(format!("{}{device_id}", scope::MATRIX_DEVICE_PREFIX_UNSTABLE));
+    }
+    if is_synapse_admin {
+        tokens.push(scope::SYNAPSE_ADMIN.to_string());
+    }
+    tokens.into_iter().collect()
+}
