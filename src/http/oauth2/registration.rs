@@ -1,7 +1,8 @@
 //! `POST /oauth2/registration`: dynamic client registration (RFC 7591, MSC2966) with MAS's rules.
 //!
 //! Order, as in MAS: parse → structural validation and normalisation → public-suffix check →
-//! registration policy (MAS `client_registration.rego` defaults) → secret → de-duplication.
+//! registration policy (MAS `client_registration.rego` defaults) → secret (20 alnum, only for
+//! `client_secret_*`) → de-duplication of secret-less clients by a digest of the metadata.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -27,8 +28,7 @@ const SUPPORTED_GRANTS: [&str; 4] =
 /// JWS algorithms accepted for client assertions (as advertised in discovery).
 const HMAC_ALGS: [&str; 3] = ["HS256", "HS384", "HS512"];
 const ASYMMETRIC_ALGS: [&str; 8] = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
-/// Common public suffixes (whitespace-separated): a host that is exactly one of these is not a
-/// valid client domain. A short built-in list rather than the full PSL.
+/// Common public suffixes (a short built-in list, not the full PSL): not valid client domains.
 const PUBLIC_SUFFIXES: &str = "
     com net org edu gov mil int info biz io co me tv app dev xyz online site tech cloud eu
     uk co.uk org.uk ac.uk gov.uk me.uk de fr nl be ch at it es pt se no fi dk pl cz ru ua
@@ -85,9 +85,8 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError>
         return Err(policy_error(&violations));
     }
 
-    let method = ClientAuthMethod::parse(&metadata.token_endpoint_auth_method)
-        .ok_or_else(|| invalid_metadata("unsupported token_endpoint_auth_method"))?;
-    let secret = method.needs_secret().then(|| random_alnum(20)); // 20 alnum, as MAS
+    let needs_secret = ClientAuthMethod::parse(&metadata.token_endpoint_auth_method).is_some_and(|m| m.needs_secret());
+    let secret = needs_secret.then(|| random_alnum(20));
     let encrypted_secret = secret.as_ref().map(|s| state.encrypter.encrypt(s.as_bytes()));
     // Only clients without a secret are de-duplicated: a secret is handed out once.
     let digest = if secret.is_none() { Some(digest(&metadata)?) } else { None };
@@ -209,13 +208,12 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
         (None, _) => {}
     }
 
-    if let Some(alg) = &raw.id_token_signed_response_alg {
-        if alg == "none" {
-            return Err(invalid_metadata("ID Token signing alg is none"));
-        }
-        if !signing_algs.contains(&alg.as_str()) {
+    match raw.id_token_signed_response_alg.as_deref() {
+        Some("none") => return Err(invalid_metadata("ID Token signing alg is none")),
+        Some(alg) if !signing_algs.contains(&alg) => {
             return Err(invalid_metadata(format!("unsupported id_token_signed_response_alg '{alg}'")));
         }
+        _ => {}
     }
     if let Some(alg) = raw.userinfo_signed_response_alg.as_deref().filter(|a| !signing_algs.contains(a)) {
         return Err(invalid_metadata(format!("unsupported userinfo_signed_response_alg '{alg}'")));
@@ -478,8 +476,8 @@ mod tests {
     #[test]
     fn messages() {
         let body = with(X, r#"{"logo_uri": "https://evil.example/l.png", "tos_uri": "http://element.io/t"}"#);
-        let e = check(&body).unwrap_err();
-        assert_eq!(e.description.as_deref(), Some("invalid tos_uri; logo_uri not on the same host as the client_uri"));
+        let e = check(&body).unwrap_err().description;
+        assert_eq!(e.as_deref(), Some("invalid tos_uri; logo_uri not on the same host as the client_uri"));
         let e = check(&with(M, r#"{"client_uri": "https://github.io"}"#)).unwrap_err();
         assert_eq!(e.description.as_deref(), Some("client_uri is not using a valid domain"));
         let is_ps = |u: &str| host_is_public_suffix(&Url::parse(u).unwrap());

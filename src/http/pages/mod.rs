@@ -9,7 +9,7 @@ pub mod login;
 use axum::Router;
 use axum::routing::get;
 
-use super::AppState;
+use super::{AppState, compat};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,4 +19,5 @@ pub fn router() -> Router<AppState> {
         .route("/consent/{grant_id}", get(consent::get).post(consent::post))
         .route("/link", get(link::get).post(link::post))
         .route("/device/{grant_id}", get(link::consent_get).post(link::consent_post))
+        .route("/complete-compat-sso/{id}", get(compat::sso::confirm_get).post(compat::sso::confirm_post))
 }
