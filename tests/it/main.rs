@@ -1,0 +1,12 @@
+//! The one integration-test binary: `cargo test --test it`. Add a module per area here.
+
+mod client_auth;
+mod e2e_synapse;
+mod flows;
+mod foundation;
+mod helpers;
+mod oauth;
+mod oauth_library;
+mod registration;
+mod synapse_harness;
+mod compat;
