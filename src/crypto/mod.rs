@@ -27,8 +27,10 @@ pub fn b64url(data: &[u8]) -> String {
 /// `n` random characters of `[A-Za-z0-9]`.
 pub fn random_alnum(n: usize) -> String {
     const CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut rng = rand::rngs::OsRng;
-    (0..n).map(|_| CHARS[(rng.next_u32() % 62) as usize] as char).collect()
+    // ThreadRng is a CSPRNG seeded from the OS: one syscall per reseed, not per character.
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    (0..n).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
 }
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {

@@ -13,6 +13,7 @@ pub struct IssuedTokens {
     pub access_token: String,
     pub access_token_id: String,
     pub refresh_token: Option<String>,
+    pub refresh_token_id: Option<String>,
     pub expires_in: i64,
 }
 
@@ -77,6 +78,7 @@ pub fn issue(conn: &Connection, session_id: &str, with_refresh: bool, ttl: i64, 
         session_id: session_id.to_string(),
         access_token,
         access_token_id: access.id,
+        refresh_token_id: refresh_token.as_ref().map(|(_, id)| id.clone()),
         refresh_token: refresh_token.map(|(t, _)| t),
         expires_in: ttl,
     })
@@ -141,9 +143,7 @@ pub fn rotate(
         }
     }
     let issued = issue(conn, &session.id, true, ttl, now)?;
-    let next_id = token_store::refresh_by_hash(conn, &hash_token(issued.refresh_token.as_deref().unwrap_or_default()))?
-        .map(|t| t.id)
-        .ok_or_else(|| StoreError::Corrupt("fresh refresh token vanished".into()))?;
+    let next_id = issued.refresh_token_id.clone().ok_or_else(|| StoreError::Corrupt("rotation issued no refresh token".into()))?;
     if token.consumed_at.is_none() {
         if !token_store::consume_refresh(conn, &token.id, &next_id, now)? {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));

@@ -91,7 +91,8 @@ pub struct Store {
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
      PRAGMA synchronous = FULL;
      PRAGMA foreign_keys = ON;
-     PRAGMA busy_timeout = 5000;";
+     PRAGMA busy_timeout = 5000;
+     PRAGMA temp_store = MEMORY;";
 
 /// Most writes a single commit groups.
 const MAX_BATCH: usize = 64;

@@ -621,3 +621,51 @@ async fn modern_outage_queue_and_doctor() {
 async fn legacy_outage_queue_and_doctor() {
     outage_queue_and_doctor(SynapseMode::Legacy).await;
 }
+
+/// Issue 5 end to end: a legacy client (matrix-nio, not written here) through nginx — password
+/// login, /sync, a message in a room, logout (the old token then refused by Synapse), refresh —
+/// plus the SSO-redirect login driven over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_legacy_clients_through_nginx() {
+    let env = Env::start(SynapseMode::Modern).await;
+    env.register("dave", &[]);
+
+    env.step("matrix-nio: login, sync, send, logout, refresh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/nio_client.py");
+    let mut cmd = harness::python_command(SynapseMode::Modern);
+    cmd.args([script, env.nginx.base_url.trim_end_matches('/'), "dave", PASSWORD]);
+    let out = blocking(|| cmd.output()).expect("run matrix-nio");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "matrix-nio run failed:\n{stdout}\n{}{}", String::from_utf8_lossy(&out.stderr), env.logs());
+    let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report");
+    assert_eq!(report["user_id"], "@dave:localhost");
+    assert_eq!(report["whoami_device"], report["device_id"]);
+    assert!(report["event_id"].as_str().is_some_and(|e| e.starts_with('$')), "{report}");
+    assert_eq!(report["whoami_after_logout"], 401, "the logged-out token must be refused by Synapse");
+    assert_eq!(report["whoami_after_refresh"], "@dave:localhost");
+    assert_eq!(report["refresh_expires_in_ms"], 300_000);
+
+    env.step("SSO redirect → sign in → confirm → loginToken → m.login.token");
+    let browser = helpers::new_client();
+    let start = env.nginx.url("/_matrix/client/v3/login/sso/redirect?redirectUrl=https%3A%2F%2Fclient.example%2Fdone");
+    let res = browser.get(start).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let confirm = flows::location(&res);
+    // nginx's default proxy_redirect may rewrite the host of the Location; the path is what matters.
+    let path = url::Url::parse(&confirm).expect("absolute Location").path().to_string();
+    assert!(path.starts_with("/complete-compat-sso/"), "{confirm}");
+    let res = flows::login(&env.app, &browser, &path, "dave", PASSWORD).await;
+    assert_eq!(flows::location(&res), path);
+    let html = browser.get(env.app.url(&path)).send().await.unwrap().text().await.unwrap();
+    let res = browser.post(env.app.url(&path)).form(&[("csrf", flows::csrf_of(&html).as_str())]).send().await.unwrap();
+    let token = flows::redirect_params(&flows::location(&res))["loginToken"].clone();
+    let (status, body) = env
+        .send(env.http.post(env.nginx.url("/_matrix/client/v3/login")).json(&serde_json::json!({"type": "m.login.token", "token": token})))
+        .await;
+    assert_eq!(status, 200, "{body}{}", env.logs());
+    let (status, who) = env.whoami(body["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{who}");
+    assert_eq!(who["user_id"], "@dave:localhost");
+    assert_eq!(who["device_id"], body["device_id"]);
+    env.step("done");
+}
