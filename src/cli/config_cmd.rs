@@ -177,8 +177,9 @@ http:
         - address: "127.0.0.1:8081"
 
 database:
-  # The one SQLite file holding all state. Back it up with `appliance database backup FILE`.
-  path: "appliance.db"
+  # The one SQLite file holding all state (the systemd unit allows writes under /var/lib/appliance).
+  # Back it up with `appliance database backup FILE`.
+  path: "/var/lib/appliance/appliance.db"
 
 matrix:
   # `synapse` for Synapse >= 1.136 (matrix_authentication_service section);

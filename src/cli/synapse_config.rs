@@ -36,7 +36,7 @@ location ~ ^/_matrix/client/(.*)/(login|logout|refresh) {{\n    proxy_pass {inte
 # and serve {public} (appliance's own host) entirely from it:\n\
 # location / {{ proxy_pass {internal}; proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Forwarded-Proto $scheme; }}\n\n\
 # Caddy\n\
-# <homeserver host> {{\n#     @compat path_regexp ^/_matrix/client/(.*)/(login|logout|refresh)\n#     reverse_proxy @compat {internal_hostport}\n#     reverse_proxy /_matrix/* <synapse>\n#     reverse_proxy /_synapse/client/* <synapse>\n# }}\n# <appliance host> {{\n#     reverse_proxy {internal_hostport}\n# }}\n",
+# <homeserver host> {{\n#     route {{\n#         @compat path_regexp ^/_matrix/client/(.*)/(login|logout|refresh)\n#         reverse_proxy @compat {internal_hostport}\n#         reverse_proxy /_matrix/* <synapse>\n#         reverse_proxy /_synapse/client/* <synapse>\n#     }}\n# }}\n# <appliance host> {{\n#     reverse_proxy {internal_hostport}\n# }}\n",
         kind = config.matrix.kind,
         internal_hostport = internal.trim_start_matches("http://").trim_end_matches('/'),
     )

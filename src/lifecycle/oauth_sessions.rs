@@ -143,7 +143,10 @@ pub fn rotate(
         }
     }
     let issued = issue(conn, &session.id, true, ttl, now)?;
-    let next_id = issued.refresh_token_id.clone().ok_or_else(|| StoreError::Corrupt("rotation issued no refresh token".into()))?;
+    let next_id = issued
+        .refresh_token_id
+        .clone()
+        .ok_or_else(|| StoreError::Corrupt("rotation issued no refresh token".into()))?;
     if token.consumed_at.is_none() {
         if !token_store::consume_refresh(conn, &token.id, &next_id, now)? {
             return Ok(RefreshOutcome::Invalid("refresh token already used"));

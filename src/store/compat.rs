@@ -235,3 +235,22 @@ pub fn exchange_sso(conn: &Connection, id: &str, now: i64) -> StoreResult<bool> 
         params![id, now],
     )? == 1)
 }
+
+/// Active compat sessions of a user with their user agent and last activity (account page).
+pub fn active_with_activity(
+    conn: &Connection,
+    user_id: &str,
+) -> StoreResult<Vec<(CompatSession, super::sessions::SessionActivity)>> {
+    let sql = format!(
+        "SELECT {COLUMNS}, user_agent, last_active_at FROM compat_sessions
+         WHERE user_id = ?1 AND finished_at IS NULL ORDER BY created_at DESC"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((
+            session_from_row(r)?,
+            super::sessions::SessionActivity { user_agent: r.get(8)?, last_active_at: r.get(9)?, last_active_ip: None },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -24,7 +24,7 @@ pub struct StoredKey {
 }
 
 pub fn list_signing_keys(conn: &Connection) -> StoreResult<Vec<StoredKey>> {
-    let mut stmt = conn.prepare("SELECT kid, alg, pem FROM signing_keys ORDER BY created_at, kid")?;
+    let mut stmt = conn.prepare("SELECT kid, alg, pem FROM signing_keys ORDER BY rowid")?;
     let rows = stmt.query_map([], |r| Ok(StoredKey { kid: r.get(0)?, alg: r.get(1)?, pem: r.get(2)? }))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

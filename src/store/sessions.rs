@@ -151,3 +151,54 @@ pub fn finish_all_for_user(conn: &Connection, user_id: &str, now: i64) -> StoreR
     )?;
     Ok(sessions.len() + compat.len())
 }
+
+/// When and from where a session was last seen (for the account page).
+#[derive(Debug, Clone, Default)]
+pub struct SessionActivity {
+    pub user_agent: Option<String>,
+    pub last_active_at: Option<i64>,
+    pub last_active_ip: Option<String>,
+}
+
+/// Active OAuth sessions of a user with their activity (account page).
+pub fn active_oauth_with_activity(
+    conn: &Connection,
+    user_id: &str,
+) -> StoreResult<Vec<(OAuthSession, SessionActivity)>> {
+    let sql = format!(
+        "SELECT {OAUTH_COLUMNS}, user_agent, last_active_at, last_active_ip FROM oauth2_sessions
+         WHERE user_id = ?1 AND finished_at IS NULL ORDER BY created_at DESC"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((
+            oauth_from_row(r)?,
+            SessionActivity { user_agent: r.get(7)?, last_active_at: r.get(8)?, last_active_ip: r.get(9)? },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Active browser sessions of a user with their activity (account page).
+pub fn active_browser_with_activity(
+    conn: &Connection,
+    user_id: &str,
+) -> StoreResult<Vec<(BrowserSession, SessionActivity)>> {
+    let mut stmt = conn.prepare(
+        "SELECT user_session_id, user_id, created_at, authenticated_at, finished_at, user_agent, last_active_at, last_active_ip
+         FROM user_sessions WHERE user_id = ?1 AND finished_at IS NULL ORDER BY created_at DESC",
+    )?;
+    let rows = stmt.query_map([user_id], |r| {
+        Ok((
+            BrowserSession {
+                id: r.get(0)?,
+                user_id: r.get(1)?,
+                created_at: r.get(2)?,
+                authenticated_at: r.get(3)?,
+                finished_at: r.get(4)?,
+            },
+            SessionActivity { user_agent: r.get(5)?, last_active_at: r.get(6)?, last_active_ip: r.get(7)? },
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -66,18 +66,37 @@ async fn password_login_refresh_logout() {
     assert!(info.get("device_id").is_none());
 
     // Refresh: new pair, the old access token stops at once, the old refresh token is spent.
-    let res = app.client.post(app.url("/_matrix/client/v3/refresh")).json(&json!({"refresh_token": refresh})).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/_matrix/client/v3/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     let r: Value = res.json().await.unwrap();
     assert_eq!(introspect_compat(&app, &access, true).await["active"], false);
-    let res = app.client.post(app.url("/_matrix/client/v3/refresh")).json(&json!({"refresh_token": refresh})).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/_matrix/client/v3/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_UNKNOWN_TOKEN");
     let access2 = r["access_token"].as_str().unwrap();
     assert_eq!(introspect_compat(&app, access2, true).await["active"], true);
 
     // Logout ends the session.
-    let res = app.client.post(app.url("/_matrix/client/v3/logout")).bearer_auth(access2).json(&json!({})).send().await.unwrap();
+    let res = app
+        .client
+        .post(app.url("/_matrix/client/v3/logout"))
+        .bearer_auth(access2)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(introspect_compat(&app, access2, true).await["active"], false);
     let res = app.client.post(app.url("/_matrix/client/v3/logout")).bearer_auth(access2).send().await.unwrap();
@@ -91,26 +110,46 @@ async fn password_login_refresh_logout() {
 async fn login_variants_and_errors() {
     let app = app().await;
     // Legacy `user` field, full MXID, no refresh: a non-expiring token.
-    let (status, body) = login(&app, json!({"type": "m.login.password", "user": "@alice:localhost", "password": "correct horse battery"})).await;
+    let (status, body) = login(
+        &app,
+        json!({"type": "m.login.password", "user": "@alice:localhost", "password": "correct horse battery"}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.get("expires_in_ms").is_none() && body.get("refresh_token").is_none());
     assert_eq!(body["device_id"].as_str().unwrap().len(), 10);
     // Reusing the device id ends the previous session of that device.
     let first = body["access_token"].as_str().unwrap().to_string();
     let device = body["device_id"].as_str().unwrap().to_string();
-    let (_, again) = login(&app, json!({"type": "m.login.password", "user": "alice", "password": "correct horse battery", "device_id": device})).await;
+    let (_, again) = login(
+        &app,
+        json!({"type": "m.login.password", "user": "alice", "password": "correct horse battery", "device_id": device}),
+    )
+    .await;
     assert_eq!(again["device_id"], device.as_str());
     assert_eq!(introspect_compat(&app, &first, true).await["active"], false);
 
     let cases = [
         (json!({"type": "m.login.password", "user": "alice", "password": "wrong"}), 403, "M_FORBIDDEN"),
         (json!({"type": "m.login.password", "user": "nobody", "password": "wrong"}), 403, "M_FORBIDDEN"),
-        (json!({"type": "m.login.password", "user": "@alice:elsewhere.org", "password": "correct horse battery"}), 403, "M_FORBIDDEN"),
+        (
+            json!({"type": "m.login.password", "user": "@alice:elsewhere.org", "password": "correct horse battery"}),
+            403,
+            "M_FORBIDDEN",
+        ),
         (json!({"type": "m.login.password", "password": "x"}), 400, "M_BAD_JSON"),
-        (json!({"type": "m.login.application_service", "identifier": {"type": "m.id.user", "user": "alice"}}), 400, "M_APPSERVICE_LOGIN_UNSUPPORTED"),
+        (
+            json!({"type": "m.login.application_service", "identifier": {"type": "m.id.user", "user": "alice"}}),
+            400,
+            "M_APPSERVICE_LOGIN_UNSUPPORTED",
+        ),
         (json!({"type": "m.login.dummy"}), 400, "M_UNKNOWN"),
         (json!({"type": "m.login.token", "token": "nope"}), 403, "M_FORBIDDEN"),
-        (json!({"type": "m.login.password", "identifier": {"type": "m.id.thirdparty", "medium": "email", "address": "a@b.c"}, "password": "x"}), 400, "M_BAD_JSON"),
+        (
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.thirdparty", "medium": "email", "address": "a@b.c"}, "password": "x"}),
+            400,
+            "M_BAD_JSON",
+        ),
     ];
     for (body, status, errcode) in cases {
         let (s, b) = login(&app, body.clone()).await;
@@ -121,7 +160,8 @@ async fn login_variants_and_errors() {
     assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_NOT_JSON");
 
     appliance::lifecycle::users::set_locked(&app.state.store, app.state.clock.as_ref(), "alice", true).await.unwrap();
-    let (s, b) = login(&app, json!({"type": "m.login.password", "user": "alice", "password": "correct horse battery"})).await;
+    let (s, b) =
+        login(&app, json!({"type": "m.login.password", "user": "alice", "password": "correct horse battery"})).await;
     assert_eq!((s, b["errcode"].as_str()), (401, Some("M_USER_LOCKED")));
 }
 
@@ -182,7 +222,16 @@ async fn issue_compatibility_token_cli() {
     let app = app().await;
     let config = app.config_path.clone();
     let out = tokio::task::spawn_blocking(move || {
-        crate::helpers::run_cli(&config, &["manage", "issue-compatibility-token", "alice", "BOTDEVICE9", "--yes-i-want-to-grant-synapse-admin-privileges"])
+        crate::helpers::run_cli(
+            &config,
+            &[
+                "manage",
+                "issue-compatibility-token",
+                "alice",
+                "BOTDEVICE9",
+                "--yes-i-want-to-grant-synapse-admin-privileges",
+            ],
+        )
     })
     .await
     .unwrap();

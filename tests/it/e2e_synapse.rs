@@ -636,7 +636,12 @@ async fn modern_legacy_clients_through_nginx() {
     cmd.args([script, env.nginx.base_url.trim_end_matches('/'), "dave", PASSWORD]);
     let out = blocking(|| cmd.output()).expect("run matrix-nio");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "matrix-nio run failed:\n{stdout}\n{}{}", String::from_utf8_lossy(&out.stderr), env.logs());
+    assert!(
+        out.status.success(),
+        "matrix-nio run failed:\n{stdout}\n{}{}",
+        String::from_utf8_lossy(&out.stderr),
+        env.logs()
+    );
     let report: Value = serde_json::from_str(stdout.trim()).expect("JSON report");
     assert_eq!(report["user_id"], "@dave:localhost");
     assert_eq!(report["whoami_device"], report["device_id"]);
@@ -660,7 +665,11 @@ async fn modern_legacy_clients_through_nginx() {
     let res = browser.post(env.app.url(&path)).form(&[("csrf", flows::csrf_of(&html).as_str())]).send().await.unwrap();
     let token = flows::redirect_params(&flows::location(&res))["loginToken"].clone();
     let (status, body) = env
-        .send(env.http.post(env.nginx.url("/_matrix/client/v3/login")).json(&serde_json::json!({"type": "m.login.token", "token": token})))
+        .send(
+            env.http
+                .post(env.nginx.url("/_matrix/client/v3/login"))
+                .json(&serde_json::json!({"type": "m.login.token", "token": token})),
+        )
         .await;
     assert_eq!(status, 200, "{body}{}", env.logs());
     let (status, who) = env.whoami(body["access_token"].as_str().unwrap()).await;

@@ -1,6 +1,8 @@
 //! The one integration-test binary: `cargo test --test it`. Add a module per area here.
 
+mod account;
 mod client_auth;
+mod compat;
 mod e2e_synapse;
 mod flows;
 mod foundation;
@@ -9,4 +11,3 @@ mod oauth;
 mod oauth_library;
 mod registration;
 mod synapse_harness;
-mod compat;

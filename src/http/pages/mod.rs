@@ -1,5 +1,6 @@
 //! Server-rendered pages (askama): login, consent, device link, error pages.
 
+pub mod account;
 pub mod consent;
 pub mod context;
 pub mod error;
@@ -19,5 +20,12 @@ pub fn router() -> Router<AppState> {
         .route("/consent/{grant_id}", get(consent::get).post(consent::post))
         .route("/link", get(link::get).post(link::post))
         .route("/device/{grant_id}", get(link::consent_get).post(link::consent_post))
+        .route("/account", get(account::get))
+        .route("/account/", get(account::get))
+        .route("/account/profile", axum::routing::post(account::profile_post))
+        .route("/account/password", axum::routing::post(account::password_post))
+        .route("/account/sessions/end", axum::routing::post(account::end_post))
+        .route("/account/cross-signing-reset", axum::routing::post(account::cross_signing_reset_post))
+        .route("/account/deactivate", axum::routing::post(account::deactivate_post))
         .route("/complete-compat-sso/{id}", get(compat::sso::confirm_get).post(compat::sso::confirm_post))
 }

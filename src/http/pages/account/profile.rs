@@ -1,0 +1,209 @@
+//! The profile page: display name (pushed to the homeserver), email addresses, password change.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Reauth, has_password, reauthenticate, signed_in};
+use crate::http::AppState;
+use crate::http::pages::context::{Browser, PageContext};
+use crate::http::pages::error::{PageError, render};
+use crate::model::User;
+use crate::store::{sessions as session_store, users as user_store};
+
+/// Shortest password accepted (the strength meter comes with registration).
+pub const MIN_PASSWORD_LENGTH: usize = 8;
+/// Longest display name accepted (Synapse's limit).
+const MAX_DISPLAY_NAME: usize = 256;
+
+#[derive(Default)]
+struct PasswordErrors {
+    form: Option<String>,
+    current: Option<String>,
+    new: Option<String>,
+    confirm: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/account.html")]
+struct ProfilePage {
+    ctx: PageContext,
+    notice: Option<&'static str>,
+    display_name: String,
+    display_name_error: Option<String>,
+    display_name_allowed: bool,
+    emails: Vec<String>,
+    password_allowed: bool,
+    pw: PasswordErrors,
+    min_password_length: usize,
+    deactivation_allowed: bool,
+    session_count: usize,
+}
+
+async fn build(
+    state: &AppState,
+    browser: &Browser,
+    user: &User,
+    notice: Option<&'static str>,
+) -> Result<ProfilePage, PageError> {
+    let user_id = user.id.clone();
+    let (emails, session_count) = state
+        .store
+        .read(move |c| {
+            let emails = user_store::emails(c, &user_id)?;
+            let count = session_store::active_oauth_for_user(c, &user_id)?.len()
+                + crate::store::compat::active_for_user(c, &user_id)?.len()
+                + session_store::active_browser_with_activity(c, &user_id)?.len();
+            Ok((emails, count))
+        })
+        .await?;
+    let account = &state.config.account;
+    Ok(ProfilePage {
+        ctx: browser.context(state),
+        notice,
+        display_name: user.display_name.clone().unwrap_or_default(),
+        display_name_error: None,
+        display_name_allowed: account.displayname_change_allowed,
+        emails,
+        password_allowed: account.password_change_allowed && has_password(state, &user.id).await?,
+        pw: PasswordErrors::default(),
+        min_password_length: MIN_PASSWORD_LENGTH,
+        deactivation_allowed: account.account_deactivation_allowed,
+        session_count,
+    })
+}
+
+pub(super) async fn page(state: &AppState, browser: Browser, notice: Option<&'static str>) -> Response {
+    let Some(session) = &browser.session else { return Redirect::to("/login").into_response() };
+    match build(state, &browser, &session.user, notice).await {
+        Ok(p) => (browser.jar, render(&p)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct ProfileForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    display_name: String,
+}
+
+/// `POST /account/profile`: stores the display name and pushes it to the homeserver at once;
+/// when the homeserver cannot take it, a provisioning job carries it over later.
+#[tracing::instrument(name = "http.pages.account.profile", skip_all)]
+pub async fn profile_post(State(state): State<AppState>, browser: Browser, Form(form): Form<ProfileForm>) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, "/account/") {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !state.config.account.displayname_change_allowed {
+        return PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Display names cannot be changed on this server.")
+            .into_response();
+    }
+    let name = form.display_name.trim().to_string();
+    if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
+        let mut p = match build(&state, &browser, &session.user, None).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
+        };
+        p.display_name = form.display_name.clone();
+        p.display_name_error = Some(if name.chars().any(char::is_control) {
+            "The display name contains characters that cannot be shown.".into()
+        } else {
+            format!("Use at most {MAX_DISPLAY_NAME} characters.")
+        });
+        return (StatusCode::BAD_REQUEST, browser.jar, render(&p)).into_response();
+    }
+    let name = Some(name).filter(|n| !n.is_empty());
+    let (user_id, stored) = (session.user.id.clone(), name.clone());
+    if let Err(e) = state.store.write(move |c| user_store::set_display_name(c, &user_id, stored.as_deref())).await {
+        return PageError::internal(e).into_response();
+    }
+    let (hs, localpart) = (state.lifecycle.homeserver.clone(), session.user.username.clone());
+    let pushed = tokio::task::spawn_blocking(move || hs.set_displayname(&localpart, name.as_deref())).await;
+    if !matches!(pushed, Ok(Ok(()))) {
+        tracing::warn!(error = ?pushed.map(|r| r.err().map(|e| e.to_string())).ok(), "display name not pushed; provisioning");
+        state.lifecycle.provision_user(&session.user.id).await;
+    }
+    (browser.jar, Redirect::to("/account/?notice=profile_saved")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    current_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_confirm: String,
+}
+
+/// `POST /account/password`: the current password, then the new one twice.
+#[tracing::instrument(name = "http.pages.account.password", skip_all)]
+pub async fn password_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, "/account/") {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !state.config.passwords.enabled || !state.config.account.password_change_allowed {
+        return PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Passwords cannot be changed on this server.")
+            .into_response();
+    }
+    let fail = |browser: Browser, status: StatusCode, errors: PasswordErrors| {
+        let state = state.clone();
+        let user = session.user.clone();
+        async move {
+            match build(&state, &browser, &user, None).await {
+                Ok(mut p) => {
+                    p.pw = errors;
+                    (status, browser.jar, render(&p)).into_response()
+                }
+                Err(e) => e.into_response(),
+            }
+        }
+    };
+    // Cheap checks first, so a typo in the new password does not cost a password attempt.
+    if form.new_password.chars().count() < MIN_PASSWORD_LENGTH {
+        let errors = PasswordErrors {
+            new: Some(format!("Use at least {MIN_PASSWORD_LENGTH} characters.")),
+            ..Default::default()
+        };
+        return fail(browser, StatusCode::BAD_REQUEST, errors).await;
+    }
+    if form.new_password != form.new_password_confirm {
+        let errors = PasswordErrors { confirm: Some("The passwords do not match.".into()), ..Default::default() };
+        return fail(browser, StatusCode::BAD_REQUEST, errors).await;
+    }
+    if let Err(why) = reauthenticate(&state, &session.user.username, form.current_password.clone()).await {
+        let status = why.status();
+        let errors = match why {
+            Reauth::Internal(e) => return e.into_response(),
+            Reauth::Wrong => PasswordErrors { current: Some(why.message().into()), ..Default::default() },
+            Reauth::RateLimited => PasswordErrors { form: Some(why.message().into()), ..Default::default() },
+        };
+        return fail(browser, status, errors).await;
+    }
+    let (version, hash) = match state.passwords.hash(form.new_password.clone()).await {
+        Ok(v) => v,
+        Err(e) => return PageError::internal(e).into_response(),
+    };
+    let (user_id, now) = (session.user.id.clone(), state.now());
+    if let Err(e) = state.store.write(move |c| user_store::add_password(c, &user_id, &hash, version, None, now)).await {
+        return PageError::internal(e).into_response();
+    }
+    (browser.jar, Redirect::to("/account/?notice=password_changed")).into_response()
+}

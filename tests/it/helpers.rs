@@ -1,0 +1,449 @@
+//! `spawn_app()`: the real `appliance::App` on a free loopback port with a fresh SQLite file in a
+//! temporary directory and a `MockClock`, served from the test's own tokio runtime (zero2prod
+//! `helpers.rs`). Plus helpers to run the binary as a subprocess (`run_cli`, `ServeProcess`).
+//!
+//! Logs: set `TEST_LOG=1` (and optionally `RUST_LOG`) to see the server's tracing output.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use appliance::App;
+use appliance::clock::{Clock, MockClock, SystemClock};
+use appliance::config::Config;
+use appliance::crypto::keys::SigningKey;
+use serde_yaml::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The matrix secret of the default test config.
+pub const MATRIX_SECRET: &str = "test-matrix-secret";
+/// The static client every test config declares (the legacy-Synapse introspection client).
+pub const SYNAPSE_CLIENT_ID: &str = "0000000000000000000SYNAPSE";
+pub const SYNAPSE_CLIENT_SECRET: &str = "test-synapse-secret";
+/// `secrets.encryption` of the default test config.
+pub const ENCRYPTION_KEY_HEX: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// A server running inside the test's runtime. Dropping it stops the server.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub base: String,
+    /// Address of the first listener.
+    pub addr: SocketAddr,
+    /// Every bound listener by name (`web` in the default config).
+    pub listeners: Vec<(String, SocketAddr)>,
+    /// Cookie store on, redirects off.
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    pub db_path: PathBuf,
+    pub clock: Arc<MockClock>,
+    pub state: appliance::http::AppState,
+    patch: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestApp {
+    /// Absolute URL of `path` on this server (`path` starts with `/`).
+    pub fn url(&self, path: &str) -> String {
+        if path.starts_with('/') { format!("{}{path}", self.base) } else { format!("{}/{path}", self.base) }
+    }
+
+    /// A client with its own empty cookie jar; redirects are not followed.
+    pub fn new_client(&self) -> reqwest::Client {
+        new_client()
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client.post(self.url(path)).form(form).send().await.unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    /// The URL of `path` on the listener called `name`.
+    pub fn listener_url(&self, name: &str, path: &str) -> String {
+        let addr = self
+            .listeners
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no listener {name:?} in {:?}", self.listeners));
+        format!("http://{addr}{path}")
+    }
+
+    /// Runs the binary as a subprocess against this server's config and database.
+    /// Blocking: call it from a multi-threaded runtime or through `spawn_blocking`.
+    pub fn run_cli(&self, args: &[&str]) -> Output {
+        run_cli(&self.config_path, args)
+    }
+
+    /// Stops the server and waits until every listener has closed.
+    pub async fn stop(mut self) -> (tempfile::TempDir, String) {
+        self.stop_in_place().await;
+        let dir = std::mem::replace(&mut self.dir, tempdir());
+        (dir, std::mem::take(&mut self.patch))
+    }
+
+    async fn stop_in_place(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            match tokio::time::timeout(Duration::from_secs(10), server).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => panic!("server ended with an error: {e:#}"),
+                Ok(Err(e)) => panic!("server task failed: {e}"),
+                Err(_) => panic!("server did not stop within 10 s"),
+            }
+        }
+    }
+
+    /// Stops the server and boots a new one on the same directory, database and config patch
+    /// (the config file is rewritten for a new free port).
+    pub async fn restart(self) -> TestApp {
+        let (dir, patch) = self.stop().await;
+        boot(dir, &patch).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn new_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("reqwest client")
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with("").await
+}
+
+/// Boots with `yaml_patch` merged over the default test config: mappings merge key by key,
+/// anything else (lists, scalars) replaces; a `~` (null) value removes the key, e.g.
+/// `secrets: ~` starts without `secrets` so keys are generated into the database. `$PORT` in
+/// the patch is replaced by the port of the main listener (for patches that rewrite
+/// `http.listeners`; bind extra listeners on `127.0.0.1:0`).
+pub async fn spawn_app_with(yaml_patch: &str) -> TestApp {
+    boot(tempdir(), yaml_patch).await
+}
+
+/// Boots on an existing directory (its `appliance.db` kept, `config.yaml` rewritten), e.g. the
+/// one `TestApp::stop` hands back, with another patch.
+pub async fn spawn_app_in(dir: tempfile::TempDir, yaml_patch: &str) -> TestApp {
+    boot(dir, yaml_patch).await
+}
+
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("appliance-it-").tempdir().expect("tempdir")
+}
+
+async fn boot(dir: tempfile::TempDir, patch: &str) -> TestApp {
+    init_tracing();
+    let config_path = dir.path().join("config.yaml");
+    let db_path = dir.path().join("appliance.db");
+    let mut last_error = String::new();
+    // The port is picked before the server binds it (public_base must name it), so another
+    // process may take it in between: then pick again.
+    for _ in 0..5 {
+        let port = free_port();
+        let public_base = format!("http://127.0.0.1:{port}/");
+        let yaml = merged_yaml(&test_config_yaml(&public_base, &db_path), &patch.replace("$PORT", &port.to_string()));
+        std::fs::write(&config_path, &yaml).expect("write config");
+        let config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config is invalid: {e:#}\n{yaml}"));
+        let clock = MockClock::new(SystemClock.now());
+        let app = match App::build_with_clock(config, clock.clone()).await {
+            Ok(app) => app,
+            Err(e) => {
+                last_error = format!("{e:#}");
+                if last_error.contains("cannot listen") {
+                    continue;
+                }
+                panic!("App::build failed: {last_error}\n{yaml}");
+            }
+        };
+        let addr = app.local_addr();
+        let listeners = app.local_addrs();
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        return TestApp {
+            base: format!("http://{addr}"),
+            addr,
+            listeners,
+            client: new_client(),
+            dir,
+            config_path,
+            db_path,
+            clock,
+            state,
+            patch: patch.to_string(),
+            shutdown: Some(tx),
+            server: Some(server),
+        };
+    }
+    panic!("cannot bind a free port: {last_error}");
+}
+
+/// A port nothing listens on right now (bind port 0, read it, close).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("bind 127.0.0.1:0")
+}
+
+/// A fixed RSA and P-256 key (PEM) per test process: RSA generation is slow.
+pub fn test_keys() -> &'static (String, String) {
+    static KEYS: OnceLock<(String, String)> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let rsa = SigningKey::generate_rsa().expect("generate RSA key");
+        let ec = SigningKey::generate_p256();
+        (rsa.to_pem(), ec.to_pem())
+    })
+}
+
+/// The `kid`s the configured test keys get (their RFC 7638 thumbprints).
+pub fn test_key_ids() -> Vec<String> {
+    let (rsa, ec) = test_keys();
+    [rsa, ec].iter().map(|pem| SigningKey::from_pem(pem, None).expect("test key").kid).collect()
+}
+
+/// The default test config: one listener on `public_base`'s host and port serving every
+/// resource, the database at `db_path`, fixed secrets, cheap argon2.
+pub fn test_config_yaml(public_base: &str, db_path: &Path) -> String {
+    let url = url::Url::parse(public_base).expect("public_base is a URL");
+    let bind = format!(
+        "{}:{}",
+        url.host_str().expect("public_base has a host"),
+        url.port_or_known_default().expect("public_base has a port")
+    );
+    let (rsa, ec) = test_keys();
+    let indent = |pem: &str| -> String { pem.lines().map(|l| format!("        {l}\n")).collect() };
+    format!(
+        r#"http:
+  public_base: "{public_base}"
+  listeners:
+    - name: web
+      resources:
+        - name: discovery
+        - name: human
+        - name: oauth
+        - name: compat
+        - name: assets
+        - name: health
+        - name: prometheus
+      binds:
+        - address: "{bind}"
+database:
+  path: "{db}"
+matrix:
+  homeserver: "localhost"
+  secret: "{MATRIX_SECRET}"
+  endpoint: "http://127.0.0.1:9/"
+clients:
+  - client_id: {SYNAPSE_CLIENT_ID}
+    client_auth_method: client_secret_basic
+    client_secret: "{SYNAPSE_CLIENT_SECRET}"
+secrets:
+  encryption: "{ENCRYPTION_KEY_HEX}"
+  keys:
+    - key: |
+{rsa}    - key: |
+{ec}passwords:
+  schemes:
+    - version: 1
+      algorithm: argon2id
+      memory_kib: 64
+      iterations: 1
+"#,
+        db = db_path.display(),
+        rsa = indent(rsa),
+        ec = indent(ec),
+    )
+}
+
+/// `base` with `patch` merged over it (see `spawn_app_with`), as YAML text.
+pub fn merged_yaml(base: &str, patch: &str) -> String {
+    let mut base: Value = serde_yaml::from_str(base).expect("base YAML");
+    if !patch.trim().is_empty() {
+        let patch: Value =
+            serde_yaml::from_str(patch).unwrap_or_else(|e| panic!("config patch is not YAML: {e}\n{patch}"));
+        merge(&mut base, patch);
+    }
+    serde_yaml::to_string(&base).expect("render YAML")
+}
+
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Mapping(b), Value::Mapping(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    b.remove(&k);
+                } else if let Some(existing) = b.get_mut(&k) {
+                    merge(existing, v);
+                } else {
+                    b.insert(k, v);
+                }
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
+
+fn init_tracing() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+        }
+    });
+}
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn appliance_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_appliance")
+}
+
+/// `appliance --config CONFIG ARGS…`, stdin closed, output captured.
+pub fn run_cli(config: &Path, args: &[&str]) -> Output {
+    Command::new(appliance_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("APPLIANCE_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", appliance_bin()))
+}
+
+/// Panics with the command's output unless it exited 0; returns its stdout.
+pub fn expect_success(what: &str, out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "`{what}` failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// `appliance serve` as a child process; killed (SIGKILL) on drop unless it has exited.
+pub struct ServeProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// Every stderr line read so far.
+    pub stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServeProcess {
+    /// Starts `appliance serve --config CONFIG` and waits for its "listening on" log line.
+    pub fn start(config: &Path, timeout: Duration) -> Result<ServeProcess, String> {
+        let mut child = Command::new(appliance_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("LISTEN_FDS")
+            .env_remove("LISTEN_PID")
+            .env_remove("APPLIANCE_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot spawn {}: {e}", appliance_bin()))?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let all = Arc::new(Mutex::new(Vec::new()));
+        let all2 = all.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut v) = all2.lock() {
+                    v.push(line.clone());
+                }
+                let _ = tx.send(line);
+            }
+        });
+        let mut process = ServeProcess { child, lines: rx, stderr: all };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match process.lines.recv_timeout(left) {
+                Ok(line) if line.contains("listening on") => return Ok(process),
+                Ok(_) => {}
+                Err(_) => {
+                    let status = process.child.try_wait().ok().flatten();
+                    return Err(format!(
+                        "no \"listening on\" line within {timeout:?} (exit status {status:?}):\n{}",
+                        process.stderr_text()
+                    ));
+                }
+            }
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().map(|v| v.join("\n")).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (through `kill -TERM`) and waits up to `timeout` for the exit.
+    pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Writes the default test config (with `patch` merged, database `DIR/appliance.db`) to
+/// `DIR/config.yaml` for CLI tests that need no running server; returns the config path.
+/// `public_base` is `http://127.0.0.1:9/`: nothing listens there.
+pub fn write_test_config(dir: &Path, patch: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    let yaml = merged_yaml(&test_config_yaml("http://127.0.0.1:9/", &dir.join("appliance.db")), patch);
+    std::fs::write(&path, yaml).expect("write config");
+    path
+}
