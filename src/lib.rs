@@ -62,6 +62,11 @@ impl App {
         };
         let encrypter = Encrypter::new(&keys.encryption);
         let plan = lifecycle::clients::sync(&config, &store, &encrypter, false, false, clock.now()).await?;
+        if config.account.password_registration_enabled {
+            tracing::warn!(
+                "account.password_registration_enabled is set, but self-registration is not available in this version; users are created with `manage register-user`"
+            );
+        }
         for stale in &plan.stale {
             tracing::warn!(client_id = %stale, "client is in the database but no longer in the config; `config sync --prune` removes it");
         }

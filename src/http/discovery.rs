@@ -31,6 +31,7 @@ pub const ACCOUNT_ACTIONS: &[&str] = &[
     "org.matrix.sessions_list",
     "org.matrix.session_view",
     "org.matrix.session_end",
+    "org.matrix.account_deactivate",
 ];
 
 pub fn document(state: &AppState) -> Value {
@@ -40,7 +41,7 @@ pub fn document(state: &AppState) -> Value {
         ["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384"];
     let signing_algs = state.keys.algs();
     let mut prompts = vec!["none", "login", "consent"];
-    if state.config.account.password_registration_enabled {
+    if crate::http::pages::registration_offered(state) {
         prompts.push("create");
     }
     json!({

@@ -222,7 +222,7 @@ pub async fn get(State(state): State<AppState>, browser: Browser, RawQuery(query
         return PageError::internal(e).into_response();
     }
     let consent = format!("/consent/{grant_id}");
-    if prompts.contains(&"create") && state.config.account.password_registration_enabled {
+    if prompts.contains(&"create") && crate::http::pages::registration_offered(&state) {
         let next = url::form_urlencoded::byte_serialize(consent.as_bytes()).collect::<String>();
         return Redirect::to(&format!("/register?next={next}")).into_response();
     }

@@ -56,7 +56,7 @@ fn page(
         error,
         next,
         client_name: None,
-        registration_enabled: state.config.account.password_registration_enabled,
+        registration_enabled: super::registration_offered(state),
         recovery_enabled: state.config.account.password_recovery_enabled,
     }
 }
