@@ -12,6 +12,13 @@ pub struct ExperimentalConfig {
     /// Lifetime of refreshable compatibility access tokens, in seconds.
     #[serde(default = "default_ttl")]
     pub compat_token_ttl: i64,
+    /// How long a browser sign-in lasts before the password is asked again, in seconds.
+    #[serde(default = "default_browser_ttl")]
+    pub browser_session_ttl: i64,
+}
+
+fn default_browser_ttl() -> i64 {
+    30 * 86400
 }
 
 fn default_ttl() -> i64 {
@@ -20,7 +27,7 @@ fn default_ttl() -> i64 {
 
 impl Default for ExperimentalConfig {
     fn default() -> Self {
-        Self { access_token_ttl: default_ttl(), compat_token_ttl: default_ttl() }
+        Self { access_token_ttl: default_ttl(), compat_token_ttl: default_ttl(), browser_session_ttl: default_browser_ttl() }
     }
 }
 
@@ -31,6 +38,9 @@ impl ExperimentalConfig {
         }
         if !(60..=86400).contains(&self.compat_token_ttl) {
             return Err(ConfigError::new("experimental.compat_token_ttl", "must be between 60 and 86400 seconds"));
+        }
+        if !(300..=365 * 86400).contains(&self.browser_session_ttl) {
+            return Err(ConfigError::new("experimental.browser_session_ttl", "must be between 300 seconds and a year"));
         }
         Ok(())
     }

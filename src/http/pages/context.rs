@@ -101,13 +101,15 @@ fn is_cross_site(headers: &HeaderMap) -> bool {
 
 async fn load_session(state: &AppState, id: &str) -> Result<Option<Session>, PageError> {
     let id = id.to_string();
+    let oldest = state.now() - state.config.experimental.browser_session_ttl;
     let found = state
         .store
         .read(move |c| {
             let Some(s) = session_store::browser_by_id(c, &id)? else {
                 return Ok(None);
             };
-            if s.finished_at.is_some() {
+            // Ended, or signed in too long ago: the password is asked again.
+            if s.finished_at.is_some() || s.authenticated_at < oldest {
                 return Ok(None);
             }
             Ok(user_store::by_id(c, &s.user_id)?.map(|u| (s, u)))
