@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod email;
 pub mod homeserver;
 pub mod http;
 pub mod jobs;
@@ -62,9 +63,9 @@ impl App {
         };
         let encrypter = Encrypter::new(&keys.encryption);
         let plan = lifecycle::clients::sync(&config, &store, &encrypter, false, false, clock.now()).await?;
-        if config.account.password_registration_enabled {
+        if config.account.password_registration_enabled && config.account.password_registration_email_required {
             tracing::warn!(
-                "account.password_registration_enabled is set, but self-registration is not available in this version; users are created with `manage register-user`"
+                "sign-up is not offered: registration with a verified email is not available in this version; set account.password_registration_email_required: false to offer sign-up without email"
             );
         }
         for stale in &plan.stale {
@@ -84,6 +85,18 @@ impl App {
             .build()
             .new_agent();
         let config_limits = config.rate_limiting.clone();
+        let mailer = {
+            let hello = url::Url::parse(&config.http.url("/"))
+                .ok()
+                .and_then(|u| u.host_str().map(String::from))
+                .unwrap_or_else(|| "localhost".into());
+            email::Mailer::new(&config.email, &hello).context("cannot set up the email transport")?
+        };
+        if mailer.is_blackhole() && config.account.password_recovery_enabled {
+            tracing::warn!(
+                "account.password_recovery_enabled is set, but email.transport is blackhole: no recovery email is sent"
+            );
+        }
         let lifecycle =
             lifecycle::provisioning::Lifecycle::new(store.clone(), homeserver::connect(&config.matrix), clock.clone());
         let state = AppState(Arc::new(AppInner {
@@ -99,6 +112,7 @@ impl App {
             http,
             limiters: http::ratelimit::Limiters::new(&config_limits),
             lifecycle,
+            mailer,
         }));
 
         let mut listeners = Vec::new();

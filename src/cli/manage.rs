@@ -82,6 +82,27 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Create a registration token (invite code) for self-registration; prints it.
+    IssueUserRegistrationToken {
+        /// The token itself (default: 20 random letters and digits).
+        #[arg(long)]
+        token: Option<String>,
+        /// How many accounts it may create (default: 1).
+        #[arg(long, conflicts_with = "unlimited")]
+        usage_limit: Option<u32>,
+        /// Any number of accounts.
+        #[arg(long)]
+        unlimited: bool,
+        /// Seconds until it expires (default: never).
+        #[arg(long)]
+        expires_in: Option<u32>,
+    },
+    /// List registration tokens with their uses, expiry and state.
+    ListUserRegistrationTokens,
+    /// Revoke a registration token: it creates no more accounts.
+    RevokeUserRegistrationToken {
+        token: String,
+    },
 }
 
 struct Ctx {
@@ -250,6 +271,55 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                 let n = kill_sessions(&ctx, &user.id).await?;
                 println!("ended {n} sessions of {username}");
             }
+        }
+        Command::IssueUserRegistrationToken { token, usage_limit, unlimited, expires_in } => {
+            if let Some(t) = &token {
+                anyhow::ensure!(
+                    !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| b.is_ascii_graphic()),
+                    "the token must be 1 to 255 printable ASCII characters without spaces"
+                );
+            }
+            anyhow::ensure!(usage_limit != Some(0), "--usage-limit must be at least 1");
+            let limit = if unlimited { None } else { Some(usage_limit.unwrap_or(1)) };
+            let t = crate::lifecycle::registration::new_token(token, limit, expires_in.map(i64::from), clock.now());
+            let row = t.clone();
+            ctx.store.write(move |c| crate::store::registration_tokens::insert(c, &row)).await?;
+            if !ctx.config.account.registration_token_required {
+                eprintln!("note: account.registration_token_required is off, so registration does not ask for tokens");
+            }
+            println!("{}", t.token);
+        }
+        Command::ListUserRegistrationTokens => {
+            let list = ctx.store.read(crate::store::registration_tokens::list).await?;
+            let now = clock.now();
+            println!("{:<24}  {:<9}  {:<7}  {:<20}  CREATED", "TOKEN", "STATE", "USED", "EXPIRES");
+            let time = crate::lifecycle::registration::format_utc;
+            for t in list {
+                let state = match t.check(now) {
+                    Ok(()) => "valid",
+                    Err(crate::store::registration_tokens::TokenProblem::Revoked) => "revoked",
+                    Err(crate::store::registration_tokens::TokenProblem::Expired) => "expired",
+                    Err(_) => "used up",
+                };
+                let used = match t.usage_limit {
+                    Some(l) => format!("{}/{l}", t.times_used),
+                    None => format!("{}/-", t.times_used),
+                };
+                println!(
+                    "{:<24}  {:<9}  {:<7}  {:<20}  {}",
+                    t.token,
+                    state,
+                    used,
+                    t.expires_at.map(time).unwrap_or_else(|| "never".into()),
+                    time(t.created_at)
+                );
+            }
+        }
+        Command::RevokeUserRegistrationToken { token } => {
+            let (t, now) = (token.clone(), clock.now());
+            let found = ctx.store.write(move |c| crate::store::registration_tokens::revoke(c, &t, now)).await?;
+            anyhow::ensure!(found, "no registration token {token}");
+            println!("registration token {token} revoked");
         }
         Command::ListUsers => {
             let list = ctx.store.read(crate::store::users::list).await?;

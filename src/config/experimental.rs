@@ -27,7 +27,11 @@ fn default_ttl() -> i64 {
 
 impl Default for ExperimentalConfig {
     fn default() -> Self {
-        Self { access_token_ttl: default_ttl(), compat_token_ttl: default_ttl(), browser_session_ttl: default_browser_ttl() }
+        Self {
+            access_token_ttl: default_ttl(),
+            compat_token_ttl: default_ttl(),
+            browser_session_ttl: default_browser_ttl(),
+        }
     }
 }
 

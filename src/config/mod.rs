@@ -4,6 +4,7 @@
 mod account;
 mod clients;
 mod database;
+mod email;
 mod experimental;
 pub mod http;
 mod matrix;
@@ -18,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use account::{AccountConfig, BrandingConfig};
 pub use clients::{ClientAuthMethod, ClientConfig};
 pub use database::DatabaseConfig;
+pub use email::{EmailConfig, EmailTransportKind, SmtpMode};
 pub use experimental::ExperimentalConfig;
 pub use http::{BindConfig, HttpConfig, ListenerConfig, Resource};
 pub use matrix::{HomeserverKind, MatrixConfig};
@@ -61,6 +63,8 @@ pub struct Config {
     pub experimental: ExperimentalConfig,
     #[serde(default)]
     pub rate_limiting: RateLimitingConfig,
+    #[serde(default)]
+    pub email: EmailConfig,
     /// Directory of the config file: relative paths (database, `*_file` secrets) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -99,6 +103,7 @@ impl Config {
         if let Some(secrets) = &mut self.secrets {
             secrets.resolve_files(&base)?;
         }
+        self.email.resolve_files(&base)?;
         Ok(())
     }
 
@@ -123,6 +128,7 @@ impl Config {
         self.account.validate()?;
         self.experimental.validate()?;
         self.rate_limiting.validate()?;
+        self.email.validate()?;
         Ok(())
     }
 
@@ -144,6 +150,10 @@ impl Config {
         }
         if let Some(s) = &mut copy.secrets {
             s.redact();
+        }
+        if copy.email.password.is_some() || copy.email.password_file.is_some() {
+            copy.email.password = Some(secrets::Secret::redacted());
+            copy.email.password_file = None;
         }
         serde_yaml::to_string(&copy).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }

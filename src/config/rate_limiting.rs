@@ -18,6 +18,36 @@ pub struct RateLimitingConfig {
     pub login: LoginLimits,
     #[serde(default = "default_registration")]
     pub registration: RateLimit,
+    /// Password-recovery requests (`/recover`), per client IP and per email address.
+    #[serde(default)]
+    pub account_recovery: AddressLimits,
+    /// Verification emails sent (account emails, registration), per client IP and per address.
+    #[serde(default)]
+    pub email_authentication: AddressLimits,
+}
+
+/// A limit per client IP and one per email address (MAS's defaults: 3 at once, then one every
+/// 20 minutes per IP and one an hour per address).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressLimits {
+    #[serde(default = "default_address_ip")]
+    pub per_ip: RateLimit,
+    #[serde(default = "default_address_address")]
+    pub per_address: RateLimit,
+}
+
+fn default_address_ip() -> RateLimit {
+    RateLimit { burst: 3, per_second: 0.000_833_3 }
+}
+fn default_address_address() -> RateLimit {
+    RateLimit { burst: 3, per_second: 0.000_277_8 }
+}
+
+impl Default for AddressLimits {
+    fn default() -> Self {
+        Self { per_ip: default_address_ip(), per_address: default_address_address() }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -49,7 +79,12 @@ impl Default for LoginLimits {
 
 impl Default for RateLimitingConfig {
     fn default() -> Self {
-        Self { login: LoginLimits::default(), registration: default_registration() }
+        Self {
+            login: LoginLimits::default(),
+            registration: default_registration(),
+            account_recovery: AddressLimits::default(),
+            email_authentication: AddressLimits::default(),
+        }
     }
 }
 
@@ -59,6 +94,10 @@ impl RateLimitingConfig {
             ("rate_limiting.login.per_ip", self.login.per_ip),
             ("rate_limiting.login.per_account", self.login.per_account),
             ("rate_limiting.registration", self.registration),
+            ("rate_limiting.account_recovery.per_ip", self.account_recovery.per_ip),
+            ("rate_limiting.account_recovery.per_address", self.account_recovery.per_address),
+            ("rate_limiting.email_authentication.per_ip", self.email_authentication.per_ip),
+            ("rate_limiting.email_authentication.per_address", self.email_authentication.per_address),
         ] {
             if l.burst == 0 || l.per_second.is_nan() || l.per_second < 0.0 {
                 return Err(ConfigError::new(path, "burst must be at least 1 and per_second not negative"));

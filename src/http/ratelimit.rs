@@ -59,6 +59,10 @@ pub struct Limiters {
     pub login_per_ip: RateLimiter,
     pub login_per_account: RateLimiter,
     pub registration: RateLimiter,
+    pub recovery_per_ip: RateLimiter,
+    pub recovery_per_address: RateLimiter,
+    pub email_per_ip: RateLimiter,
+    pub email_per_address: RateLimiter,
 }
 
 impl Limiters {
@@ -67,6 +71,10 @@ impl Limiters {
             login_per_ip: RateLimiter::new(config.login.per_ip),
             login_per_account: RateLimiter::new(config.login.per_account),
             registration: RateLimiter::new(config.registration),
+            recovery_per_ip: RateLimiter::new(config.account_recovery.per_ip),
+            recovery_per_address: RateLimiter::new(config.account_recovery.per_address),
+            email_per_ip: RateLimiter::new(config.email_authentication.per_ip),
+            email_per_address: RateLimiter::new(config.email_authentication.per_address),
         }
     }
 }

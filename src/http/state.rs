@@ -30,6 +30,7 @@ pub struct AppInner {
     pub http: ureq::Agent,
     pub limiters: super::ratelimit::Limiters,
     pub lifecycle: crate::lifecycle::provisioning::Lifecycle,
+    pub mailer: crate::email::Mailer,
 }
 
 impl Deref for AppState {

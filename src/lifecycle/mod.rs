@@ -5,5 +5,6 @@ pub mod compat_sessions;
 pub mod oauth_sessions;
 pub mod policy;
 pub mod provisioning;
+pub mod registration;
 pub mod site_keys;
 pub mod users;

@@ -7,9 +7,11 @@
 
 pub mod clients;
 pub mod compat;
+pub mod email_codes;
 pub mod grants;
 pub mod jobs;
 pub mod keys;
+pub mod registration_tokens;
 pub mod sessions;
 pub mod tokens;
 pub mod users;

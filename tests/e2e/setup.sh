@@ -2,7 +2,8 @@
 # Installs what the real-Synapse end-to-end tests need, idempotently:
 #   ${APPLIANCE_E2E_DIR:-<repo>/target/e2e}/synapse-1.163.2/   venv: matrix-synapse 1.163.2 (modern, matrix_authentication_service)
 #   ${APPLIANCE_E2E_DIR:-<repo>/target/e2e}/synapse-1.156.0/   venv: matrix-synapse 1.156.0 (legacy, experimental_features.msc3861)
-# each with matrix-nio and requests, and nginx from Debian.
+# each with matrix-nio and requests (the modern one also with aiosmtpd, the tests' SMTP server),
+# and nginx from Debian.
 # Safe to run concurrently (flock on <e2e dir>/setup.lock); a no-op run takes under 2 s.
 set -euo pipefail
 
@@ -68,6 +69,15 @@ done
 for v in "${versions[@]}"; do
     if [ -n "${ready[$v]:-}" ]; then log "synapse $v: ok ($e2e/synapse-$v)"; else ensure_venv "$v"; fi
 done
+
+# aiosmtpd: the local SMTP server that catches the emails of the tests (in the modern venv).
+smtp_venv="$e2e/synapse-1.163.2"
+if "$smtp_venv/bin/python" -c 'import aiosmtpd' 2>/dev/null; then
+    log "aiosmtpd: ok"
+else
+    log "aiosmtpd: installing into $smtp_venv"
+    "$smtp_venv/bin/python" -m pip install --disable-pip-version-check -q "aiosmtpd==1.4.6"
+fi
 
 if command -v nginx >/dev/null 2>&1; then
     log "nginx: ok ($(command -v nginx))"

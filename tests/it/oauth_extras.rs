@@ -32,7 +32,13 @@ async fn form_post_and_fragment_response_modes() {
     let app = app().await;
     let client = app.new_client();
     let p = pkce();
-    let res = authorize_and_consent(&app, &client, &base_query(&p, &[("response_mode", "form_post")]), Some(("alice", "correct horse battery"))).await;
+    let res = authorize_and_consent(
+        &app,
+        &client,
+        &base_query(&p, &[("response_mode", "form_post")]),
+        Some(("alice", "correct horse battery")),
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
     assert!(csp.contains("form-action 'self' https://app.example.org"), "{csp}");
@@ -113,7 +119,8 @@ async fn es256_id_tokens_for_clients_that_ask() {
         .unwrap();
     assert!(tokens.get("refresh_token").is_none(), "the client did not register the refresh_token grant");
     let header = tokens["id_token"].as_str().unwrap().split('.').next().unwrap().to_string();
-    let header: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    let header: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
     assert_eq!(header["alg"], "ES256");
     let jwks: Value = app.get("/oauth2/keys.json").await.json().await.unwrap();
     assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == header["kid"] && k["alg"] == "ES256"));
@@ -140,7 +147,9 @@ async fn expired_rows_are_cleaned_up() {
     let removed = app
         .state
         .store
-        .write(move |c| Ok(appliance::store::tokens::cleanup(c, now)? + appliance::store::grants::cleanup(c, now + 7 * 86400)?))
+        .write(move |c| {
+            Ok(appliance::store::tokens::cleanup(c, now)? + appliance::store::grants::cleanup(c, now + 7 * 86400)?)
+        })
         .await
         .unwrap();
     assert!(removed >= 2, "the expired access token and the old grant go (removed {removed})");
@@ -149,7 +158,11 @@ async fn expired_rows_are_cleaned_up() {
     let res = app
         .client
         .post(app.url("/oauth2/token"))
-        .form(&[("grant_type", "refresh_token"), ("refresh_token", tokens["refresh_token"].as_str().unwrap()), ("client_id", PUBLIC_CLIENT)])
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+            ("client_id", PUBLIC_CLIENT),
+        ])
         .send()
         .await
         .unwrap();

@@ -202,7 +202,7 @@ pub async fn verify_password(state: &AppState, localpart: &str, password: String
 }
 
 /// A fresh browser session; a session of the same user is reauthenticated instead.
-async fn start_browser_session(
+pub(crate) async fn start_browser_session(
     state: &AppState,
     user: &User,
     existing: Option<String>,

@@ -6,22 +6,31 @@ pub mod context;
 pub mod error;
 pub mod link;
 pub mod login;
+pub mod recover;
+pub mod register;
 
 use axum::Router;
 use axum::routing::get;
 
 use super::{AppState, compat};
 
-/// Whether pages offer self-registration. The registration pages are not part of this build
-/// yet, so `account.password_registration_enabled` has no effect (a warning says so at start).
-pub fn registration_offered(_state: &AppState) -> bool {
-    false
+/// Whether pages offer self-registration (`/register`, `prompt=create`, the link on `/login`).
+/// Email verification is not wired into registration yet, so a server that requires an email
+/// address at registration (`account.password_registration_email_required`, MAS's default)
+/// does not offer it: accounts are never created with an unverified address. Password
+/// registration also needs `passwords.enabled`.
+pub fn registration_offered(state: &AppState) -> bool {
+    let account = &state.config.account;
+    state.config.passwords.enabled
+        && account.password_registration_enabled
+        && !account.password_registration_email_required
 }
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(login::index))
         .route("/login", get(login::get).post(login::post))
+        .route("/register", get(register::get).post(register::post))
         .route("/logout", axum::routing::post(login::logout))
         .route("/consent/{grant_id}", get(consent::get).post(consent::post))
         .route("/link", get(link::get).post(link::post))
@@ -33,5 +42,12 @@ pub fn router() -> Router<AppState> {
         .route("/account/sessions/end", axum::routing::post(account::end_post))
         .route("/account/cross-signing-reset", axum::routing::post(account::cross_signing_reset_post))
         .route("/account/deactivate", axum::routing::post(account::deactivate_post))
+        .route("/account/emails", get(account::emails::get))
+        .route("/account/emails/add", axum::routing::post(account::emails::add_post))
+        .route("/account/emails/verify/{id}", get(account::emails::verify_get).post(account::emails::verify_post))
+        .route("/account/emails/resend/{id}", axum::routing::post(account::emails::resend_post))
+        .route("/account/emails/remove", axum::routing::post(account::emails::remove_post))
+        .route("/recover", get(recover::get).post(recover::post))
+        .route("/recover/{ticket}", get(recover::ticket_get).post(recover::ticket_post))
         .route("/complete-compat-sso/{id}", get(compat::sso::confirm_get).post(compat::sso::confirm_post))
 }

@@ -5,6 +5,7 @@
 //! `org.matrix.sessions_list|session_view|session_end` names). Every form posts to its own path
 //! under `/account/` and redirects back with a fixed `notice=` on success (post/redirect/get).
 
+pub mod emails;
 mod profile;
 mod security;
 mod sessions;
@@ -18,7 +19,7 @@ use super::error::{ErrorPage, PageError, render};
 use super::login::{LoginFailure, login_url, verify_password};
 use crate::http::AppState;
 
-pub use profile::{password_post, profile_post};
+pub use profile::{MIN_PASSWORD_LENGTH, password_post, profile_post};
 pub use security::{cross_signing_reset_post, deactivate_post};
 pub use sessions::end_post;
 

@@ -1,0 +1,305 @@
+//! Outgoing email: the `Mailer` (SMTP through lettre with rustls, or a blackhole that only logs
+//! that a message would have been sent), the message templates, and email verification codes
+//! (6 digits, 10 minutes, 5 attempts) that the account page and registration share.
+//!
+//! Nothing here ever logs a code, a link or a password.
+
+use std::time::Duration;
+
+use askama::Template;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::config::{EmailConfig, EmailTransportKind, SmtpMode};
+use crate::http::AppState;
+use crate::store::email_codes::{self, EmailVerification};
+
+/// How long a verification code is accepted.
+pub const CODE_TTL_SECS: i64 = 600;
+/// Wrong codes allowed before the code stops working.
+pub const MAX_CODE_ATTEMPTS: u32 = 5;
+/// How long a recovery link works.
+pub const RECOVERY_TTL_SECS: i64 = 600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmailError {
+    #[error("invalid email address: {0}")]
+    Address(String),
+    #[error("cannot build the message: {0}")]
+    Build(String),
+    #[error("cannot render the message: {0}")]
+    Render(#[from] askama::Error),
+    #[error("the mail server refused or could not be reached: {0}")]
+    Transport(String),
+}
+
+#[derive(Clone)]
+enum Transport {
+    Blackhole,
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+}
+
+/// Sends messages as configured in `email`. Cheap to clone.
+#[derive(Clone)]
+pub struct Mailer {
+    from: Mailbox,
+    reply_to: Mailbox,
+    transport: Transport,
+}
+
+impl Mailer {
+    /// `hello_name` is the name given in SMTP `EHLO` (the public host name of this service).
+    pub fn new(config: &EmailConfig, hello_name: &str) -> anyhow::Result<Mailer> {
+        let from: Mailbox = config.from.parse().map_err(|e| anyhow::anyhow!("email.from: {e}"))?;
+        let reply_to: Mailbox = config.reply_to.parse().map_err(|e| anyhow::anyhow!("email.reply_to: {e}"))?;
+        let transport = match config.transport {
+            EmailTransportKind::Blackhole => Transport::Blackhole,
+            EmailTransportKind::Smtp => {
+                let host = config.hostname.as_deref().unwrap_or("localhost");
+                let builder = match config.mode.unwrap_or_default() {
+                    SmtpMode::Plain => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host),
+                    SmtpMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(host)?,
+                    SmtpMode::Starttls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(host)?,
+                };
+                let mut builder = builder
+                    .port(config.smtp_port())
+                    .timeout(Some(Duration::from_secs(15)))
+                    .hello_name(ClientId::Domain(hello_name.to_string()));
+                if let (Some(user), Some(password)) = (&config.username, &config.password) {
+                    builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_string()));
+                }
+                Transport::Smtp(builder.build())
+            }
+        };
+        Ok(Mailer { from, reply_to, transport })
+    }
+
+    /// A mailer that sends nothing (tests, tools).
+    pub fn blackhole() -> Mailer {
+        let addr: Mailbox = "\"Authentication Service\" <root@localhost>".parse().unwrap_or_else(|_| unreachable!());
+        Mailer { from: addr.clone(), reply_to: addr, transport: Transport::Blackhole }
+    }
+
+    pub fn is_blackhole(&self) -> bool {
+        matches!(self.transport, Transport::Blackhole)
+    }
+
+    /// Sends one message with an HTML and a plain-text part. Failures are logged (without the
+    /// content) and returned.
+    pub async fn send(&self, to: &str, subject: &str, html: String, text: String) -> Result<(), EmailError> {
+        let result = self.try_send(to, subject, html, text).await;
+        match &result {
+            Ok(()) => tracing::info!(subject, blackhole = self.is_blackhole(), "email sent"),
+            Err(e) => tracing::error!(subject, error = %e, "email not sent"),
+        }
+        result
+    }
+
+    async fn try_send(&self, to: &str, subject: &str, html: String, text: String) -> Result<(), EmailError> {
+        let to: Mailbox = to.parse().map_err(|e: lettre::address::AddressError| EmailError::Address(e.to_string()))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .reply_to(self.reply_to.clone())
+            .to(to)
+            .subject(subject)
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| EmailError::Build(e.to_string()))?;
+        match &self.transport {
+            Transport::Blackhole => Ok(()),
+            Transport::Smtp(smtp) => {
+                smtp.send(message).await.map(|_| ()).map_err(|e| EmailError::Transport(e.to_string()))
+            }
+        }
+    }
+}
+
+/// Whether `s` is an address we can send to (`local@domain`, at most 254 characters).
+pub fn valid_address(s: &str) -> bool {
+    s.len() <= 254 && s.parse::<lettre::Address>().is_ok()
+}
+
+#[derive(Template)]
+#[template(path = "emails/verification.html")]
+struct VerificationHtml<'a> {
+    service_name: &'a str,
+    code: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "emails/verification.txt")]
+struct VerificationText<'a> {
+    service_name: &'a str,
+    code: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "emails/recovery.html")]
+struct RecoveryHtml<'a> {
+    service_name: &'a str,
+    mxid: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+#[derive(Template)]
+#[template(path = "emails/recovery.txt")]
+struct RecoveryText<'a> {
+    service_name: &'a str,
+    mxid: &'a str,
+    link: &'a str,
+    minutes: i64,
+}
+
+fn service_name(state: &AppState) -> String {
+    state.config.branding.service_name.clone().unwrap_or_else(|| format!("{} accounts", state.config.matrix.homeserver))
+}
+
+/// Sends the verification code for `email`.
+pub async fn send_verification_code(state: &AppState, email: &str, code: &str) -> Result<(), EmailError> {
+    let name = service_name(state);
+    let minutes = CODE_TTL_SECS / 60;
+    let html = VerificationHtml { service_name: &name, code, minutes }.render()?;
+    let text = VerificationText { service_name: &name, code, minutes }.render()?;
+    state.mailer.send(email, &format!("Your verification code: {code}"), html, text).await
+}
+
+/// Sends a password-recovery link for the account `mxid` to `email`.
+pub async fn send_recovery_link(state: &AppState, email: &str, mxid: &str, link: &str) -> Result<(), EmailError> {
+    let name = service_name(state);
+    let minutes = RECOVERY_TTL_SECS / 60;
+    let html = RecoveryHtml { service_name: &name, mxid, link, minutes }.render()?;
+    let text = RecoveryText { service_name: &name, mxid, link, minutes }.render()?;
+    state.mailer.send(email, &format!("Reset your password for {mxid}"), html, text).await
+}
+
+fn new_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
+}
+
+/// Starts verifying `email` (for `user_id`, or for an account being registered when `None`):
+/// stores a fresh code and emails it. Returns the verification id.
+pub async fn start_verification(state: &AppState, user_id: Option<&str>, email: &str) -> anyhow::Result<String> {
+    let now = state.now();
+    let id = ulid::Ulid::new().to_string();
+    let code = new_code();
+    let v = EmailVerification {
+        id: id.clone(),
+        user_id: user_id.map(String::from),
+        email: email.to_string(),
+        code_hash: email_codes::code_hash(&id, &code),
+        attempts: 0,
+        created_at: now,
+        expires_at: now + CODE_TTL_SECS,
+        verified_at: None,
+    };
+    state
+        .store
+        .write(move |c| {
+            // Old finished or expired codes are not needed for anything.
+            email_codes::prune_verifications(c, now - 86_400)?;
+            email_codes::insert_verification(c, &v)
+        })
+        .await?;
+    send_verification_code(state, email, &code).await?;
+    Ok(id)
+}
+
+/// Sends a new code for an unfinished verification (attempts start over). The caller rate-limits.
+pub async fn resend_verification(state: &AppState, verification: &EmailVerification) -> anyhow::Result<()> {
+    let now = state.now();
+    let code = new_code();
+    let (id, hash) = (verification.id.clone(), email_codes::code_hash(&verification.id, &code));
+    state.store.write(move |c| email_codes::replace_code(c, &id, &hash, now, now + CODE_TTL_SECS)).await?;
+    send_verification_code(state, &verification.email, &code).await?;
+    Ok(())
+}
+
+/// What checking a code found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// Right code: the verification is now marked done.
+    Verified,
+    /// Wrong code; this many attempts are left.
+    Wrong {
+        attempts_left: u32,
+    },
+    Expired,
+    TooManyAttempts,
+    AlreadyVerified,
+}
+
+/// Checks `code` against a verification (counting the attempt).
+pub async fn check_code(state: &AppState, verification: &EmailVerification, code: &str) -> anyhow::Result<CodeCheck> {
+    let now = state.now();
+    if verification.verified_at.is_some() {
+        return Ok(CodeCheck::AlreadyVerified);
+    }
+    if verification.expires_at <= now {
+        return Ok(CodeCheck::Expired);
+    }
+    if verification.attempts >= MAX_CODE_ATTEMPTS {
+        return Ok(CodeCheck::TooManyAttempts);
+    }
+    let code: String = code.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+    let right = crate::crypto::constant_time_eq(
+        email_codes::code_hash(&verification.id, &code).as_bytes(),
+        verification.code_hash.as_bytes(),
+    );
+    let id = verification.id.clone();
+    state
+        .store
+        .write(move |c| {
+            let attempts = email_codes::count_attempt(c, &id)?;
+            if attempts > MAX_CODE_ATTEMPTS {
+                return Ok(CodeCheck::TooManyAttempts);
+            }
+            if right {
+                return Ok(if email_codes::mark_verified(c, &id, now)? {
+                    CodeCheck::Verified
+                } else {
+                    CodeCheck::AlreadyVerified
+                });
+            }
+            Ok(match MAX_CODE_ATTEMPTS - attempts {
+                0 => CodeCheck::TooManyAttempts,
+                left => CodeCheck::Wrong { attempts_left: left },
+            })
+        })
+        .await
+        .map_err(Into::into)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_six_digits() {
+        for _ in 0..100 {
+            let c = new_code();
+            assert_eq!(c.len(), 6);
+            assert!(c.chars().all(|c| c.is_ascii_digit()));
+        }
+    }
+
+    #[test]
+    fn addresses() {
+        assert!(valid_address("alice@example.org"));
+        assert!(!valid_address("alice"));
+        assert!(!valid_address("alice@"));
+        assert!(!valid_address("<alice@example.org>"));
+        assert!(!valid_address(&format!("{}@example.org", "a".repeat(260))));
+    }
+
+    #[tokio::test]
+    async fn blackhole_sends_nothing() {
+        let m = Mailer::blackhole();
+        m.send("bob@example.org", "hi", "<p>hi</p>".into(), "hi".into()).await.expect("blackhole");
+        assert!(m.send("not an address", "hi", String::new(), String::new()).await.is_err());
+    }
+}

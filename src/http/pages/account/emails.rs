@@ -1,0 +1,359 @@
+//! `/account/emails`: the user's email addresses. Adding one sends a 6-digit code to it (10
+//! minutes, 5 attempts, resend rate-limited); the right code stores the address and pushes it to
+//! the homeserver as a verified threepid. Removing one pushes the shorter list. Honours
+//! `account.email_change_allowed`.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{error_page, signed_in};
+use crate::email::{self, CodeCheck, MAX_CODE_ATTEMPTS};
+use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
+use crate::http::pages::context::{Browser, PageContext};
+use crate::http::pages::error::{PageError, render};
+use crate::http::pages::login::login_url;
+use crate::store::email_codes::{self, EmailVerification};
+use crate::store::{StoreError, users as user_store};
+
+pub const EMAILS_URL: &str = "/account/emails";
+
+#[derive(Template)]
+#[template(path = "pages/account_emails.html")]
+struct EmailsPage {
+    ctx: PageContext,
+    notice: Option<&'static str>,
+    emails: Vec<String>,
+    change_allowed: bool,
+    new_email: String,
+    email_error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "pages/account_emails_verify.html")]
+struct VerifyPage {
+    ctx: PageContext,
+    id: String,
+    email: String,
+    minutes: i64,
+    error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+fn notice_text(notice: Option<&str>) -> Option<&'static str> {
+    match notice? {
+        "added" => Some("The email address was verified and added to your account."),
+        "removed" => Some("The email address was removed from your account."),
+        "resent" => Some("A new code was sent."),
+        _ => None,
+    }
+}
+
+fn not_allowed() -> Response {
+    PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Email addresses cannot be changed on this server.")
+        .into_response()
+}
+
+async fn list_page(
+    state: &AppState,
+    browser: Browser,
+    status: StatusCode,
+    notice: Option<&'static str>,
+    new_email: String,
+    error: Option<String>,
+) -> Response {
+    let Some(session) = &browser.session else { return Redirect::to(&login_url(EMAILS_URL)).into_response() };
+    let user_id = session.user.id.clone();
+    let emails = match state.store.read(move |c| user_store::emails(c, &user_id)).await {
+        Ok(e) => e,
+        Err(e) => return PageError::internal(e).into_response(),
+    };
+    let page = EmailsPage {
+        ctx: browser.context(state),
+        notice,
+        emails,
+        change_allowed: state.config.account.email_change_allowed,
+        new_email,
+        email_error: error,
+    };
+    (status, browser.jar, render(&page)).into_response()
+}
+
+/// `GET /account/emails`.
+#[tracing::instrument(name = "http.pages.account.emails", skip_all)]
+pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<NoticeQuery>) -> Response {
+    if browser.session.is_none() {
+        return (browser.jar, Redirect::to(&login_url(EMAILS_URL))).into_response();
+    }
+    list_page(&state, browser, StatusCode::OK, notice_text(q.notice.as_deref()), String::new(), None).await
+}
+
+#[derive(Deserialize)]
+pub struct AddForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    email: String,
+}
+
+/// `POST /account/emails/add`: emails a code, then shows where to enter it.
+#[tracing::instrument(name = "http.pages.account.emails_add", skip_all)]
+pub async fn add_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    ClientIp(ip): ClientIp,
+    Form(form): Form<AddForm>,
+) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, EMAILS_URL) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !state.config.account.email_change_allowed {
+        return not_allowed();
+    }
+    let address = form.email.trim().to_string();
+    let fail = |browser: Browser, status: StatusCode, message: &str| {
+        let (state, address, message) = (state.clone(), address.clone(), message.to_string());
+        async move { list_page(&state, browser, status, None, address, Some(message)).await }
+    };
+    if !email::valid_address(&address) {
+        return fail(browser, StatusCode::BAD_REQUEST, "Enter an email address, like alice@example.org.").await;
+    }
+    let user_id = session.user.id.clone();
+    let existing = match state.store.read(move |c| user_store::emails(c, &user_id)).await {
+        Ok(e) => e,
+        Err(e) => return PageError::internal(e).into_response(),
+    };
+    if existing.iter().any(|e| e.eq_ignore_ascii_case(&address)) {
+        return fail(browser, StatusCode::BAD_REQUEST, "This address is already on your account.").await;
+    }
+    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
+        || state.limiters.email_per_address.check(&address.to_lowercase()).is_err()
+    {
+        return fail(browser, StatusCode::TOO_MANY_REQUESTS, "Too many codes were sent. Wait a while and try again.")
+            .await;
+    }
+    match email::start_verification(&state, Some(&session.user.id), &address).await {
+        Ok(id) => (browser.jar, Redirect::to(&format!("{EMAILS_URL}/verify/{id}"))).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start email verification");
+            fail(browser, StatusCode::BAD_GATEWAY, "The email could not be sent. Check the address or try again later.")
+                .await
+        }
+    }
+}
+
+/// The signed-in user's own unfinished verification `id`.
+async fn own_verification(state: &AppState, user_id: &str, id: &str) -> Result<Option<EmailVerification>, PageError> {
+    let id = id.to_string();
+    let found = state.store.read(move |c| email_codes::verification_by_id(c, &id)).await?;
+    Ok(found.filter(|v| v.user_id.as_deref() == Some(user_id)))
+}
+
+fn verify_page(
+    state: &AppState,
+    browser: Browser,
+    status: StatusCode,
+    v: &EmailVerification,
+    error: Option<String>,
+    notice: Option<&'static str>,
+) -> Response {
+    let page = VerifyPage {
+        ctx: browser.context(state),
+        id: v.id.clone(),
+        email: v.email.clone(),
+        minutes: email::CODE_TTL_SECS / 60,
+        error,
+        notice,
+    };
+    (status, browser.jar, render(&page)).into_response()
+}
+
+fn unknown_verification(state: &AppState, browser: Browser) -> Response {
+    error_page(
+        state,
+        browser,
+        StatusCode::NOT_FOUND,
+        "Nothing to verify here",
+        "This verification does not exist or belongs to another account. Add the address again.",
+        EMAILS_URL,
+    )
+}
+
+/// `GET /account/emails/verify/{id}`: the code form.
+#[tracing::instrument(name = "http.pages.account.emails_verify_get", skip_all)]
+pub async fn verify_get(
+    State(state): State<AppState>,
+    browser: Browser,
+    Path(id): Path<String>,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    let here = format!("{EMAILS_URL}/verify/{id}");
+    let session = match signed_in(&browser, &here) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match own_verification(&state, &session.user.id, &id).await {
+        Err(e) => e.into_response(),
+        Ok(None) => unknown_verification(&state, browser),
+        Ok(Some(v)) if v.verified_at.is_some() => (browser.jar, Redirect::to(EMAILS_URL)).into_response(),
+        Ok(Some(v)) => verify_page(&state, browser, StatusCode::OK, &v, None, notice_text(q.notice.as_deref())),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /account/emails/verify/{id}`: checks the code; the right one adds the address.
+#[tracing::instrument(name = "http.pages.account.emails_verify_post", skip_all)]
+pub async fn verify_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let here = format!("{EMAILS_URL}/verify/{id}");
+    let session = match signed_in(&browser, &here) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !state.config.account.email_change_allowed {
+        return not_allowed();
+    }
+    let v = match own_verification(&state, &session.user.id, &id).await {
+        Err(e) => return e.into_response(),
+        Ok(None) => return unknown_verification(&state, browser),
+        Ok(Some(v)) => v,
+    };
+    let check = match email::check_code(&state, &v, &form.code).await {
+        Ok(c) => c,
+        Err(e) => return PageError::internal(e).into_response(),
+    };
+    let message = match check {
+        CodeCheck::Verified => None,
+        CodeCheck::AlreadyVerified => return (browser.jar, Redirect::to(EMAILS_URL)).into_response(),
+        CodeCheck::Wrong { attempts_left } => Some(format!(
+            "That code is not right. {attempts_left} {} left.",
+            if attempts_left == 1 { "attempt" } else { "attempts" }
+        )),
+        CodeCheck::Expired => Some("This code has expired. Send a new one.".to_string()),
+        CodeCheck::TooManyAttempts => {
+            Some(format!("The code was entered wrong {MAX_CODE_ATTEMPTS} times and no longer works. Send a new one."))
+        }
+    };
+    if let Some(message) = message {
+        return verify_page(&state, browser, StatusCode::BAD_REQUEST, &v, Some(message), None);
+    }
+    let (user_id, address, now) = (session.user.id.clone(), v.email.clone(), state.now());
+    let added = state
+        .store
+        .write(move |c| {
+            // Whoever proves an address that another account uses learns nothing new, but the
+            // homeserver keeps each threepid on one account only.
+            if email_codes::email_used_by_other(c, &user_id, &address)? {
+                return Ok(false);
+            }
+            match user_store::add_email(c, &user_id, &address, now) {
+                Ok(()) | Err(StoreError::Conflict(_)) => Ok(true),
+                Err(e) => Err(e),
+            }
+        })
+        .await;
+    match added {
+        Err(e) => PageError::internal(e).into_response(),
+        Ok(false) => error_page(
+            &state,
+            browser,
+            StatusCode::CONFLICT,
+            "Address in use",
+            "Another account on this server already uses this email address.",
+            EMAILS_URL,
+        ),
+        Ok(true) => {
+            state.lifecycle.provision_user(&session.user.id).await;
+            (browser.jar, Redirect::to(&format!("{EMAILS_URL}?notice=added"))).into_response()
+        }
+    }
+}
+
+/// `POST /account/emails/resend/{id}`: a new code (the old one stops working), rate-limited.
+#[tracing::instrument(name = "http.pages.account.emails_resend", skip_all)]
+pub async fn resend_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let here = format!("{EMAILS_URL}/verify/{id}");
+    let session = match signed_in(&browser, &here) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !state.config.account.email_change_allowed {
+        return not_allowed();
+    }
+    let v = match own_verification(&state, &session.user.id, &id).await {
+        Err(e) => return e.into_response(),
+        Ok(None) => return unknown_verification(&state, browser),
+        Ok(Some(v)) if v.verified_at.is_some() => return (browser.jar, Redirect::to(EMAILS_URL)).into_response(),
+        Ok(Some(v)) => v,
+    };
+    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
+        || state.limiters.email_per_address.check(&v.email.to_lowercase()).is_err()
+    {
+        let message = "Too many codes were sent. Wait a while and try again.".to_string();
+        return verify_page(&state, browser, StatusCode::TOO_MANY_REQUESTS, &v, Some(message), None);
+    }
+    if let Err(e) = email::resend_verification(&state, &v).await {
+        tracing::error!(error = %e, "cannot resend the verification code");
+        let message = "The email could not be sent. Try again later.".to_string();
+        return verify_page(&state, browser, StatusCode::BAD_GATEWAY, &v, Some(message), None);
+    }
+    (browser.jar, Redirect::to(&format!("{here}?notice=resent"))).into_response()
+}
+
+/// `POST /account/emails/remove`.
+#[tracing::instrument(name = "http.pages.account.emails_remove", skip_all)]
+pub async fn remove_post(State(state): State<AppState>, browser: Browser, Form(form): Form<AddForm>) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, EMAILS_URL) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if !state.config.account.email_change_allowed {
+        return not_allowed();
+    }
+    let (user_id, address) = (session.user.id.clone(), form.email.trim().to_string());
+    match state.store.write(move |c| email_codes::remove_email(c, &user_id, &address)).await {
+        Err(e) => PageError::internal(e).into_response(),
+        Ok(false) => (browser.jar, Redirect::to(EMAILS_URL)).into_response(),
+        Ok(true) => {
+            state.lifecycle.provision_user(&session.user.id).await;
+            (browser.jar, Redirect::to(&format!("{EMAILS_URL}?notice=removed"))).into_response()
+        }
+    }
+}

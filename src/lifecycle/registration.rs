@@ -1,0 +1,213 @@
+//! Self-registration: password strength (zxcvbn), registration tokens, and creating the user
+//! together with the token use and the accepted terms in one write.
+
+use crate::clock::Clock;
+use crate::crypto::password::PasswordManager;
+use crate::model::User;
+use crate::model::user::check_localpart;
+use crate::store::registration_tokens::{self as token_store, RegistrationToken, TokenProblem};
+use crate::store::{Store, StoreError, users as user_store};
+
+use super::users::UserError;
+
+/// zxcvbn looks at this many characters at most (longer passwords only get stronger, and the
+/// estimator's cost grows with the length).
+const STRENGTH_INPUT_LIMIT: usize = 100;
+
+/// What zxcvbn thinks of a password, for the strength meter.
+#[derive(Debug, Clone)]
+pub struct Strength {
+    /// 0 (too guessable) to 4 (very unguessable).
+    pub score: u8,
+    pub minimum: u8,
+    pub warning: Option<String>,
+    pub suggestions: Vec<String>,
+}
+
+impl Strength {
+    pub fn acceptable(&self) -> bool {
+        self.score >= self.minimum
+    }
+
+    /// A word for the score.
+    pub fn label(&self) -> &'static str {
+        match self.score {
+            0 => "Very weak",
+            1 => "Weak",
+            2 => "Fair",
+            3 => "Strong",
+            _ => "Very strong",
+        }
+    }
+}
+
+/// Scores `password`; `user_inputs` (username, display name, server name…) count as guessable.
+pub fn strength(password: &str, minimum: u8, user_inputs: &[&str]) -> Strength {
+    let cut: String = password.chars().take(STRENGTH_INPUT_LIMIT).collect();
+    let inputs: Vec<&str> = user_inputs.iter().copied().filter(|s| !s.is_empty()).collect();
+    let entropy = zxcvbn::zxcvbn(&cut, &inputs);
+    let (warning, suggestions) = match entropy.feedback() {
+        Some(f) => (f.warning().map(|w| w.to_string()), f.suggestions().iter().map(|s| s.to_string()).collect()),
+        None => (None, Vec::new()),
+    };
+    let mut s = Strength { score: u8::from(entropy.score()), minimum, warning, suggestions };
+    if !s.acceptable() && s.warning.is_none() && s.suggestions.is_empty() {
+        s.suggestions.push("Add another word or two. Uncommon words are better.".into());
+    }
+    s
+}
+
+/// A new registration token as the administrator asked for it.
+pub fn new_token(
+    token: Option<String>,
+    usage_limit: Option<u32>,
+    expires_in: Option<i64>,
+    now: i64,
+) -> RegistrationToken {
+    RegistrationToken {
+        id: ulid::Ulid::new().to_string(),
+        token: token.unwrap_or_else(|| crate::crypto::random_alnum(20)),
+        usage_limit,
+        times_used: 0,
+        created_at: now,
+        last_used_at: None,
+        expires_at: expires_in.map(|s| now.saturating_add(s)),
+        revoked_at: None,
+    }
+}
+
+impl TokenProblem {
+    pub fn message(self) -> &'static str {
+        match self {
+            TokenProblem::Unknown => "This registration token is not valid. Check it and try again.",
+            TokenProblem::Revoked => "This registration token has been revoked.",
+            TokenProblem::Expired => "This registration token has expired.",
+            TokenProblem::Exhausted => "This registration token has been used up.",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("registration token: {0:?}")]
+    Token(TokenProblem),
+}
+
+impl From<StoreError> for RegistrationError {
+    fn from(e: StoreError) -> Self {
+        RegistrationError::User(e.into())
+    }
+}
+
+pub struct NewRegistration {
+    pub username: String,
+    pub password: String,
+    pub display_name: Option<String>,
+    /// Required when the server requires tokens; consumed in the same write as the user.
+    pub token: Option<String>,
+    /// The terms-of-service URL the user accepted, if the server has terms.
+    pub accepted_terms: Option<String>,
+}
+
+/// Checks a token without using it (for an early, friendly answer; `register` decides).
+pub async fn check_token(store: &Store, token: &str, now: i64) -> Result<(), RegistrationError> {
+    let t = token.to_string();
+    match store.read(move |c| token_store::by_token(c, &t)).await? {
+        None => Err(RegistrationError::Token(TokenProblem::Unknown)),
+        Some(t) => t.check(now).map_err(RegistrationError::Token),
+    }
+}
+
+/// Creates the user with its password, uses the token and records the terms — all or nothing.
+/// The homeserver side (availability, provisioning) is the caller's.
+pub async fn register(
+    store: &Store,
+    passwords: &PasswordManager,
+    clock: &dyn Clock,
+    new: NewRegistration,
+) -> Result<User, RegistrationError> {
+    check_localpart(&new.username).map_err(UserError::InvalidUsername)?;
+    let (version, hash) = passwords.hash(new.password).await.map_err(UserError::from)?;
+    let now = clock.now();
+    let user = User {
+        id: ulid::Ulid::new().to_string(),
+        username: new.username,
+        display_name: new.display_name,
+        created_at: now,
+        locked_at: None,
+        deactivated_at: None,
+        can_request_admin: false,
+    };
+    let (row, token, terms) = (user.clone(), new.token, new.accepted_terms);
+    let outcome = store
+        .write(move |c| {
+            if let Some(t) = &token {
+                if let Err(problem) = token_store::consume(c, t, now)? {
+                    return Ok(Err(problem));
+                }
+            }
+            user_store::insert(c, &row)?;
+            user_store::add_password(c, &row.id, &hash, version, None, now)?;
+            if let Some(url) = &terms {
+                token_store::accept_terms(c, &row.id, url, now)?;
+            }
+            Ok(Ok(()))
+        })
+        .await?;
+    outcome.map_err(RegistrationError::Token)?;
+    Ok(user)
+}
+
+/// `2025-01-31 13:05 UTC` (for the token list).
+pub fn format_utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02} UTC", secs / 3600, secs % 3600 / 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_and_strong_passwords() {
+        let weak = strength("password", 3, &[]);
+        assert!(!weak.acceptable());
+        assert!(weak.score <= 1);
+        assert!(weak.warning.is_some() || !weak.suggestions.is_empty());
+        let strong = strength("correct horse battery staple wombat", 3, &[]);
+        assert!(strong.acceptable(), "{strong:?}");
+        let own_name = strength("alice", 1, &["alice"]);
+        assert!(!own_name.acceptable());
+        assert!(strength("x", 0, &[]).acceptable());
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_utc(1_709_210_096), "2024-02-29 12:34 UTC");
+    }
+
+    #[test]
+    fn token_checks() {
+        let mut t = new_token(Some("abc".into()), Some(1), Some(60), 1000);
+        assert_eq!(t.check(1000), Ok(()));
+        assert_eq!(t.check(1060), Err(TokenProblem::Expired));
+        t.times_used = 1;
+        assert_eq!(t.check(1000), Err(TokenProblem::Exhausted));
+        t.revoked_at = Some(1);
+        assert_eq!(t.check(1000), Err(TokenProblem::Revoked));
+        assert_eq!(new_token(None, None, None, 0).token.len(), 20);
+    }
+}
