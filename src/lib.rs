@@ -63,11 +63,6 @@ impl App {
         };
         let encrypter = Encrypter::new(&keys.encryption);
         let plan = lifecycle::clients::sync(&config, &store, &encrypter, false, false, clock.now()).await?;
-        if config.account.password_registration_enabled && config.account.password_registration_email_required {
-            tracing::warn!(
-                "sign-up is not offered: registration with a verified email is not available in this version; set account.password_registration_email_required: false to offer sign-up without email"
-            );
-        }
         for stale in &plan.stale {
             tracing::warn!(client_id = %stale, "client is in the database but no longer in the config; `config sync --prune` removes it");
         }

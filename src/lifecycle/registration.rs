@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::crypto::password::PasswordManager;
 use crate::model::User;
 use crate::model::user::check_localpart;
+use crate::store::pending_registrations::{self as pending_store, PendingRegistration};
 use crate::store::registration_tokens::{self as token_store, RegistrationToken, TokenProblem};
 use crate::store::{Store, StoreError, users as user_store};
 
@@ -93,6 +94,10 @@ pub enum RegistrationError {
     User(#[from] UserError),
     #[error("registration token: {0:?}")]
     Token(TokenProblem),
+    #[error("the email address is used by another account")]
+    EmailInUse,
+    #[error("the registration was already completed")]
+    AlreadyCompleted,
 }
 
 impl From<StoreError> for RegistrationError {
@@ -158,6 +163,64 @@ pub async fn register(
         .await?;
     outcome.map_err(RegistrationError::Token)?;
     Ok(user)
+}
+
+/// Creates the user of a pending registration whose email address was verified: the user, its
+/// password, the token use, the accepted terms, the verified address and the completion mark in
+/// one write. The homeserver side (availability, provisioning) is the caller's.
+pub async fn complete_pending(
+    store: &Store,
+    clock: &dyn Clock,
+    pending: &PendingRegistration,
+    email: &str,
+) -> Result<User, RegistrationError> {
+    check_localpart(&pending.username).map_err(UserError::InvalidUsername)?;
+    let now = clock.now();
+    let user = User {
+        id: ulid::Ulid::new().to_string(),
+        username: pending.username.clone(),
+        display_name: pending.display_name.clone(),
+        created_at: now,
+        locked_at: None,
+        deactivated_at: None,
+        can_request_admin: false,
+    };
+    let (row, p, email) = (user.clone(), pending.clone(), email.to_string());
+    let outcome = store
+        .write(move |c| {
+            // Checks first: a refusal returns before anything is changed.
+            if user_store::by_email(c, &email)?.is_some() {
+                return Ok(Err(RegistrationError::EmailInUse));
+            }
+            if let Some(token_id) = &p.registration_token_id {
+                let Some(t) = pending_store::token_of(c, token_id)? else {
+                    return Ok(Err(RegistrationError::Token(TokenProblem::Unknown)));
+                };
+                // Changes nothing when the token cannot be used.
+                if let Err(problem) = token_store::consume(c, &t, now)? {
+                    return Ok(Err(RegistrationError::Token(problem)));
+                }
+            }
+            // From here on, any error rolls the whole job back (its savepoint).
+            if !pending_store::complete(c, &p.id, now)? {
+                return Err(StoreError::Conflict("pending registration"));
+            }
+            user_store::insert(c, &row)?;
+            user_store::add_password(c, &row.id, &p.password_hash, p.password_version, None, now)?;
+            if let Some(url) = &p.accepted_terms {
+                token_store::accept_terms(c, &row.id, url, now)?;
+            }
+            user_store::add_email(c, &row.id, &email, now)?;
+            Ok(Ok(()))
+        })
+        .await;
+    match outcome {
+        Ok(Ok(())) => Ok(user),
+        Ok(Err(e)) => Err(e),
+        Err(StoreError::Conflict("pending registration")) => Err(RegistrationError::AlreadyCompleted),
+        Err(StoreError::Conflict("email")) => Err(RegistrationError::EmailInUse),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// `2025-01-31 13:05 UTC` (for the token list).

@@ -42,14 +42,14 @@ print("READY", flush=True)
 while True: time.sleep(3600)
 "#;
 
-struct Smtp {
+pub(crate) struct Smtp {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Smtp {
-    fn start() -> Smtp {
+    pub(crate) fn start() -> Smtp {
         let dir = tempdir();
         let port = free_port();
         let mut child = python_command(SynapseMode::Modern)
@@ -78,7 +78,7 @@ impl Smtp {
         files
     }
 
-    fn messages(&self) -> Vec<Value> {
+    pub(crate) fn messages(&self) -> Vec<Value> {
         self.files()
             .iter()
             .map(|p| serde_json::from_str(&std::fs::read_to_string(p).expect("read mail")).expect("mail json"))
@@ -86,7 +86,7 @@ impl Smtp {
     }
 
     /// Waits until at least `n` messages arrived; returns the `n`th (1-based).
-    async fn wait_for(&self, n: usize) -> Value {
+    pub(crate) async fn wait_for(&self, n: usize) -> Value {
         let start = Instant::now();
         loop {
             let messages = self.messages();
@@ -169,7 +169,7 @@ async fn post_text(app: &TestApp, client: &reqwest::Client, path: &str, form: &[
 }
 
 /// The 6-digit code of a verification mail.
-fn code_of(mail: &Value) -> String {
+pub(crate) fn code_of(mail: &Value) -> String {
     let text = mail["text"].as_str().expect("text part");
     let code = text.split_whitespace().find(|w| w.len() == 6 && w.chars().all(|c| c.is_ascii_digit()));
     let code = code.unwrap_or_else(|| panic!("no code in {text}")).to_string();
@@ -186,7 +186,7 @@ fn link_of(app: &TestApp, mail: &Value) -> String {
     url.strip_prefix(&app.base).unwrap_or_else(|| panic!("{url} is not on {}", app.base)).to_string()
 }
 
-fn wrong_code(code: &str) -> String {
+pub(crate) fn wrong_code(code: &str) -> String {
     let first = if code.starts_with('0') { '1' } else { '0' };
     format!("{first}{}", &code[1..])
 }

@@ -12,5 +12,6 @@ mod oauth;
 mod oauth_extras;
 mod oauth_library;
 mod register;
+mod register_email;
 mod registration;
 mod synapse_harness;

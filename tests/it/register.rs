@@ -15,11 +15,11 @@ use crate::helpers::{TestApp, expect_success, merged_yaml, run_cli, spawn_app, s
 const STRONG: &str = "correct horse battery staple wombat";
 
 /// What the fake homeserver was asked: (call, localpart or body).
-type Calls = Arc<Mutex<Vec<(String, Value)>>>;
+pub(crate) type Calls = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// A homeserver answering the MAS API: `taken` and `reserved` are not available, everything else
 /// is; provisioning succeeds. Records every call.
-async fn fake_homeserver() -> (String, Calls) {
+pub(crate) async fn fake_homeserver() -> (String, Calls) {
     use axum::extract::{Path, Query, State};
     use axum::http::StatusCode;
     let calls: Calls = Arc::default();
@@ -126,7 +126,7 @@ async fn assert_field_error(res: reqwest::Response, status: u16, field: &str, te
 }
 
 #[tokio::test]
-async fn not_offered_unless_enabled_without_required_email() {
+async fn not_offered_unless_enabled() {
     let app = spawn_app().await;
     let (status, _, html) = form(&app, &app.client, "").await;
     assert_eq!(status, 404);
@@ -136,12 +136,17 @@ async fn not_offered_unless_enabled_without_required_email() {
     let res = app.post_form("/register", &[("username", "bob")]).await;
     assert_eq!(res.status(), 404);
 
-    // Enabled, but MAS's default requires an email address, which is not verified here yet.
+    // Enabled with MAS's default (an email address is required): offered, asking for the address.
     let app = spawn_app_with("account: {password_registration_enabled: true}").await;
-    assert_eq!(form(&app, &app.client, "").await.0, 404);
+    let (status, _, html) = form(&app, &app.client, "").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("name=\"email\"") && html.contains("type=\"email\""), "{html}");
 
+    // Without a required address and without a mail server, no email field at all.
     let (app, _) = app_with("").await;
-    assert_eq!(form(&app, &app.client, "").await.0, 200);
+    let (status, _, html) = form(&app, &app.client, "").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("name=\"email\""));
     let login = app.get("/login").await.text().await.unwrap();
     assert!(login.contains("href=\"/register\""));
 }

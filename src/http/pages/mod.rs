@@ -15,15 +15,12 @@ use axum::routing::get;
 use super::{AppState, compat};
 
 /// Whether pages offer self-registration (`/register`, `prompt=create`, the link on `/login`).
-/// Email verification is not wired into registration yet, so a server that requires an email
-/// address at registration (`account.password_registration_email_required`, MAS's default)
-/// does not offer it: accounts are never created with an unverified address. Password
-/// registration also needs `passwords.enabled`.
+/// When `account.password_registration_email_required` (MAS's default), the address is verified
+/// with an emailed code before the account is created. Password registration also needs
+/// `passwords.enabled`.
 pub fn registration_offered(state: &AppState) -> bool {
     let account = &state.config.account;
-    state.config.passwords.enabled
-        && account.password_registration_enabled
-        && !account.password_registration_email_required
+    state.config.passwords.enabled && account.password_registration_enabled
 }
 
 pub fn router() -> Router<AppState> {
@@ -31,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/", get(login::index))
         .route("/login", get(login::get).post(login::post))
         .route("/register", get(register::get).post(register::post))
+        .route("/register/verify/{id}", get(register::verify_get).post(register::verify_post))
+        .route("/register/resend/{id}", axum::routing::post(register::resend_post))
         .route("/logout", axum::routing::post(login::logout))
         .route("/consent/{grant_id}", get(consent::get).post(consent::post))
         .route("/link", get(link::get).post(link::post))

@@ -7,26 +7,39 @@
 //! the accepted terms in the same write), provisioned in the homeserver (queued when it is down),
 //! and signed in.
 //!
-//! Email at registration is not supported yet: servers that require it do not offer registration
-//! (see `registration_offered`).
+//! With an email address (required by `account.password_registration_email_required`, optional
+//! otherwise when the server can send mail), the user is not created right away: the checked
+//! registration is stored as pending (password only hashed), a 6-digit code is emailed, and the
+//! browser (bound by a private cookie) goes to `/register/verify/{id}`. The right code creates
+//! the user with the verified address (the token used in the same write), then as above.
 
 use askama::Template;
 use axum::Form;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum_extra::extract::cookie::{Cookie, SameSite};
 use serde::Deserialize;
 
 use super::context::{Browser, PageContext};
 use super::error::{PageError, render};
 use super::login::{localpart_of, login_url, safe_next, start_browser_session};
+use crate::email::{self, CodeCheck, MAX_CODE_ATTEMPTS};
 use crate::homeserver::Availability;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::lifecycle::registration::{self, NewRegistration, RegistrationError, Strength};
 use crate::lifecycle::users::UserError;
 use crate::model::user::check_localpart;
+use crate::store::email_codes::{self, EmailVerification};
+use crate::store::pending_registrations::{self as pending_store, PendingRegistration};
+use crate::store::registration_tokens as token_store;
 use crate::store::users as user_store;
+
+/// The private cookie binding a pending registration to the browser that started it.
+const PENDING_COOKIE: &str = "appliance-registration";
+/// How long a pending registration is kept (the code can be resent meanwhile).
+const PENDING_TTL_SECS: i64 = 86_400;
 
 /// Longest display name accepted (Synapse's limit).
 const MAX_DISPLAY_NAME: usize = 256;
@@ -36,6 +49,7 @@ const MAX_PASSWORD: usize = 1024;
 #[derive(Default)]
 struct FieldErrors {
     username: Option<String>,
+    email: Option<String>,
     password: Option<String>,
     password_confirm: Option<String>,
     display_name: Option<String>,
@@ -52,6 +66,7 @@ impl FieldErrors {
     fn first(&self) -> Option<&'static str> {
         [
             ("username", &self.username),
+            ("email", &self.email),
             ("password", &self.password),
             ("password_confirm", &self.password_confirm),
             ("display_name", &self.display_name),
@@ -71,6 +86,10 @@ struct RegisterPage {
     next: Option<String>,
     login_link: String,
     username: String,
+    email: String,
+    /// Whether the form asks for an email address, and whether it must be given.
+    email_offered: bool,
+    email_required: bool,
     display_name: String,
     token: String,
     token_required: bool,
@@ -92,12 +111,20 @@ fn disabled() -> Response {
     PageError::not_found("This server does not offer sign-up. Ask its administrator for an account.").into_response()
 }
 
+/// The form asks for an address when one is required, or when the server can actually send mail.
+fn email_offered(state: &AppState) -> bool {
+    state.config.account.password_registration_email_required || !state.mailer.is_blackhole()
+}
+
 fn page(state: &AppState, browser: &Browser, next: Option<String>) -> RegisterPage {
     RegisterPage {
         ctx: browser.context(state),
         login_link: next.as_deref().map(login_url).unwrap_or_else(|| "/login".into()),
         next,
         username: String::new(),
+        email: String::new(),
+        email_offered: email_offered(state),
+        email_required: state.config.account.password_registration_email_required,
         display_name: String::new(),
         token: String::new(),
         token_required: state.config.account.registration_token_required,
@@ -125,6 +152,8 @@ pub struct RegisterForm {
     csrf: Option<String>,
     #[serde(default)]
     username: String,
+    #[serde(default)]
+    email: String,
     #[serde(default)]
     password: String,
     #[serde(default)]
@@ -156,6 +185,7 @@ pub async fn post(
     let mut p = page(&state, &browser, next.clone());
     p.username = form.username.trim().to_string();
     p.display_name = form.display_name.trim().to_string();
+    p.email = form.email.trim().to_string();
     p.token = form.token.trim().to_string();
     p.tos_accepted = form.tos.is_some();
 
@@ -186,6 +216,17 @@ pub async fn post(
     if let Some(l) = &localpart {
         p.username = l.clone();
     }
+    let address = if !p.email_offered || p.email.is_empty() {
+        if p.email_required {
+            p.errors.email = Some("Enter your email address.".into());
+        }
+        None
+    } else if !email::valid_address(&p.email) {
+        p.errors.email = Some("Enter an email address, like alice@example.org.".into());
+        None
+    } else {
+        Some(p.email.clone())
+    };
     let display_name = Some(p.display_name.clone()).filter(|n| !n.is_empty());
     if p.display_name.chars().any(char::is_control) {
         p.errors.display_name = Some("The display name contains characters that cannot be shown.".into());
@@ -280,6 +321,24 @@ pub async fn post(
         }
     }
 
+    // 3a. With an email address: store the registration, send the code, ask for it.
+    if let Some(address) = address {
+        return start_pending(
+            &state,
+            browser,
+            ip,
+            p,
+            address,
+            localpart,
+            form.password,
+            display_name,
+            token,
+            terms,
+            next,
+        )
+        .await;
+    }
+
     // 3. Create, provision, sign in.
     let new =
         NewRegistration { username: localpart, password: form.password, display_name, token, accepted_terms: terms };
@@ -318,4 +377,335 @@ pub async fn post(
 fn refuse(browser: Browser, mut p: RegisterPage, status: StatusCode) -> Response {
     p.focus = p.errors.first().unwrap_or("");
     (status, browser.jar, render(&p)).into_response()
+}
+
+/// Stores a checked registration until its email address is verified and sends the code.
+#[allow(clippy::too_many_arguments)]
+async fn start_pending(
+    state: &AppState,
+    browser: Browser,
+    ip: std::net::IpAddr,
+    mut p: RegisterPage,
+    address: String,
+    username: String,
+    password: String,
+    display_name: Option<String>,
+    token: Option<String>,
+    terms: Option<String>,
+    next: Option<String>,
+) -> Response {
+    let a = address.clone();
+    match state.store.read(move |c| user_store::by_email(c, &a)).await {
+        Ok(Some(_)) => {
+            p.errors.email = Some("Another account already uses this email address.".into());
+            return refuse(browser, p, StatusCode::BAD_REQUEST);
+        }
+        Ok(None) => {}
+        Err(e) => return PageError::internal(e).into_response(),
+    }
+    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
+        || state.limiters.email_per_address.check(&address.to_lowercase()).is_err()
+    {
+        p.form_error = Some("Too many codes were sent. Wait a while and try again.".into());
+        return refuse(browser, p, StatusCode::TOO_MANY_REQUESTS);
+    }
+    let token_id = match token {
+        None => None,
+        Some(t) => match state.store.read(move |c| token_store::by_token(c, &t)).await {
+            Ok(Some(t)) => Some(t.id),
+            Ok(None) => {
+                p.errors.token = Some(crate::store::registration_tokens::TokenProblem::Unknown.message().into());
+                return refuse(browser, p, StatusCode::BAD_REQUEST);
+            }
+            Err(e) => return PageError::internal(e).into_response(),
+        },
+    };
+    let (password_version, password_hash) = match state.passwords.hash(password).await {
+        Ok(h) => h,
+        Err(e) => return PageError::internal(e).into_response(),
+    };
+    let verification = match email::start_verification(state, None, &address).await {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start email verification for a registration");
+            p.errors.email = Some("The email could not be sent. Check the address or try again later.".into());
+            return refuse(browser, p, StatusCode::BAD_GATEWAY);
+        }
+    };
+    let now = state.now();
+    let pending = PendingRegistration {
+        id: ulid::Ulid::new().to_string(),
+        username,
+        password_hash,
+        password_version,
+        display_name,
+        accepted_terms: terms,
+        registration_token_id: token_id,
+        email_verification_id: verification,
+        next,
+        created_at: now,
+        completed_at: None,
+    };
+    let (row, id) = (pending.clone(), pending.id.clone());
+    let stored = state
+        .store
+        .write(move |c| {
+            pending_store::prune(c, now - PENDING_TTL_SECS)?;
+            pending_store::insert(c, &row)
+        })
+        .await;
+    if let Err(e) = stored {
+        return PageError::internal(e).into_response();
+    }
+    let mut cookie = Cookie::new(PENDING_COOKIE, id.clone());
+    cookie.set_http_only(true);
+    cookie.set_same_site(SameSite::Lax);
+    cookie.set_secure(state.config.http.is_https());
+    cookie.set_path("/");
+    (browser.jar.add(cookie), Redirect::to(&format!("/register/verify/{id}"))).into_response()
+}
+
+#[derive(Template)]
+#[template(path = "pages/register_verify.html")]
+struct VerifyPage {
+    ctx: PageContext,
+    id: String,
+    email: String,
+    minutes: i64,
+    error: Option<String>,
+    notice: Option<&'static str>,
+}
+
+#[derive(Deserialize, Default)]
+pub struct NoticeQuery {
+    notice: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    code: String,
+}
+
+fn verify_page(
+    state: &AppState,
+    browser: Browser,
+    status: StatusCode,
+    v: &EmailVerification,
+    id: &str,
+    error: Option<String>,
+    notice: Option<&'static str>,
+) -> Response {
+    let page = VerifyPage {
+        ctx: browser.context(state),
+        id: id.to_string(),
+        email: v.email.clone(),
+        minutes: email::CODE_TTL_SECS / 60,
+        error,
+        notice,
+    };
+    (status, browser.jar, render(&page)).into_response()
+}
+
+fn start_again(status: StatusCode, title: &str, message: &str) -> Response {
+    PageError::new(status, title, message).into_response()
+}
+
+/// The pending registration `id` of this browser with its verification, or the page to show.
+async fn pending_of(
+    state: &AppState,
+    browser: &Browser,
+    id: &str,
+) -> Result<(PendingRegistration, EmailVerification), Response> {
+    if !super::registration_offered(state) {
+        return Err(disabled());
+    }
+    let unknown = || {
+        start_again(
+            StatusCode::NOT_FOUND,
+            "Nothing to verify here",
+            "This sign-up does not exist, has expired or was started in another browser. Create your account again.",
+        )
+    };
+    if browser.jar.get(PENDING_COOKIE).is_none_or(|c| c.value() != id) {
+        return Err(unknown());
+    }
+    let pid = id.to_string();
+    let found = state
+        .store
+        .read(move |c| {
+            let Some(p) = pending_store::by_id(c, &pid)? else { return Ok(None) };
+            let v = email_codes::verification_by_id(c, &p.email_verification_id)?;
+            Ok(v.map(|v| (p, v)))
+        })
+        .await;
+    match found {
+        Err(e) => Err(PageError::internal(e).into_response()),
+        Ok(None) => Err(unknown()),
+        Ok(Some((p, _))) if p.completed_at.is_some() => Err(start_again(
+            StatusCode::CONFLICT,
+            "Account already created",
+            "This account has already been created. Sign in to continue.",
+        )),
+        Ok(Some((p, _))) if p.created_at + PENDING_TTL_SECS <= state.now() => Err(unknown()),
+        Ok(Some((p, v))) if v.user_id.is_none() => Ok((p, v)),
+        Ok(Some(_)) => Err(unknown()),
+    }
+}
+
+fn notice_text(notice: Option<&str>) -> Option<&'static str> {
+    match notice? {
+        "resent" => Some("A new code was sent."),
+        _ => None,
+    }
+}
+
+/// `GET /register/verify/{id}`: the code form.
+#[tracing::instrument(name = "http.pages.register.verify_get", skip_all)]
+pub async fn verify_get(
+    State(state): State<AppState>,
+    browser: Browser,
+    Path(id): Path<String>,
+    Query(q): Query<NoticeQuery>,
+) -> Response {
+    match pending_of(&state, &browser, &id).await {
+        Err(r) => r,
+        Ok((_, v)) => verify_page(&state, browser, StatusCode::OK, &v, &id, None, notice_text(q.notice.as_deref())),
+    }
+}
+
+/// `POST /register/verify/{id}`: the right code creates the account and signs in.
+#[tracing::instrument(name = "http.pages.register.verify_post", skip_all)]
+pub async fn verify_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let (pending, v) = match pending_of(&state, &browser, &id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let check = match email::check_code(&state, &v, &form.code).await {
+        Ok(c) => c,
+        Err(e) => return PageError::internal(e).into_response(),
+    };
+    let message = match check {
+        // Verified earlier but the account could not be created then (homeserver down…).
+        CodeCheck::Verified | CodeCheck::AlreadyVerified => None,
+        CodeCheck::Wrong { attempts_left } => Some(format!(
+            "That code is not right. {attempts_left} {} left.",
+            if attempts_left == 1 { "attempt" } else { "attempts" }
+        )),
+        CodeCheck::Expired => Some("This code has expired. Send a new one.".to_string()),
+        CodeCheck::TooManyAttempts => {
+            Some(format!("The code was entered wrong {MAX_CODE_ATTEMPTS} times and no longer works. Send a new one."))
+        }
+    };
+    if let Some(message) = message {
+        return verify_page(&state, browser, StatusCode::BAD_REQUEST, &v, &id, Some(message), None);
+    }
+
+    // The username may have been taken meanwhile: check again, here and on the homeserver.
+    let taken = || {
+        start_again(
+            StatusCode::CONFLICT,
+            "Username taken",
+            "Someone took this username while you were verifying your email address. Create your account again with another username.",
+        )
+    };
+    let name = pending.username.clone();
+    match state.store.read(move |c| user_store::by_username(c, &name)).await {
+        Ok(Some(_)) => return taken(),
+        Ok(None) => {}
+        Err(e) => return PageError::internal(e).into_response(),
+    }
+    let (hs, name) = (state.lifecycle.homeserver.clone(), pending.username.clone());
+    match tokio::task::spawn_blocking(move || hs.is_localpart_available(&name)).await {
+        Ok(Ok(Availability::Available)) => {}
+        Ok(Ok(_)) => return taken(),
+        outcome => {
+            tracing::warn!(error = ?outcome.map(|r| r.err().map(|e| e.to_string())).ok(), "cannot check username availability");
+            let message =
+                "We cannot reach the homeserver to check whether this username is free. Try again later.".to_string();
+            return verify_page(&state, browser, StatusCode::SERVICE_UNAVAILABLE, &v, &id, Some(message), None);
+        }
+    }
+
+    let user = match registration::complete_pending(&state.store, state.clock.as_ref(), &pending, &v.email).await {
+        Ok(u) => u,
+        Err(RegistrationError::Token(problem)) => {
+            return start_again(StatusCode::BAD_REQUEST, "Registration token not valid", problem.message());
+        }
+        Err(RegistrationError::User(UserError::Taken)) => return taken(),
+        Err(RegistrationError::EmailInUse) => {
+            return start_again(
+                StatusCode::CONFLICT,
+                "Address in use",
+                "Another account on this server already uses this email address.",
+            );
+        }
+        Err(RegistrationError::AlreadyCompleted) => {
+            return start_again(
+                StatusCode::CONFLICT,
+                "Account already created",
+                "This account has already been created. Sign in to continue.",
+            );
+        }
+        Err(e) => return PageError::internal(e).into_response(),
+    };
+    tracing::info!(user_id = %user.id, username = %user.username, "user registered with a verified email address");
+    if !state.lifecycle.provision_user(&user.id).await {
+        tracing::warn!(user_id = %user.id, "homeserver unreachable after registration; provisioning queued");
+    }
+    let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
+    let existing = browser.session.as_ref().map(|s| s.id.clone());
+    match start_browser_session(&state, &user, existing, user_agent, ip.to_string()).await {
+        Ok(session_id) => {
+            let jar = browser.with_session(&state, &session_id).remove(Cookie::build(PENDING_COOKIE).path("/"));
+            let next = safe_next(pending.next.as_deref());
+            (jar, Redirect::to(next.as_deref().unwrap_or("/account/"))).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /register/resend/{id}`: a new code (the old one stops working), rate-limited.
+#[tracing::instrument(name = "http.pages.register.resend", skip_all)]
+pub async fn resend_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    ClientIp(ip): ClientIp,
+    Path(id): Path<String>,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let (_, v) = match pending_of(&state, &browser, &id).await {
+        Ok(found) => found,
+        Err(r) => return r,
+    };
+    let here = format!("/register/verify/{id}");
+    if v.verified_at.is_some() {
+        return (browser.jar, Redirect::to(&here)).into_response();
+    }
+    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
+        || state.limiters.email_per_address.check(&v.email.to_lowercase()).is_err()
+    {
+        let message = "Too many codes were sent. Wait a while and try again.".to_string();
+        return verify_page(&state, browser, StatusCode::TOO_MANY_REQUESTS, &v, &id, Some(message), None);
+    }
+    if let Err(e) = email::resend_verification(&state, &v).await {
+        tracing::error!(error = %e, "cannot resend the verification code");
+        let message = "The email could not be sent. Try again later.".to_string();
+        return verify_page(&state, browser, StatusCode::BAD_GATEWAY, &v, &id, Some(message), None);
+    }
+    (browser.jar, Redirect::to(&format!("{here}?notice=resent"))).into_response()
 }
