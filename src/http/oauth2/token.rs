@@ -125,6 +125,23 @@ fn verify_pkce(challenge: &str, method: &str, verifier: &str) -> bool {
     constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
+/// The browser session that approved a grant and its user, both still valid; or why not.
+fn approver(
+    c: &rusqlite::Connection,
+    user_session_id: Option<&str>,
+) -> crate::store::StoreResult<Result<(session_store::BrowserSession, User), &'static str>> {
+    let Some(browser) = user_session_id.map(|id| session_store::browser_by_id(c, id)).transpose()?.flatten() else {
+        return Ok(Err("the authorization was not completed"));
+    };
+    if browser.finished_at.is_some() {
+        return Ok(Err("the browser session has ended"));
+    }
+    match user_store::by_id(c, &browser.user_id)?.filter(User::is_valid) {
+        Some(user) => Ok(Ok((browser, user))),
+        None => Ok(Err("the user can no longer sign in")),
+    }
+}
+
 enum CodeOutcome {
     Issued { tokens: IssuedTokens, scope: Scope, user: User, nonce: Option<String>, auth_time: i64 },
     Replayed,
@@ -179,16 +196,9 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
                 }
                 (None, None) => {}
             }
-            let Some(browser) =
-                grant.user_session_id.as_deref().map(|id| session_store::browser_by_id(c, id)).transpose()?.flatten()
-            else {
-                return Ok(Err(OAuthError::invalid_grant("the authorization was not completed")));
-            };
-            if browser.finished_at.is_some() {
-                return Ok(Err(OAuthError::invalid_grant("the browser session has ended")));
-            }
-            let Some(user) = user_store::by_id(c, &browser.user_id)?.filter(User::is_valid) else {
-                return Ok(Err(OAuthError::invalid_grant("the user can no longer sign in")));
+            let (browser, user) = match approver(c, grant.user_session_id.as_deref())? {
+                Ok(found) => found,
+                Err(why) => return Ok(Err(OAuthError::invalid_grant(why))),
             };
             let scope = Scope::parse(&grant.scope).unwrap_or_default();
             let tokens = oauth_sessions::start(
@@ -346,13 +356,9 @@ async fn device_code(state: &AppState, client: &Client, params: &Params) -> Resu
                     err("authorization_pending", "waiting for the user")
                 };
             }
-            let Some(browser) =
-                grant.user_session_id.as_deref().map(|id| session_store::browser_by_id(c, id)).transpose()?.flatten()
-            else {
-                return err("invalid_grant", "the authorization was not completed");
-            };
-            let Some(user) = user_store::by_id(c, &browser.user_id)?.filter(User::is_valid) else {
-                return err("invalid_grant", "the user can no longer sign in");
+            let (browser, user) = match approver(c, grant.user_session_id.as_deref())? {
+                Ok(found) => found,
+                Err(why) => return err("invalid_grant", why),
             };
             let scope = Scope::parse(&grant.scope).unwrap_or_default();
             let tokens = oauth_sessions::start(

@@ -57,7 +57,8 @@ pub struct Browser {
     pub csrf: String,
 }
 
-fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
+/// A private cookie with the site's attributes: HttpOnly, SameSite=Lax, Secure on https, Path=/.
+pub(crate) fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
     let mut c = Cookie::new(name, value);
     c.set_http_only(true);
     c.set_same_site(SameSite::Lax);

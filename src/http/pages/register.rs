@@ -18,7 +18,7 @@ use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum_extra::extract::cookie::{Cookie, SameSite};
+use axum_extra::extract::cookie::Cookie;
 use serde::Deserialize;
 
 use super::context::{Browser, PageContext};
@@ -457,11 +457,7 @@ async fn start_pending(
     if let Err(e) = stored {
         return PageError::internal(e).into_response();
     }
-    let mut cookie = Cookie::new(PENDING_COOKIE, id.clone());
-    cookie.set_http_only(true);
-    cookie.set_same_site(SameSite::Lax);
-    cookie.set_secure(state.config.http.is_https());
-    cookie.set_path("/");
+    let cookie = super::context::cookie(&state, PENDING_COOKIE, id.clone());
     (browser.jar.add(cookie), Redirect::to(&format!("/register/verify/{id}"))).into_response()
 }
 
