@@ -103,7 +103,7 @@ impl App {
             cookie_key,
             clock,
             assets: Assets::new(),
-            metrics: Metrics::new(),
+            metrics: Metrics::with_activity(lifecycle.activity.flushed_counter()),
             http,
             limiters: http::ratelimit::Limiters::new(&config_limits),
             lifecycle,
@@ -154,6 +154,7 @@ impl App {
             lc.clock.clone(),
             stop_rx.clone(),
         ));
+        let activity = tokio::spawn(lc.activity.clone().run(stop_rx.clone()));
         for l in self.listeners {
             let mut rx = stop_rx.clone();
             let service = l.router.into_make_service_with_connect_info::<SocketAddr>();
@@ -171,11 +172,19 @@ impl App {
         tracing::info!("shutting down");
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
+        let mut served = Ok(());
         while let Some(r) = tasks.join_next().await {
-            r??;
+            let r = r.map_err(anyhow::Error::from).and_then(|r| r.map_err(anyhow::Error::from));
+            if let (Err(e), true) = (r, served.is_ok()) {
+                served = Err(e);
+            }
         }
         let _ = worker.await;
-        Ok(())
+        let _ = activity.await;
+        // The listeners are closed: nothing records any more, so this write is the last one.
+        let written = lc.activity.flush().await;
+        tracing::debug!(records = written, "session activity written at shutdown");
+        served
     }
 }
 

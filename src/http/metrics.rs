@@ -37,10 +37,17 @@ pub struct Metrics {
     pub introspections: Family<ResultLabels, Counter>,
     pub logins: Family<ResultLabels, Counter>,
     pub responses: Family<StatusLabels, Counter>,
+    /// Session activity records written (shared with the tracker).
+    pub activity_records: Counter,
 }
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_activity(Counter::default())
+    }
+
+    /// With the activity tracker's counter of written records.
+    pub fn with_activity(activity_records: Counter) -> Self {
         let mut registry = Registry::with_prefix("appliance");
         let token_requests = Family::<GrantLabels, Counter>::default();
         let introspections = Family::<ResultLabels, Counter>::default();
@@ -54,7 +61,12 @@ impl Metrics {
         registry.register("oauth2_introspections", "Introspection requests by result", introspections.clone());
         registry.register("logins", "Password logins by result", logins.clone());
         registry.register("http_responses", "HTTP responses by status code", responses.clone());
-        Self { registry: Arc::new(registry), token_requests, introspections, logins, responses }
+        registry.register(
+            "session_activity_records",
+            "Session activity records written to the database",
+            activity_records.clone(),
+        );
+        Self { registry: Arc::new(registry), token_requests, introspections, logins, responses, activity_records }
     }
 
     pub fn token(&self, grant_type: &str, result: &str) {

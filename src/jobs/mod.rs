@@ -161,6 +161,8 @@ fn backoff(attempt: u32) -> i64 {
 const PERMANENT_FAILURE_ATTEMPTS: u32 = 5;
 const CLEANUP_EVERY: i64 = 3600;
 const RECONCILE_EVERY: i64 = 6 * 3600;
+/// A session's last IP is forgotten after this long without activity (as MAS).
+const FORGET_IP_AFTER: i64 = 30 * 86_400;
 
 /// The background worker: runs due jobs, cleans up expired rows hourly and reconciles devices.
 pub async fn run_worker(
@@ -180,7 +182,14 @@ pub async fn run_worker(
         if now - last_cleanup >= CLEANUP_EVERY {
             last_cleanup = now;
             let result = store
-                .write(move |c| Ok(tokens::cleanup(c, now)? + grants::cleanup(c, now)? + job_store::cleanup(c, now)?))
+                .write(move |c| {
+                    let stale = now - FORGET_IP_AFTER;
+                    Ok(tokens::cleanup(c, now)?
+                        + grants::cleanup(c, now)?
+                        + job_store::cleanup(c, now)?
+                        + sessions::clear_stale_ips(c, stale)?
+                        + compat::clear_stale_ips(c, stale)?)
+                })
                 .await;
             match result {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "cleaned up expired rows"),

@@ -1,5 +1,6 @@
 //! State changes that several surfaces trigger, written once.
 
+pub mod activity;
 pub mod clients;
 pub mod compat_sessions;
 pub mod oauth_sessions;

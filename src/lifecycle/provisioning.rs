@@ -1,5 +1,6 @@
 //! The homeserver side of lifecycle steps: tried at once, queued for retry when it fails.
 
+use super::activity::ActivityTracker;
 use crate::clock::BoxClock;
 use crate::homeserver::{BoxHomeserver, HomeserverError};
 use crate::jobs::{self, Job, JobQueue};
@@ -13,12 +14,15 @@ pub struct Lifecycle {
     pub homeserver: BoxHomeserver,
     pub jobs: JobQueue,
     pub clock: BoxClock,
+    /// Session `last_active_*`, batched in memory.
+    pub activity: ActivityTracker,
 }
 
 impl Lifecycle {
     pub fn new(store: Store, homeserver: BoxHomeserver, clock: BoxClock) -> Self {
         let jobs = JobQueue::new(store.clone(), clock.clone());
-        Self { store, homeserver, jobs, clock }
+        let activity = ActivityTracker::new(store.clone(), clock.clone());
+        Self { store, homeserver, jobs, clock, activity }
     }
 
     /// Runs `job` now; when the homeserver cannot take it, queues it. `true` when done now.

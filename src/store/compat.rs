@@ -242,15 +242,28 @@ pub fn active_with_activity(
     user_id: &str,
 ) -> StoreResult<Vec<(CompatSession, super::sessions::SessionActivity)>> {
     let sql = format!(
-        "SELECT {COLUMNS}, user_agent, last_active_at FROM compat_sessions
+        "SELECT {COLUMNS}, user_agent, last_active_at, last_active_ip FROM compat_sessions
          WHERE user_id = ?1 AND finished_at IS NULL ORDER BY created_at DESC"
     );
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([user_id], |r| {
         Ok((
             session_from_row(r)?,
-            super::sessions::SessionActivity { user_agent: r.get(8)?, last_active_at: r.get(9)?, last_active_ip: None },
+            super::sessions::SessionActivity {
+                user_agent: r.get(8)?,
+                last_active_at: r.get(9)?,
+                last_active_ip: r.get(10)?,
+            },
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Forgets where compat sessions were seen from once inactive since `before`. Returns how many.
+pub fn clear_stale_ips(conn: &Connection, before: i64) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "UPDATE compat_sessions SET last_active_ip = NULL
+         WHERE last_active_ip IS NOT NULL AND coalesce(last_active_at, created_at) < ?1",
+        [before],
+    )?)
 }

@@ -4,6 +4,61 @@ use rusqlite::{Connection, Row, params};
 
 use super::{StoreResult, opt};
 
+/// Which table a session lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SessionKind {
+    OAuth2,
+    Compat,
+    Browser,
+}
+
+/// A session seen at `at` (unix seconds), from `ip` when known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityRecord {
+    pub kind: SessionKind,
+    pub session_id: String,
+    pub at: i64,
+    pub ip: Option<String>,
+}
+
+/// Writes batched activity: the time only moves forward, a known IP replaces the stored one.
+pub fn record_activity(conn: &Connection, records: &[ActivityRecord]) -> StoreResult<()> {
+    for r in records {
+        let sql = match r.kind {
+            SessionKind::OAuth2 => {
+                "UPDATE oauth2_sessions SET last_active_at = max(coalesce(last_active_at, 0), ?2),
+                 last_active_ip = coalesce(?3, last_active_ip) WHERE oauth2_session_id = ?1"
+            }
+            SessionKind::Compat => {
+                "UPDATE compat_sessions SET last_active_at = max(coalesce(last_active_at, 0), ?2),
+                 last_active_ip = coalesce(?3, last_active_ip) WHERE compat_session_id = ?1"
+            }
+            SessionKind::Browser => {
+                "UPDATE user_sessions SET last_active_at = max(coalesce(last_active_at, 0), ?2),
+                 last_active_ip = coalesce(?3, last_active_ip) WHERE user_session_id = ?1"
+            }
+        };
+        conn.prepare_cached(sql)?.execute(params![r.session_id, r.at, r.ip])?;
+    }
+    Ok(())
+}
+
+/// Forgets where OAuth and browser sessions were seen from once they have been inactive since
+/// `before` (an IP is personal data, kept only as long as it helps the user). Returns how many.
+pub fn clear_stale_ips(conn: &Connection, before: i64) -> StoreResult<usize> {
+    let mut n = 0;
+    for table in ["oauth2_sessions", "user_sessions"] {
+        n += conn.execute(
+            &format!(
+                "UPDATE {table} SET last_active_ip = NULL
+                 WHERE last_active_ip IS NOT NULL AND coalesce(last_active_at, created_at) < ?1"
+            ),
+            [before],
+        )?;
+    }
+    Ok(n)
+}
+
 #[derive(Debug, Clone)]
 pub struct BrowserSession {
     pub id: String,

@@ -8,12 +8,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::MatrixError;
 use crate::lifecycle::compat_sessions;
 use crate::tokens::TokenKind;
 
 #[tracing::instrument(name = "http.compat.refresh", skip_all)]
-pub async fn post(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Bytes) -> Response {
     let unknown =
         || MatrixError::new(StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN", "Invalid refresh token").into_response();
     let req: Value = match serde_json::from_slice(&body) {
@@ -30,6 +31,7 @@ pub async fn post(State(state): State<AppState>, body: Bytes) -> Response {
     let rotated = state.store.write(move |c| compat_sessions::refresh(c, &token, ttl, now)).await;
     match rotated {
         Ok(Some(t)) => {
+            state.lifecycle.activity.record_compat(&t.session.id, Some(ip));
             let body = json!({
                 "access_token": t.access_token,
                 "refresh_token": t.refresh_token,

@@ -78,6 +78,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
     if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
         return Ok(inactive());
     }
+    // No IP: the caller is the homeserver, not the user's device.
+    state.lifecycle.activity.record_oauth2(&info.session_id, None);
     if kind == TokenKind::AccessToken && info.first_used_at.is_none() {
         // First use: the refresh-token replay tolerance ends once a successor token was used.
         let id = info.token_id.clone();
@@ -125,6 +127,7 @@ async fn compat_answer(
     if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
         return Ok(inactive());
     }
+    state.lifecycle.activity.record_compat(&info.session_id, None);
     let scope = crate::lifecycle::compat_sessions::scope_of(&device_id, is_admin, !supports_device_id);
     let mut v = answer(&TokenInfo { scope: scope.to_string(), ..info }, kind, now);
     if let Some(m) = v.as_object_mut() {

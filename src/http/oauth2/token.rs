@@ -1,5 +1,7 @@
 //! `POST /oauth2/token`: authorization_code, refresh_token, client_credentials, device_code.
 
+use std::net::IpAddr;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -13,6 +15,7 @@ use super::id_token::{self, IdTokenInput};
 use super::params::Params;
 use crate::crypto::{b64url, constant_time_eq};
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::OAuthError;
 use crate::lifecycle::oauth_sessions::{self, IssuedTokens, NewSession, RefreshOutcome};
 use crate::lifecycle::policy::{self, GrantKind};
@@ -27,14 +30,14 @@ use crate::tokens::hash_token;
 const CODE_TTL: i64 = 600;
 
 #[tracing::instrument(name = "http.oauth2.token", skip_all, fields(client_id, grant_type))]
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap, body: Bytes) -> Response {
     let params = match Params::from_bytes(&body) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     let grant_type = params.get("grant_type").unwrap_or("").to_string();
     tracing::Span::current().record("grant_type", grant_type.as_str());
-    let result = handle(&state, &headers, &params, &grant_type).await;
+    let result = handle(&state, ip, &headers, &params, &grant_type).await;
     let label = match &result {
         Ok(_) => "success",
         Err(e) => e.error,
@@ -53,7 +56,13 @@ fn token_response(body: Value) -> Response {
     res
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, params: &Params, grant_type: &str) -> Result<Value, OAuthError> {
+async fn handle(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    params: &Params,
+    grant_type: &str,
+) -> Result<Value, OAuthError> {
     if grant_type.is_empty() {
         return Err(OAuthError::invalid_request("missing grant_type"));
     }
@@ -73,7 +82,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, params: &Params, grant_ty
         }
         GRANT_REFRESH_TOKEN => {
             allowed(GRANT_REFRESH_TOKEN)?;
-            refresh_token(state, &client, params).await
+            refresh_token(state, &client, params, ip).await
         }
         GRANT_CLIENT_CREDENTIALS => {
             allowed(GRANT_CLIENT_CREDENTIALS)?;
@@ -249,7 +258,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     Ok(body)
 }
 
-async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Result<Value, OAuthError> {
+async fn refresh_token(state: &AppState, client: &Client, params: &Params, ip: IpAddr) -> Result<Value, OAuthError> {
     let token = params.require("refresh_token")?.to_string();
     let requested =
         params.get("scope").map(Scope::parse).transpose().map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
@@ -258,7 +267,10 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params) -> Re
     let client_id = client.id.clone();
     let outcome = state.store.write(move |c| oauth_sessions::rotate(c, &client_id, &token, ttl, now)).await?;
     let rotated = match outcome {
-        RefreshOutcome::Rotated(r) => r,
+        RefreshOutcome::Rotated(r) => {
+            state.lifecycle.activity.record_oauth2(&r.session.id, Some(ip));
+            r
+        }
         RefreshOutcome::Invalid(why) => return Err(OAuthError::invalid_grant(why)),
         RefreshOutcome::WrongClient => {
             return Err(OAuthError::invalid_grant("the refresh token belongs to another client"));

@@ -10,6 +10,7 @@ use axum_extra::extract::cookie::{Cookie, SameSite};
 use super::error::PageError;
 use crate::crypto::{b64url, constant_time_eq, random_bytes};
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::model::User;
 use crate::store::{sessions as session_store, users as user_store};
 
@@ -92,6 +93,11 @@ impl FromRequestParts<AppState> for Browser {
             Some(c) => load_session(state, c.value()).await?,
             None => None,
         };
+        if let Some(s) = &session {
+            // Only a map insert: written to the database by the activity tracker's next flush.
+            let ip = ClientIp::from_request_parts(parts, state).await.ok().map(|c| c.0);
+            state.lifecycle.activity.record_browser(&s.id, ip);
+        }
         Ok(Browser { jar, session, csrf })
     }
 }
