@@ -58,6 +58,39 @@ pub fn strength(password: &str, minimum: u8, user_inputs: &[&str]) -> Strength {
     s
 }
 
+/// Longest password accepted: argon2 takes any length, this bounds the work per request.
+pub const MAX_PASSWORD_LENGTH: usize = 1024;
+
+/// Hint shown under every "new password" field.
+pub const NEW_PASSWORD_HINT: &str = "Make it long and hard to guess: a few uncommon words work well.";
+
+/// Checks a new password (registration, password change, recovery) against the server's
+/// `passwords.minimum_complexity`; `user_inputs` (username, display name, server name…) count as
+/// guessable. Returns the strength for a meter, and why the password is refused, in words.
+pub fn check_new_password(password: &str, minimum: u8, user_inputs: &[&str]) -> (Option<Strength>, Option<String>) {
+    if password.is_empty() {
+        return (None, Some("Choose a password.".into()));
+    }
+    if password.chars().count() > MAX_PASSWORD_LENGTH {
+        return (None, Some(format!("Use at most {MAX_PASSWORD_LENGTH} characters.")));
+    }
+    let s = strength(password, minimum, user_inputs);
+    let problem = (!s.acceptable()).then(|| {
+        let why = s.warning.clone().or_else(|| s.suggestions.first().cloned());
+        let needed = format!(
+            "It is {} ({} of 4); this server needs at least {} of 4.",
+            s.label().to_lowercase(),
+            s.score,
+            s.minimum
+        );
+        match why {
+            Some(w) => format!("This password is too easy to guess. {w} {needed}"),
+            None => format!("This password is too easy to guess. {needed}"),
+        }
+    });
+    (Some(s), problem)
+}
+
 /// A new registration token as the administrator asked for it.
 pub fn new_token(
     token: Option<String>,
@@ -254,6 +287,16 @@ mod tests {
         let own_name = strength("alice", 1, &["alice"]);
         assert!(!own_name.acceptable());
         assert!(strength("x", 0, &[]).acceptable());
+    }
+
+    #[test]
+    fn new_passwords_are_checked_against_the_minimum() {
+        let (s, problem) = check_new_password("password1", 3, &[]);
+        assert!(s.is_some_and(|s| !s.acceptable()));
+        assert!(problem.is_some_and(|p| p.contains("too easy to guess") && p.contains("at least 3 of 4")));
+        assert_eq!(check_new_password("", 0, &[]).1.as_deref(), Some("Choose a password."));
+        assert!(check_new_password(&"x".repeat(MAX_PASSWORD_LENGTH + 1), 0, &[]).1.is_some());
+        assert!(check_new_password("correct horse battery staple wombat", 3, &["alice"]).1.is_none());
     }
 
     #[test]

@@ -12,6 +12,8 @@ use crate::flows::*;
 use crate::helpers::{MATRIX_SECRET, TestApp, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery";
+/// Strong enough for `passwords.minimum_complexity: 3`.
+const NEW_PASSWORD: &str = "violet kestrel harbour lantern";
 const DEVICE_SCOPE: &str =
     "urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:ABCDEFGHIJ";
 const SESSIONS: &str = "/account/?action=org.matrix.sessions_list";
@@ -214,28 +216,32 @@ async fn password_change() {
             .await
         }
     };
-    let res = change("wrong password", "a new password", "a new password").await;
+    let res = change("wrong password", NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(res.status(), 401);
     let html = res.text().await.unwrap();
     assert!(html.contains("id=\"current_password-error\"") && html.contains("That password is not correct."));
     snapshot(&app, "password_error", &html);
 
-    let res = change(PASSWORD, "short", "short").await;
-    assert_eq!(res.status(), 400);
-    assert!(res.text().await.unwrap().contains("id=\"new_password-error\""));
+    // zxcvbn against `passwords.minimum_complexity` (3), the account's own name counting as guessable.
+    for weak in ["short", "password123", "alice2024"] {
+        let res = change(PASSWORD, weak, weak).await;
+        assert_eq!(res.status(), 400, "{weak}");
+        let html = res.text().await.unwrap();
+        assert!(html.contains("id=\"new_password-error\"") && html.contains("too easy to guess"), "{weak}: {html}");
+    }
 
-    let res = change(PASSWORD, "a new password", "a different one").await;
+    let res = change(PASSWORD, NEW_PASSWORD, "a different one").await;
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("id=\"new_password_confirm-error\""));
 
-    let res = change(PASSWORD, "a new password", "a new password").await;
+    let res = change(PASSWORD, NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), "/account/?notice=password_changed");
 
     // The new password works at /login, the old one no longer.
     let fresh = app.new_client();
     assert_eq!(login(&app, &fresh, "/account/", "alice", PASSWORD).await.status(), 401);
-    let res = login(&app, &fresh, "/account/", "alice", "a new password").await;
+    let res = login(&app, &fresh, "/account/", "alice", NEW_PASSWORD).await;
     assert_eq!(res.status(), 303);
 }
 
@@ -257,8 +263,8 @@ async fn password_checks_are_rate_limited() {
             &[
                 ("csrf", &token),
                 ("current_password", "nope nope"),
-                ("new_password", "a new password"),
-                ("new_password_confirm", "a new password"),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirm", NEW_PASSWORD),
             ],
         )
         .await;
@@ -273,8 +279,8 @@ async fn password_checks_are_rate_limited() {
         &[
             ("csrf", &token),
             ("current_password", PASSWORD),
-            ("new_password", "a new password"),
-            ("new_password_confirm", "a new password"),
+            ("new_password", NEW_PASSWORD),
+            ("new_password_confirm", NEW_PASSWORD),
         ],
     )
     .await;
@@ -555,8 +561,8 @@ async fn every_form_needs_the_csrf_token() {
             "/account/password",
             vec![
                 ("current_password", PASSWORD),
-                ("new_password", "a new password"),
-                ("new_password_confirm", "a new password"),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirm", NEW_PASSWORD),
             ],
         ),
         ("/account/sessions/end", vec![("kind", "compat"), ("id", id.as_str())]),

@@ -413,11 +413,12 @@ async fn recovery_by_email_resets_the_password_once() {
         &app,
         &client,
         &link,
-        &[("csrf", &csrf), ("new_password", "short"), ("new_password_confirm", "short")],
+        &[("csrf", &csrf), ("new_password", "alice2024"), ("new_password_confirm", "alice2024")],
     )
     .await;
     assert_eq!(status, 400);
-    assert!(html.contains("Use at least 8 characters."));
+    assert!(html.contains("This password is too easy to guess."), "{html}");
+    assert!(html.contains("id=\"new_password-error\""));
     let (status, html) = post_text(
         &app,
         &client,

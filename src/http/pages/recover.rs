@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::account::MIN_PASSWORD_LENGTH;
+use super::account::new_password_problem;
 use super::context::{Browser, PageContext};
 use super::error::{PageError, render};
 use crate::email::{self, RECOVERY_TTL_SECS};
@@ -48,7 +48,6 @@ struct PasswordPage {
     ctx: PageContext,
     ticket: String,
     mxid: String,
-    min_password_length: usize,
     new_error: Option<String>,
     confirm_error: Option<String>,
     end_sessions: bool,
@@ -214,7 +213,6 @@ pub async fn ticket_get(State(state): State<AppState>, browser: Browser, Path(se
                 ctx: browser.context(&state),
                 ticket: secret,
                 mxid: state.config.matrix.mxid(&user.username),
-                min_password_length: MIN_PASSWORD_LENGTH,
                 new_error: None,
                 confirm_error: None,
                 end_sessions: false,
@@ -257,8 +255,8 @@ pub async fn ticket_post(
     let end_sessions = form.end_sessions.is_some();
     let mut new_error = None;
     let mut confirm_error = None;
-    if form.new_password.chars().count() < MIN_PASSWORD_LENGTH {
-        new_error = Some(format!("Use at least {MIN_PASSWORD_LENGTH} characters."));
+    if let Some(problem) = new_password_problem(&state, &user, &form.new_password) {
+        new_error = Some(problem);
     } else if form.new_password != form.new_password_confirm {
         confirm_error = Some("The passwords do not match.".to_string());
     }
@@ -267,7 +265,6 @@ pub async fn ticket_post(
             ctx: browser.context(&state),
             ticket: secret,
             mxid: state.config.matrix.mxid(&user.username),
-            min_password_length: MIN_PASSWORD_LENGTH,
             new_error,
             confirm_error,
             end_sessions,

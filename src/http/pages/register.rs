@@ -43,8 +43,6 @@ const PENDING_TTL_SECS: i64 = 86_400;
 
 /// Longest display name accepted (Synapse's limit).
 const MAX_DISPLAY_NAME: usize = 256;
-/// Longest password accepted (bounds the hashing work a request can cause).
-const MAX_PASSWORD: usize = 1024;
 
 #[derive(Default)]
 struct FieldErrors {
@@ -234,25 +232,15 @@ pub async fn post(
         p.errors.display_name = Some(format!("Use at most {MAX_DISPLAY_NAME} characters."));
     }
 
-    if form.password.is_empty() {
-        p.errors.password = Some("Choose a password.".into());
-    } else if form.password.chars().count() > MAX_PASSWORD {
-        p.errors.password = Some(format!("Use at most {MAX_PASSWORD} characters."));
-    } else {
-        let service = config.branding.service_name.clone().unwrap_or_default();
-        let inputs = [p.username.as_str(), p.display_name.as_str(), server_name.as_str(), service.as_str()];
-        let s = registration::strength(&form.password, config.passwords.minimum_complexity, &inputs);
-        if !s.acceptable() {
-            p.errors.password = Some(match &s.warning {
-                Some(w) => format!("This password is too easy to guess. {w}"),
-                None => "This password is too easy to guess.".into(),
-            });
-        }
-        p.strength = Some(s);
-        if form.password_confirm != form.password {
-            p.errors.password_confirm = Some("The passwords do not match.".into());
-        }
+    let service = config.branding.service_name.clone().unwrap_or_default();
+    let inputs = [p.username.as_str(), p.display_name.as_str(), server_name.as_str(), service.as_str()];
+    let (strength, problem) =
+        registration::check_new_password(&form.password, config.passwords.minimum_complexity, &inputs);
+    p.errors.password = problem;
+    if strength.is_some() && form.password_confirm != form.password {
+        p.errors.password_confirm = Some("The passwords do not match.".into());
     }
+    p.strength = strength;
 
     let token = if p.token_required {
         if p.token.is_empty() {

@@ -19,7 +19,7 @@ use super::error::{ErrorPage, PageError, render};
 use super::login::{LoginFailure, login_url, verify_password};
 use crate::http::AppState;
 
-pub use profile::{MIN_PASSWORD_LENGTH, password_post, profile_post};
+pub use profile::{password_post, profile_post};
 pub use security::{cross_signing_reset_post, deactivate_post};
 pub use sessions::end_post;
 
@@ -173,6 +173,16 @@ async fn has_password(state: &AppState, user_id: &str) -> Result<bool, PageError
     }
     let id = user_id.to_string();
     Ok(state.store.read(move |c| crate::store::users::current_password(c, &id)).await?.is_some())
+}
+
+/// Why `password` cannot become the user's new password (zxcvbn against
+/// `passwords.minimum_complexity`, the account's names counting as guessable); `None` when it can.
+pub(crate) fn new_password_problem(state: &AppState, user: &crate::model::User, password: &str) -> Option<String> {
+    let service = state.config.branding.service_name.clone().unwrap_or_default();
+    let display_name = user.display_name.clone().unwrap_or_default();
+    let inputs =
+        [user.username.as_str(), display_name.as_str(), state.config.matrix.homeserver.as_str(), service.as_str()];
+    crate::lifecycle::registration::check_new_password(password, state.config.passwords.minimum_complexity, &inputs).1
 }
 
 /// Checks the signed-in user's password, rate-limited like sign-in (per account).

@@ -7,15 +7,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Reauth, has_password, reauthenticate, signed_in};
+use super::{Reauth, has_password, new_password_problem, reauthenticate, signed_in};
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
 use crate::model::User;
 use crate::store::{sessions as session_store, users as user_store};
 
-/// Shortest password accepted (the strength meter comes with registration).
-pub const MIN_PASSWORD_LENGTH: usize = 8;
 /// Longest display name accepted (Synapse's limit).
 const MAX_DISPLAY_NAME: usize = 256;
 
@@ -38,7 +36,6 @@ struct ProfilePage {
     emails: Vec<String>,
     password_allowed: bool,
     pw: PasswordErrors,
-    min_password_length: usize,
     deactivation_allowed: bool,
     session_count: usize,
 }
@@ -70,7 +67,6 @@ async fn build(
         emails,
         password_allowed: account.password_change_allowed && has_password(state, &user.id).await?,
         pw: PasswordErrors::default(),
-        min_password_length: MIN_PASSWORD_LENGTH,
         deactivation_allowed: account.account_deactivation_allowed,
         session_count,
     })
@@ -177,11 +173,8 @@ pub async fn password_post(
         }
     };
     // Cheap checks first, so a typo in the new password does not cost a password attempt.
-    if form.new_password.chars().count() < MIN_PASSWORD_LENGTH {
-        let errors = PasswordErrors {
-            new: Some(format!("Use at least {MIN_PASSWORD_LENGTH} characters.")),
-            ..Default::default()
-        };
+    if let Some(problem) = new_password_problem(&state, &session.user, &form.new_password) {
+        let errors = PasswordErrors { new: Some(problem), ..Default::default() };
         return fail(browser, StatusCode::BAD_REQUEST, errors).await;
     }
     if form.new_password != form.new_password_confirm {
