@@ -92,6 +92,7 @@ impl App {
                 "account.password_recovery_enabled is set, but email.transport is blackhole: no recovery email is sent"
             );
         }
+        let assets = Assets::with_logo(config.branding.load_logo()?);
         let lifecycle =
             lifecycle::provisioning::Lifecycle::new(store.clone(), homeserver::connect(&config.matrix), clock.clone());
         let state = AppState(Arc::new(AppInner {
@@ -102,7 +103,7 @@ impl App {
             encrypter,
             cookie_key,
             clock,
-            assets: Assets::new(),
+            assets,
             metrics: Metrics::with_activity(lifecycle.activity.flushed_counter()),
             http,
             limiters: http::ratelimit::Limiters::new(&config_limits),

@@ -56,6 +56,8 @@ pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
         }
         Command::Check => {
             let config = Config::load(config_path)?;
+            // Files the server reads at start are part of a valid configuration.
+            config.branding.load_logo()?;
             println!(
                 "{} is valid: issuer {}, homeserver {} ({:?}), database {}",
                 config_path.display(),
@@ -232,6 +234,7 @@ branding:
   service_name: "example.org accounts"
   # tos_uri: "https://example.org/terms"
   # policy_uri: "https://example.org/privacy"
+  # logo_path: "/etc/appliance/logo.svg"
 "#,
         rsa_kid = rsa.kid,
         rsa_pem = indent(&rsa.to_pem(), 8),

@@ -55,4 +55,52 @@ pub struct BrandingConfig {
     pub tos_uri: Option<Url>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imprint: Option<String>,
+    /// An image file (SVG, PNG, JPEG, WebP or GIF, at most 512 KiB) shown on every page instead of
+    /// the built-in logo; read once at start and served from `/assets/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_path: Option<std::path::PathBuf>,
+}
+
+/// Largest logo file accepted: it is kept in memory and sent with every first page view.
+pub const MAX_LOGO_BYTES: u64 = 512 * 1024;
+
+impl BrandingConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(path) = &self.logo_path {
+            if logo_content_type(path).is_none() {
+                return Err(ConfigError::new(
+                    "branding.logo_path",
+                    "must name a .svg, .png, .jpg, .jpeg, .webp or .gif file",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the configured logo: its content type and bytes.
+    pub fn load_logo(&self) -> Result<Option<(&'static str, Vec<u8>)>, ConfigError> {
+        let Some(path) = &self.logo_path else { return Ok(None) };
+        let content_type = logo_content_type(path).ok_or_else(|| {
+            ConfigError::new("branding.logo_path", "must name a .svg, .png, .jpg, .jpeg, .webp or .gif file")
+        })?;
+        let fail = |why: String| ConfigError::new("branding.logo_path", format!("{}: {why}", path.display()));
+        let size = std::fs::metadata(path).map_err(|e| fail(e.to_string()))?.len();
+        if size > MAX_LOGO_BYTES {
+            return Err(fail(format!("{size} bytes; at most {MAX_LOGO_BYTES} are allowed")));
+        }
+        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+        Ok(Some((content_type, bytes)))
+    }
+}
+
+fn logo_content_type(path: &std::path::Path) -> Option<&'static str> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        "gif" => "image/gif",
+        _ => return None,
+    })
 }

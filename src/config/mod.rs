@@ -126,6 +126,7 @@ impl Config {
         }
         self.passwords.validate()?;
         self.account.validate()?;
+        self.branding.validate()?;
         self.experimental.validate()?;
         self.rate_limiting.validate()?;
         self.email.validate()?;

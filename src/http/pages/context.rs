@@ -157,7 +157,7 @@ pub fn page_context(state: &AppState, csrf_token: String, user: Option<&User>) -
         service_name: b.service_name.clone().unwrap_or_else(|| format!("{} accounts", state.config.matrix.homeserver)),
         css_url: state.assets.path("app.css"),
         js_url: state.assets.path("app.js"),
-        logo_url: state.assets.path("logo.svg"),
+        logo_url: state.assets.logo_path(),
         favicon_url: state.assets.path("favicon.svg"),
         csrf_token,
         user: user.map(|u| CurrentUser {

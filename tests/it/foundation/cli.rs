@@ -277,6 +277,8 @@ fn config_check_names_the_bad_key_and_accepts_the_repo_config() {
             "http.listeners[0].binds[0].address",
         ),
         ("matrix: {secret: s}\nsecrets: {encryption: abc}", "secrets.encryption"),
+        ("matrix: {secret: s}\nbranding: {logo_path: logo.bmp}", "branding.logo_path"),
+        ("matrix: {secret: s}\nbranding: {logo_path: /nonexistent/logo.svg}", "branding.logo_path"),
     ] {
         std::fs::write(&path, yaml).expect("write");
         let out = run_cli(&path, &["config", "check"]);
