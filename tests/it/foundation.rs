@@ -351,6 +351,22 @@ async fn unknown_assets_are_404() {
 }
 
 #[tokio::test]
+async fn only_pages_that_lead_back_to_a_client_allow_any_form_target() {
+    let app = spawn_app().await;
+    // Sign-in, sign-up and consent forms end in a redirect to the client (any origin or an app's
+    // own scheme), which browsers check against `form-action`; every other page keeps it.
+    for (path, restricted) in
+        [("/login", false), ("/register", false), ("/consent/01J00000000000000000000000", false), ("/recover", true)]
+    {
+        let res = app.get(path).await;
+        assert!(header(&res, "content-type").starts_with("text/html"), "{path}");
+        let csp = header(&res, "content-security-policy");
+        assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(csp.contains("form-action 'self'"), restricted, "{path}: {csp}");
+    }
+}
+
+#[tokio::test]
 async fn security_headers_are_on_every_response() {
     let app = spawn_app().await;
     for path in ["/health", "/.well-known/openid-configuration", "/oauth2/keys.json", "/no/such/page"] {

@@ -3,7 +3,6 @@
 
 use askama::Template;
 use axum::extract::{RawQuery, State};
-use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
@@ -44,14 +43,8 @@ impl ClientRedirect {
         if self.mode == "form_post" {
             let page =
                 FormPostPage { ctx: page_context(app, String::new(), None), redirect_uri: self.uri.clone(), params };
-            let mut res = render(&page);
-            let origin = Url::parse(&self.uri).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-            let csp = crate::http::middleware::PAGE_CSP
-                .replace("form-action 'self'", &format!("form-action 'self' {origin}"));
-            if let Ok(v) = HeaderValue::from_str(&csp) {
-                res.headers_mut().insert(header::CONTENT_SECURITY_POLICY, v);
-            }
-            return res;
+            // Its form posts to the client: only /authorize serves it, with FLOW_PAGE_CSP.
+            return render(&page);
         }
         let Ok(mut url) = Url::parse(&self.uri) else {
             return PageError::bad_request("The application's redirect address is invalid.").into_response();
