@@ -38,14 +38,14 @@ const DEVICE_PREFIX: &str = "urn:matrix:org.matrix.msc2967.client:device:";
 const SYNAPSE_ADMIN: &str = "urn:synapse:admin:*";
 
 /// The appliance, Synapse and nginx wired together for one mode.
-struct Env {
-    mode: SynapseMode,
-    app: TestApp,
-    synapse: Synapse,
-    nginx: Nginx,
+pub(crate) struct Env {
+    pub(crate) mode: SynapseMode,
+    pub(crate) app: TestApp,
+    pub(crate) synapse: Synapse,
+    pub(crate) nginx: Nginx,
     /// `matrix.secret` (Modern: the MAS shared secret; Legacy: Synapse's `admin_token`).
-    secret: String,
-    http: reqwest::Client,
+    pub(crate) secret: String,
+    pub(crate) http: reqwest::Client,
     clock_task: tokio::task::JoinHandle<()>,
     started: Instant,
 }
@@ -86,6 +86,12 @@ fn follow_wall_clock(app: &TestApp) -> tokio::task::JoinHandle<()> {
 
 impl Env {
     async fn start(mode: SynapseMode) -> Env {
+        Env::start_with(mode, "").await
+    }
+
+    /// Like `start`, with more appliance config (top-level keys other than `clients`, `matrix`
+    /// and `rate_limiting`).
+    pub(crate) async fn start_with(mode: SynapseMode, extra_config: &str) -> Env {
         let started = Instant::now();
         blocking(harness::ensure_installed);
         let synapse_port = harness::free_port();
@@ -104,7 +110,7 @@ impl Env {
             }
         };
         let patch = format!(
-            "{clients}\nmatrix:\n  kind: {kind}\n  homeserver: \"{SERVER_NAME}\"\n  secret: \"{secret}\"\n  endpoint: \"{endpoint}\"\n"
+            "{clients}\nmatrix:\n  kind: {kind}\n  homeserver: \"{SERVER_NAME}\"\n  secret: \"{secret}\"\n  endpoint: \"{endpoint}\"\n{extra_config}"
         );
         let app = helpers::spawn_app_with(&patch).await;
         let clock_task = follow_wall_clock(&app);
@@ -138,12 +144,12 @@ impl Env {
         }
     }
 
-    fn step(&self, what: &str) {
+    pub(crate) fn step(&self, what: &str) {
         eprintln!("[e2e {} +{:>5.1} s] {what}", self.mode.version(), self.started.elapsed().as_secs_f64());
     }
 
     /// Context for assertion messages: the end of Synapse's and nginx's logs.
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         format!(
             "\n--- Synapse {} log\n{}\n--- nginx\n{}",
             self.mode.version(),
@@ -175,7 +181,7 @@ impl Env {
             .id
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    pub(crate) async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let res = req.send().await.unwrap_or_else(|e| panic!("request failed: {e}{}", self.logs()));
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
@@ -194,7 +200,7 @@ impl Env {
     }
 
     /// The user's (visible) devices in Synapse's database.
-    fn synapse_devices(&self, localpart: &str) -> Vec<String> {
+    pub(crate) fn synapse_devices(&self, localpart: &str) -> Vec<String> {
         let sql = format!(
             "SELECT device_id FROM devices WHERE user_id = '{}' AND COALESCE(hidden, 0) = 0 ORDER BY device_id",
             self.synapse.user_id(localpart)
@@ -211,7 +217,7 @@ impl Env {
         blocking(|| self.synapse.query_db(&sql)).unwrap_or_else(|e| panic!("query_db({sql}): {e}")).trim().to_string()
     }
 
-    fn synapse_emails(&self, localpart: &str) -> Vec<String> {
+    pub(crate) fn synapse_emails(&self, localpart: &str) -> Vec<String> {
         let sql = format!(
             "SELECT address FROM user_threepids WHERE user_id = '{}' AND medium = 'email'",
             self.synapse.user_id(localpart)
@@ -221,12 +227,12 @@ impl Env {
     }
 
     /// `GET /_matrix/client/v3/account/whoami` through nginx.
-    async fn whoami(&self, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn whoami(&self, token: &str) -> (StatusCode, Value) {
         let url = self.nginx.url("/_matrix/client/v3/account/whoami");
         self.send(self.http.get(url).bearer_auth(token)).await
     }
 
-    async fn expect_whoami(&self, token: &str, localpart: &str, device: &str) {
+    pub(crate) async fn expect_whoami(&self, token: &str, localpart: &str, device: &str) {
         let (status, body) = self.whoami(token).await;
         assert_eq!(status, 200, "whoami through nginx: {body}{}", self.logs());
         assert_eq!(body["user_id"], self.synapse.user_id(localpart), "whoami: {body}");

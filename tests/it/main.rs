@@ -1,6 +1,9 @@
 //! The one integration-test binary: `cargo test --test it`. Add a module per area here.
 
 mod account;
+mod activity;
+mod browser;
+mod browser_walk;
 mod client_auth;
 mod compat;
 mod e2e_synapse;
