@@ -1,11 +1,14 @@
-//! Security headers on every response, and a metrics count of response codes.
+//! Security headers on every response, branded error pages, and a metrics count of response codes.
 
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
 use super::AppState;
+use super::pages::context::page_context;
+use super::pages::error::ErrorPageContent;
 
 /// The CSP for HTML pages: no inline script or style; forms post only to us.
 pub const PAGE_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -30,6 +33,13 @@ fn is_flow_page(path: &str) -> bool {
 pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let flow_page = is_flow_page(req.uri().path());
     let mut res = next.run(req).await;
+    if let Some(content) = res.extensions_mut().remove::<ErrorPageContent>() {
+        // Error pages carry the service's name, logo and links like every other page.
+        if let Some(html) = content.render(page_context(&state, String::new(), None)) {
+            *res.body_mut() = Body::from(html);
+            res.headers_mut().remove(header::CONTENT_LENGTH);
+        }
+    }
     state.metrics.responses.get_or_create(&super::metrics::StatusLabels { status: res.status().as_u16() }).inc();
     let h = res.headers_mut();
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -367,6 +367,21 @@ async fn only_pages_that_lead_back_to_a_client_allow_any_form_target() {
 }
 
 #[tokio::test]
+async fn error_pages_carry_the_branding() {
+    let app = spawn_app_with(
+        "branding: {service_name: \"Example Club accounts\", tos_uri: \"https://club.example.org/terms\"}",
+    )
+    .await;
+    let res = app.get("/authorize?client_id=nope").await;
+    assert_eq!(res.status(), 400);
+    let html = res.text().await.expect("body");
+    assert!(html.contains("not known to this server"), "{html}");
+    assert!(html.contains("Example Club accounts"), "{html}");
+    assert!(html.contains("https://club.example.org/terms"), "{html}");
+    assert!(html.contains(&app.state.assets.path("app.css")), "hashed stylesheet: {html}");
+}
+
+#[tokio::test]
 async fn security_headers_are_on_every_response() {
     let app = spawn_app().await;
     for path in ["/health", "/.well-known/openid-configuration", "/oauth2/keys.json", "/no/such/page"] {

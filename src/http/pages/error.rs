@@ -51,9 +51,32 @@ impl<E: Into<anyhow::Error>> From<E> for PageError {
     }
 }
 
-/// Rendered with a minimal context: error pages must not depend on the failing request's state.
+/// What an error page says, kept on its response so the page middleware can render it again with
+/// the service's branding (`PageError` itself has no access to the app state).
+#[derive(Clone, Debug)]
+pub struct ErrorPageContent {
+    title: String,
+    message: String,
+    details: Option<String>,
+}
+
+impl ErrorPageContent {
+    /// The page with `ctx` (the service's name, logo, links), or `None` if it cannot be rendered.
+    pub fn render(self, ctx: PageContext) -> Option<String> {
+        let page = ErrorPage { ctx, title: self.title, message: self.message, details: self.details, back_url: None };
+        page.render().ok()
+    }
+}
+
+/// Rendered with a minimal context, so an error page never depends on the failing request's
+/// state; the page middleware then re-renders it with the branding (see `ErrorPageContent`).
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        let content = ErrorPageContent {
+            title: self.title.clone(),
+            message: self.message.clone(),
+            details: self.details.clone(),
+        };
         let ctx = PageContext {
             service_name: "Account".into(),
             css_url: "/assets/app.css".into(),
@@ -74,13 +97,15 @@ impl IntoResponse for PageError {
             details: self.details,
             back_url: None,
         };
-        match page.render() {
+        let mut res = match page.render() {
             Ok(html) => (self.status, Html(html)).into_response(),
             Err(_) => {
                 (self.status, Html(format!("<!doctype html><title>Error</title><p>{}</p>", html_escape(&self.message))))
                     .into_response()
             }
-        }
+        };
+        res.extensions_mut().insert(content);
+        res
     }
 }
 
