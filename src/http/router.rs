@@ -40,6 +40,15 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
         .with_state(state)
 }
 
-async fn not_found() -> impl IntoResponse {
-    (StatusCode::NOT_FOUND, "not found")
+/// Unknown paths: Matrix clients get `M_UNRECOGNIZED`, browsers a page, everyone else plain text.
+async fn not_found(uri: axum::http::Uri, headers: axum::http::HeaderMap) -> axum::response::Response {
+    if uri.path().starts_with("/_matrix/") {
+        let body = serde_json::json!({"errcode": "M_UNRECOGNIZED", "error": "Unrecognized request"});
+        return (StatusCode::NOT_FOUND, axum::Json(body)).into_response();
+    }
+    let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if accept.contains("text/html") {
+        return pages::error::PageError::not_found("There is no page at this address.").into_response();
+    }
+    (StatusCode::NOT_FOUND, "not found").into_response()
 }
