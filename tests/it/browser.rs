@@ -194,16 +194,15 @@ impl Chrome {
         let mut files = Vec::new();
         for (kind, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
             self.resize(width, height).await;
-            let full = self
-                .client
-                .execute("return Math.ceil(document.documentElement.scrollHeight)", vec![])
-                .await
-                .ok()
-                .and_then(|v| v.as_u64())
-                .unwrap_or(u64::from(height));
-            let full = u32::try_from(full).unwrap_or(MAX_SHOT_HEIGHT).clamp(height, MAX_SHOT_HEIGHT);
-            if full > height {
-                self.resize(width, full).await;
+            // Grow the window to the whole page; the second pass catches a page that reflows
+            // (a sticky footer, say) once the window is taller.
+            let mut shown = height;
+            for _ in 0..2 {
+                let full = self.page_height().await.clamp(height, MAX_SHOT_HEIGHT);
+                if full > shown {
+                    self.resize(width, full).await;
+                    shown = full;
+                }
             }
             if kind == "phone" {
                 let overflow = self
@@ -232,6 +231,14 @@ impl Chrome {
         self.write_index(&shots);
     }
 
+    /// The height of the whole document, in CSS pixels.
+    async fn page_height(&self) -> u32 {
+        let script = "return Math.ceil(Math.max(document.documentElement.scrollHeight, document.body.scrollHeight, \
+                      document.body.getBoundingClientRect().bottom + window.scrollY))";
+        let height = self.client.execute(script, vec![]).await.ok().and_then(|v| v.as_u64());
+        height.and_then(|h| u32::try_from(h).ok()).unwrap_or(MAX_SHOT_HEIGHT)
+    }
+
     /// Resizes the window and waits until the page has laid itself out at the new size.
     async fn resize(&self, width: u32, height: u32) {
         self.client.set_window_size(width, height).await.expect("resize");
@@ -250,7 +257,8 @@ impl Chrome {
             self.client.execute_async("requestAnimationFrame(() => requestAnimationFrame(arguments[0]))", vec![]).await;
     }
 
-    /// What every page must get right: a language, one heading, a label for each visible field.
+    /// What every page must get right: a language, one heading, a label for each visible field,
+    /// errors tied to their fields, the focus order of the document, images with `alt`.
     async fn check_page(&self, label: &str) {
         let report = self
             .client
@@ -264,6 +272,17 @@ for (const el of document.querySelectorAll("input, select, textarea")) {
   if (el.type === "hidden" || el.offsetParent === null) continue;
   const named = (el.labels && el.labels.length > 0) || el.getAttribute("aria-label") || el.getAttribute("aria-labelledby");
   if (!named) problems.push("unlabelled field " + (el.name || el.id || el.type));
+}
+for (const el of document.querySelectorAll("[aria-invalid=true]")) {
+  const ids = (el.getAttribute("aria-describedby") || "").split(/\s+/).filter(Boolean);
+  if (!ids.some(id => { const d = document.getElementById(id); return d && d.textContent.trim(); }))
+    problems.push("invalid field " + (el.name || el.id) + " without a described error");
+}
+for (const el of document.querySelectorAll("[tabindex]")) {
+  if (el.tabIndex > 0) problems.push("positive tabindex breaks the focus order: " + el.outerHTML.slice(0, 80));
+}
+for (const img of document.querySelectorAll("img")) {
+  if (!img.hasAttribute("alt")) problems.push("image without alt: " + img.src);
 }
 for (const b of document.querySelectorAll("button")) {
   if (!b.textContent.trim() && !b.getAttribute("aria-label")) problems.push("button without a name");

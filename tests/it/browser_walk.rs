@@ -217,3 +217,98 @@ async fn register_recover_consent_and_manage_the_account_in_chromium() {
     chrome.shoot("authorize-error").await;
     env.step("done");
 }
+
+/// The pages the first walk does not reach, against a fake homeserver (fast; nothing here needs
+/// Synapse's answers): the strength meter, email addresses, linking a device by code, the legacy
+/// SSO confirmation, cross-signing reset, deactivation and a 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_other_page_in_chromium() {
+    tokio::task::block_in_place(harness::ensure_installed);
+    let smtp = tokio::task::block_in_place(Smtp::start);
+    let (endpoint, _calls) = crate::register::fake_homeserver().await;
+    let patch = crate::helpers::merged_yaml(
+        &format!("{}\n{}", flows::clients_patch(), config(smtp.port)),
+        &format!("matrix: {{endpoint: \"{endpoint}\"}}\naccount: {{registration_token_required: false}}\n"),
+    );
+    let app = crate::helpers::spawn_app_with(&patch).await;
+    let chrome = Chrome::start("other-pages").await;
+
+    // Sign-up: a weak password shows the meter and zxcvbn's advice.
+    chrome.goto(&app.url("/register")).await;
+    chrome.fill("#username", "dave").await;
+    chrome.fill("#email", "dave@club.example.org").await;
+    chrome.fill("#password", "dave1234").await;
+    chrome.fill("#password_confirm", "dave1234").await;
+    chrome.find("#tos").await.click().await.expect("tick the terms");
+    chrome.click("form[action='/register'] button[type=submit]").await;
+    chrome.expect_path("/register").await;
+    assert!(chrome.text().await.contains("too easy to guess"), "{}", chrome.text().await);
+    chrome.find("meter.strength-meter").await;
+    chrome.shoot("register-weak-password").await;
+
+    // Signed in as an existing user from here on.
+    flows::register_user(&app, "erin", NEW_PASSWORD, false).await;
+    chrome.goto(&app.url("/login")).await;
+    chrome.fill("#username", "erin").await;
+    chrome.fill("#password", NEW_PASSWORD).await;
+    chrome.click("form[action='/login'] button[type=submit]").await;
+    chrome.expect_path("/account/").await;
+
+    // Email addresses: add one, the code page, a wrong code, then the right one.
+    chrome.goto(&app.url("/account/emails")).await;
+    chrome.shoot("emails").await;
+    chrome.fill("#email", "erin@club.example.org").await;
+    chrome.click("form[action='/account/emails/add'] button[type=submit]").await;
+    chrome.expect_path("/account/emails/verify/").await;
+    chrome.shoot("email-verify").await;
+    let code = code_of(&smtp.wait_for(1).await);
+    chrome.fill("#code", &crate::email::wrong_code(&code)).await;
+    chrome.click("form[action^='/account/emails/verify/'] button[type=submit]").await;
+    chrome.shoot("email-verify-wrong-code").await;
+    chrome.fill("#code", &code).await;
+    chrome.click("form[action^='/account/emails/verify/'] button[type=submit]").await;
+    assert!(chrome.text().await.contains("erin@club.example.org"), "{}", chrome.text().await);
+    chrome.shoot("emails-verified").await;
+
+    // A TV-style device asks for a code; the user links it here.
+    let (status, start) = {
+        let res = app
+            .client
+            .post(app.url("/oauth2/device"))
+            .form(&[("client_id", PUBLIC_CLIENT), ("scope", &format!("openid {API}"))])
+            .send()
+            .await
+            .expect("device authorization");
+        (res.status(), res.json::<Value>().await.expect("json"))
+    };
+    assert_eq!(status, 200, "{start}");
+    chrome.goto(&app.url("/link")).await;
+    chrome.shoot("link-device").await;
+    chrome.fill("#code", start["user_code"].as_str().expect("user_code")).await;
+    chrome.click("form[action='/link'] button[type=submit]").await;
+    chrome.expect_path("/device/").await;
+    chrome.shoot("device-consent").await;
+    chrome.click("button[name=decision][value=allow]").await;
+    chrome.shoot("device-linked").await;
+
+    // A legacy client's SSO login asks before handing over a login token.
+    let sso = "/_matrix/client/v3/login/sso/redirect?redirectUrl=https%3A%2F%2Fclient.example%2Fdone";
+    chrome.goto(&app.url(sso)).await;
+    chrome.expect_path("/complete-compat-sso/").await;
+    chrome.shoot("legacy-sso-confirm").await;
+
+    // Cross-signing reset and deactivation, as Element X opens them, with a wrong password first.
+    chrome.goto(&app.url("/account/?action=org.matrix.cross_signing_reset")).await;
+    chrome.shoot("cross-signing-reset").await;
+    chrome.fill("#password", "not my password").await;
+    chrome.click("form[action='/account/cross-signing-reset'] button[type=submit]").await;
+    chrome.shoot("cross-signing-reset-wrong-password").await;
+    chrome.fill("#password", NEW_PASSWORD).await;
+    chrome.click("form[action='/account/cross-signing-reset'] button[type=submit]").await;
+    chrome.shoot("cross-signing-reset-allowed").await;
+    chrome.goto(&app.url("/account/?action=org.matrix.account_deactivate")).await;
+    chrome.shoot("deactivate").await;
+
+    chrome.goto(&app.url("/no/such/page")).await;
+    chrome.shoot("not-found").await;
+}
