@@ -1,12 +1,15 @@
 //! Outgoing email: the `Mailer` (SMTP through lettre with rustls, or a blackhole that only logs
 //! that a message would have been sent), the message templates, and email verification codes
-//! (6 digits, 10 minutes, 5 attempts) that the account page and registration share.
+//! (6 digits, 10 minutes, 5 attempts, sending rate-limited) that the account page and registration
+//! share, with what the user is told when a code is refused or not sent.
 //!
 //! Nothing here ever logs a code, a link or a password.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use askama::Template;
+use axum::http::StatusCode;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::extension::ClientId;
@@ -209,8 +212,57 @@ pub async fn start_verification(state: &AppState, user_id: Option<&str>, email: 
     Ok(id)
 }
 
-/// Sends a new code for an unfinished verification (attempts start over). The caller rate-limits.
-pub async fn resend_verification(state: &AppState, verification: &EmailVerification) -> anyhow::Result<()> {
+/// What the user is told when no more codes may be sent for now.
+pub const TOO_MANY_CODES: &str = "Too many codes were sent. Wait a while and try again.";
+/// What the user is told when the first code to an address could not be sent.
+pub const FIRST_CODE_NOT_SENT: &str = "The email could not be sent. Check the address or try again later.";
+
+/// Whether a code may be sent to `address` for a client at `ip`: takes one from the per-IP limit
+/// and, when that allows it, one from the per-address limit.
+pub fn may_send_code(state: &AppState, ip: IpAddr, address: &str) -> bool {
+    state.limiters.email_per_ip.check(&ip.to_string()).is_ok()
+        && state.limiters.email_per_address.check(&address.to_lowercase()).is_ok()
+}
+
+/// Why a new code was not sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotResent {
+    /// Too many codes for this client or this address (`may_send_code`).
+    RateLimited,
+    /// Storing or emailing the code failed (logged).
+    Failed,
+}
+
+impl NotResent {
+    pub fn status(self) -> StatusCode {
+        match self {
+            NotResent::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            NotResent::Failed => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// What the user is told.
+    pub fn message(self) -> &'static str {
+        match self {
+            NotResent::RateLimited => TOO_MANY_CODES,
+            NotResent::Failed => "The email could not be sent. Try again later.",
+        }
+    }
+}
+
+/// Sends a new code for an unfinished verification (attempts start over; the old code stops
+/// working), rate-limited like the first one (`may_send_code`).
+pub async fn resend_code(state: &AppState, ip: IpAddr, verification: &EmailVerification) -> Result<(), NotResent> {
+    if !may_send_code(state, ip, &verification.email) {
+        return Err(NotResent::RateLimited);
+    }
+    resend_verification(state, verification).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot resend the verification code");
+        NotResent::Failed
+    })
+}
+
+async fn resend_verification(state: &AppState, verification: &EmailVerification) -> anyhow::Result<()> {
     let now = state.now();
     let code = new_code();
     let (id, hash) = (verification.id.clone(), email_codes::code_hash(&verification.id, &code));
@@ -231,6 +283,24 @@ pub enum CodeCheck {
     Expired,
     TooManyAttempts,
     AlreadyVerified,
+}
+
+impl CodeCheck {
+    /// What the user is told when the code was not accepted; `None` when the address is verified
+    /// (now or earlier).
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            CodeCheck::Verified | CodeCheck::AlreadyVerified => None,
+            CodeCheck::Wrong { attempts_left } => Some(format!(
+                "That code is not right. {attempts_left} {} left.",
+                if *attempts_left == 1 { "attempt" } else { "attempts" }
+            )),
+            CodeCheck::Expired => Some("This code has expired. Send a new one.".to_string()),
+            CodeCheck::TooManyAttempts => Some(format!(
+                "The code was entered wrong {MAX_CODE_ATTEMPTS} times and no longer works. Send a new one."
+            )),
+        }
+    }
 }
 
 /// Checks `code` against a verification (counting the attempt).

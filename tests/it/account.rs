@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::flows::*;
-use crate::helpers::{MATRIX_SECRET, TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with};
 
 const PASSWORD: &str = "correct horse battery";
 /// Strong enough for `passwords.minimum_complexity: 3`.
@@ -22,24 +22,6 @@ async fn app_with(extra: &str) -> TestApp {
     let app = spawn_app_with(&format!("{}{extra}", clients_patch())).await;
     register_user(&app, "alice", PASSWORD, false).await;
     app
-}
-
-/// A browser signed in as alice, on the account page.
-async fn signed_in(app: &TestApp) -> reqwest::Client {
-    let client = app.new_client();
-    let res = login(app, &client, "/account/", "alice", PASSWORD).await;
-    assert_eq!(res.status(), 303, "login failed");
-    assert_eq!(location(&res), "/account/");
-    client
-}
-
-async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> (u16, String) {
-    let res = client.get(app.url(path)).send().await.unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
-async fn post(app: &TestApp, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-    client.post(app.url(path)).form(form).send().await.unwrap()
 }
 
 /// The CSRF token of the account page.
@@ -78,18 +60,18 @@ async fn compat_login(app: &TestApp, device_id: &str, name: &str) -> String {
     res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string()
 }
 
-async fn introspect_any(app: &TestApp, token: &str) -> Value {
-    app.client
-        .post(app.url("/oauth2/introspect"))
-        .bearer_auth(MATRIX_SECRET)
-        .header("X-MAS-Supports-Device-Id", "1")
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+/// Posts the password form of the account page.
+async fn change_password(
+    app: &TestApp,
+    client: &reqwest::Client,
+    csrf: &str,
+    current: &str,
+    new: &str,
+    confirm: &str,
+) -> reqwest::Response {
+    let form =
+        [("csrf", csrf), ("current_password", current), ("new_password", new), ("new_password_confirm", confirm)];
+    post(app, client, "/account/password", &form).await
 }
 
 async fn user(app: &TestApp) -> appliance::model::User {
@@ -129,7 +111,7 @@ async fn requires_sign_in_and_keeps_the_action() {
 #[tokio::test]
 async fn profile_rename_is_stored() {
     let app = app_with("").await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let (status, html) = get(&app, &client, "/account/").await;
     assert_eq!(status, 200);
     assert!(html.contains("@alice:localhost") && html.contains("name=\"display_name\""));
@@ -167,7 +149,7 @@ async fn profile_rename_is_stored() {
 #[tokio::test]
 async fn profile_form_hidden_when_not_allowed() {
     let app = app_with("account: {displayname_change_allowed: false, password_change_allowed: false, account_deactivation_allowed: false}\n").await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let (_, html) = get(&app, &client, "/account/").await;
     assert!(!html.contains("name=\"display_name\"") && !html.contains("/account/password"));
     assert!(!html.contains("account_deactivate"));
@@ -197,25 +179,9 @@ async fn profile_form_hidden_when_not_allowed() {
 #[tokio::test]
 async fn password_change() {
     let app = app_with("").await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let token = csrf(&app, &client).await;
-    let change = |current: &'static str, new: &'static str, confirm: &'static str| {
-        let (client, token, app) = (client.clone(), token.clone(), &app);
-        async move {
-            post(
-                app,
-                &client,
-                "/account/password",
-                &[
-                    ("csrf", &token),
-                    ("current_password", current),
-                    ("new_password", new),
-                    ("new_password_confirm", confirm),
-                ],
-            )
-            .await
-        }
-    };
+    let change = |current, new, confirm| change_password(&app, &client, &token, current, new, confirm);
     let res = change("wrong password", NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(res.status(), 401);
     let html = res.text().await.unwrap();
@@ -252,38 +218,16 @@ async fn password_checks_are_rate_limited() {
     )
     .await;
     register_user(&app, "alice", PASSWORD, false).await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let token = csrf(&app, &client).await;
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        let res = post(
-            &app,
-            &client,
-            "/account/password",
-            &[
-                ("csrf", &token),
-                ("current_password", "nope nope"),
-                ("new_password", NEW_PASSWORD),
-                ("new_password_confirm", NEW_PASSWORD),
-            ],
-        )
-        .await;
+        let res = change_password(&app, &client, &token, "nope nope", NEW_PASSWORD, NEW_PASSWORD).await;
         statuses.push(res.status().as_u16());
     }
     assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
     // Even the right password is refused while limited.
-    let res = post(
-        &app,
-        &client,
-        "/account/password",
-        &[
-            ("csrf", &token),
-            ("current_password", PASSWORD),
-            ("new_password", NEW_PASSWORD),
-            ("new_password_confirm", NEW_PASSWORD),
-        ],
-    )
-    .await;
+    let res = change_password(&app, &client, &token, PASSWORD, NEW_PASSWORD, NEW_PASSWORD).await;
     assert_eq!(res.status(), 429);
     assert!(res.text().await.unwrap().contains("Too many attempts"));
 }
@@ -295,7 +239,7 @@ async fn oauth_session_listed_viewed_and_ended() {
     let access = tokens["access_token"].as_str().unwrap().to_string();
     assert_eq!(introspect(&app, &access).await["active"], true);
 
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let (status, html) = get(&app, &client, "/account/?action=org.matrix.devices_list").await;
     assert_eq!(status, 200);
     assert!(html.contains("Test App") && html.contains("ABCDEFGHIJ"), "{html}");
@@ -346,7 +290,7 @@ async fn html_of_list(app: &TestApp, client: &reqwest::Client) -> String {
 async fn compat_session_listed_and_ended() {
     let app = app_with("").await;
     let access = compat_login(&app, "COMPATDEV1", "Nio bot").await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let html = html_of_list(&app, &client).await;
     assert!(html.contains("Nio bot") && html.contains("COMPATDEV1"));
     let (status, view) = get(&app, &client, "/account/?action=org.matrix.device_view&device_id=COMPATDEV1").await;
@@ -379,7 +323,7 @@ async fn sessions_of_others_cannot_be_ended() {
         .remove(0)
         .id;
 
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     assert!(!html_of_list(&app, &client).await.contains("BOBDEVICE1"));
     let (status, _) = get(&app, &client, "/account/?action=org.matrix.device_view&device_id=BOBDEVICE1").await;
     assert_eq!(status, 404);
@@ -396,8 +340,8 @@ async fn sessions_of_others_cannot_be_ended() {
 #[tokio::test]
 async fn browser_sessions_listed_and_ended() {
     let app = app_with("").await;
-    let other = signed_in(&app).await;
-    let client = signed_in(&app).await;
+    let other = signed_in(&app, "alice", PASSWORD).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let html = html_of_list(&app, &client).await;
     assert_eq!(html.matches("name=\"kind\" value=\"browser\"").count(), 2);
     // End the other browser: it is signed out.
@@ -430,7 +374,7 @@ async fn browser_sessions_listed_and_ended() {
 #[tokio::test]
 async fn cross_signing_reset_needs_the_password() {
     let app = app_with("").await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let (status, html) = get(&app, &client, "/account/?action=org.matrix.cross_signing_reset").await;
     assert_eq!(status, 200);
     assert!(html.contains("action=\"/account/cross-signing-reset\"") && html.contains("name=\"password\""));
@@ -474,7 +418,7 @@ async fn recording_homeserver() -> (String, Calls) {
 async fn homeserver_gets_display_name_reset_and_device_removal() {
     let (endpoint, calls) = recording_homeserver().await;
     let app = app_with(&format!("matrix:\n  endpoint: \"{endpoint}\"\n")).await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let token = csrf(&app, &client).await;
     let res = post(&app, &client, "/account/profile", &[("csrf", &token), ("display_name", "Alice")]).await;
     assert_eq!(res.status(), 303);
@@ -510,7 +454,7 @@ async fn deactivation_ends_everything() {
     let tokens = code_login(&app, "alice", PASSWORD, DEVICE_SCOPE).await;
     let access = tokens["access_token"].as_str().unwrap().to_string();
     let compat = compat_login(&app, "COMPATDEV3", "Bot").await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let (status, html) = get(&app, &client, "/account/?action=org.matrix.account_deactivate").await;
     assert_eq!(status, 200);
     assert!(html.contains("action=\"/account/deactivate\"") && html.contains("name=\"confirm\""));
@@ -553,7 +497,7 @@ async fn deactivation_ends_everything() {
 async fn every_form_needs_the_csrf_token() {
     let app = app_with("").await;
     let access = compat_login(&app, "COMPATDEV4", "Bot").await;
-    let client = signed_in(&app).await;
+    let client = signed_in(&app, "alice", PASSWORD).await;
     let id = session_id_of(&html_of_list(&app, &client).await, "compat", "COMPATDEV4");
     let forms: [(&str, Vec<(&str, &str)>); 5] = [
         ("/account/profile", vec![("display_name", "Mallory")]),

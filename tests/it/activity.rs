@@ -63,14 +63,9 @@ async fn compat_login(app: &TestApp, device_id: &str) -> Value {
     res.json().await.unwrap()
 }
 
-async fn compat_refresh(app: &TestApp, refresh_token: &str) -> Value {
-    let res = app
-        .client
-        .post(app.url("/_matrix/client/v3/refresh"))
-        .json(&json!({"refresh_token": refresh_token}))
-        .send()
-        .await
-        .unwrap();
+/// A compat refresh that must succeed: the new tokens.
+async fn compat_refreshed(app: &TestApp, refresh_token: &str) -> Value {
+    let res = compat_refresh(app, refresh_token).await;
     assert_eq!(res.status(), 200);
     res.json().await.unwrap()
 }
@@ -106,17 +101,7 @@ async fn introspection_records_the_time_but_no_ip_and_a_refresh_records_the_ip()
     assert!(app.state.lifecycle.activity.pending_for(SessionKind::OAuth2, &session).is_none());
 
     app.clock.advance(60);
-    let res = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", PUBLIC_CLIENT),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = refresh(&app, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(res.status(), 200);
     flush(&app).await;
     assert_eq!(oauth_activity(&app, &session), (Some(t0 + 180), Some("127.0.0.1".into())));
@@ -151,7 +136,7 @@ async fn compat_introspection_and_refresh_update_the_compat_session() {
     assert_eq!(compat_activity(&app, &session), (Some(t0 + 100), None), "introspection records no IP");
 
     app.clock.advance(50);
-    let refreshed = compat_refresh(&app, login["refresh_token"].as_str().unwrap()).await;
+    let refreshed = compat_refreshed(&app, login["refresh_token"].as_str().unwrap()).await;
     assert!(refreshed["access_token"].as_str().is_some());
     flush(&app).await;
     assert_eq!(compat_activity(&app, &session), (Some(t0 + 150), Some("127.0.0.1".into())));
@@ -195,17 +180,9 @@ async fn the_account_page_shows_when_and_where_a_session_was_last_active() {
     app.clock.advance(200);
     assert_eq!(introspect(&app, login["access_token"].as_str().unwrap()).await["active"], true);
     app.clock.advance(120);
-    let list =
-        browser.get(app.url("/account/?action=org.matrix.sessions_list")).send().await.unwrap().text().await.unwrap();
+    let list = get(&app, &browser, "/account/?action=org.matrix.sessions_list").await.1;
     assert!(list.contains("active <time datetime=\"") && list.contains(">2 minutes ago</time>"), "{list}");
-    let view = browser
-        .get(app.url("/account/?action=org.matrix.device_view&device_id=ACTIVITY02"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let view = get(&app, &browser, "/account/?action=org.matrix.device_view&device_id=ACTIVITY02").await.1;
     assert!(view.contains("Last active"), "{view}");
     let iso = iso(t0 + 200);
     assert!(view.contains(&format!("<time datetime=\"{iso}\">2 minutes ago</time>")), "{iso} in {view}");
@@ -213,14 +190,7 @@ async fn the_account_page_shows_when_and_where_a_session_was_last_active() {
 
     // The same after the flush, from the database.
     flush(&app).await;
-    let again = browser
-        .get(app.url("/account/?action=org.matrix.device_view&device_id=ACTIVITY02"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let again = get(&app, &browser, "/account/?action=org.matrix.device_view&device_id=ACTIVITY02").await.1;
     assert!(again.contains(&format!("<time datetime=\"{iso}\">2 minutes ago</time>")), "{again}");
 }
 
@@ -278,7 +248,7 @@ async fn ips_are_forgotten_after_30_days_without_activity() {
 
     // 31 days later one session is used again; the hourly cleanup forgets the other's IP.
     app.clock.advance(31 * 86_400);
-    compat_refresh(&app, fresh["refresh_token"].as_str().unwrap()).await;
+    compat_refreshed(&app, fresh["refresh_token"].as_str().unwrap()).await;
     flush(&app).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {

@@ -3,6 +3,7 @@
 use jwt_simple::prelude::*;
 use serde_json::{Value, json};
 
+use crate::flows::token_request;
 use crate::helpers::{SYNAPSE_CLIENT_ID, SYNAPSE_CLIENT_SECRET, TestApp, spawn_app_with};
 
 const HS_CLIENT: &str = "01J0000000000000000000HS01";
@@ -35,17 +36,15 @@ fn claims(app: &TestApp, client: &str, jti: &str) -> JWTClaims<NoCustomClaims> {
 }
 
 async fn token_with(app: &TestApp, assertion: &str) -> (u16, Value) {
-    let res = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[
+    let res = token_request(
+        app,
+        &[
             ("grant_type", "client_credentials"),
             ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
             ("client_assertion", assertion),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     (res.status().as_u16(), res.json().await.unwrap())
 }
 

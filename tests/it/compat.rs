@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use crate::flows::*;
-use crate::helpers::{MATRIX_SECRET, TestApp, spawn_app_with};
+use crate::helpers::{TestApp, spawn_app_with};
 
 async fn app() -> TestApp {
     let app = spawn_app_with(&clients_patch()).await;
@@ -14,14 +14,6 @@ async fn app() -> TestApp {
 async fn login(app: &TestApp, body: Value) -> (u16, Value) {
     let res = app.client.post(app.url("/_matrix/client/v3/login")).json(&body).send().await.unwrap();
     (res.status().as_u16(), res.json().await.unwrap())
-}
-
-async fn introspect_compat(app: &TestApp, token: &str, device_header: bool) -> Value {
-    let mut req = app.client.post(app.url("/oauth2/introspect")).bearer_auth(MATRIX_SECRET).form(&[("token", token)]);
-    if device_header {
-        req = req.header("X-MAS-Supports-Device-Id", "1");
-    }
-    req.send().await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test]
@@ -55,38 +47,26 @@ async fn password_login_refresh_logout() {
     let refresh = body["refresh_token"].as_str().unwrap().to_string();
     assert!(access.starts_with("mct_") && refresh.starts_with("mcr_"));
 
-    let info = introspect_compat(&app, &access, true).await;
+    let info = introspect_any(&app, &access).await;
     assert_eq!(info["active"], true);
     assert_eq!(info["client_id"], "legacy");
     assert_eq!(info["device_id"], "BOTDEVICE1");
     assert_eq!(info["username"], "alice");
     assert!(!info["scope"].as_str().unwrap().contains("device"), "device in device_id, not scope");
-    let info = introspect_compat(&app, &access, false).await;
+    let info = introspect_with(&app, &access, None, false).await;
     assert!(info["scope"].as_str().unwrap().contains("urn:matrix:client:device:BOTDEVICE1"));
     assert!(info.get("device_id").is_none());
 
     // Refresh: new pair, the old access token stops at once, the old refresh token is spent.
-    let res = app
-        .client
-        .post(app.url("/_matrix/client/v3/refresh"))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
+    let res = compat_refresh(&app, &refresh).await;
     assert_eq!(res.status(), 200);
     let r: Value = res.json().await.unwrap();
-    assert_eq!(introspect_compat(&app, &access, true).await["active"], false);
-    let res = app
-        .client
-        .post(app.url("/_matrix/client/v3/refresh"))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(introspect_any(&app, &access).await["active"], false);
+    let res = compat_refresh(&app, &refresh).await;
     assert_eq!(res.status(), 401);
     assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_UNKNOWN_TOKEN");
     let access2 = r["access_token"].as_str().unwrap();
-    assert_eq!(introspect_compat(&app, access2, true).await["active"], true);
+    assert_eq!(introspect_any(&app, access2).await["active"], true);
 
     // Logout ends the session.
     let res = app
@@ -98,7 +78,7 @@ async fn password_login_refresh_logout() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert_eq!(introspect_compat(&app, access2, true).await["active"], false);
+    assert_eq!(introspect_any(&app, access2).await["active"], false);
     let res = app.client.post(app.url("/_matrix/client/v3/logout")).bearer_auth(access2).send().await.unwrap();
     assert_eq!(res.status(), 401);
     assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_UNKNOWN_TOKEN");
@@ -127,7 +107,7 @@ async fn login_variants_and_errors() {
     )
     .await;
     assert_eq!(again["device_id"], device.as_str());
-    assert_eq!(introspect_compat(&app, &first, true).await["active"], false);
+    assert_eq!(introspect_any(&app, &first).await["active"], false);
 
     let cases = [
         (json!({"type": "m.login.password", "user": "alice", "password": "wrong"}), 403, "M_FORBIDDEN"),
@@ -238,7 +218,7 @@ async fn issue_compatibility_token_cli() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
     assert!(token.starts_with("mct_"));
-    let info = introspect_compat(&app, &token, true).await;
+    let info = introspect_any(&app, &token).await;
     assert_eq!(info["device_id"], "BOTDEVICE9");
     assert!(info["scope"].as_str().unwrap().contains("urn:synapse:admin:*"));
     assert!(info.get("expires_in").is_none(), "long-lived");

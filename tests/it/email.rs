@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use appliance::lifecycle::users::{self, NewUser};
 use serde_json::Value;
 
-use crate::flows::{csrf_of, location, login};
+use crate::flows::{csrf_of, get, location, login, post, post_text, signed_in};
 use crate::helpers::{TestApp, free_port, spawn_app_with, tempdir};
 use crate::synapse_harness::{SynapseMode, python_command};
 
@@ -106,23 +106,31 @@ impl Drop for Smtp {
     }
 }
 
-fn patch(smtp_port: u16, recovery: bool, extra_limits: &str) -> String {
+/// The `email` config section sending through the SMTP server on `port`.
+pub(crate) fn smtp_config(port: u16) -> String {
     format!(
-        r#"
-account:
-  password_recovery_enabled: {recovery}
-email:
+        r#"email:
   from: '"Test Accounts" <accounts@test.example>'
   reply_to: support@test.example
   transport: smtp
   mode: plain
   hostname: 127.0.0.1
-  port: {smtp_port}
+  port: {port}"#
+    )
+}
+
+fn patch(smtp_port: u16, recovery: bool, extra_limits: &str) -> String {
+    format!(
+        r#"
+account:
+  password_recovery_enabled: {recovery}
+{email}
 rate_limiting:
   login:
     per_ip: {{burst: 1000, per_second: 100}}
     per_account: {{burst: 1000, per_second: 100}}
-{extra_limits}"#
+{extra_limits}"#,
+        email = smtp_config(smtp_port)
     )
 }
 
@@ -146,28 +154,6 @@ async fn register(app: &TestApp, name: &str, emails: Vec<String>) {
     .expect("register user");
 }
 
-async fn signed_in(app: &TestApp, name: &str, password: &str) -> reqwest::Client {
-    let client = app.new_client();
-    let res = login(app, &client, "/account/", name, password).await;
-    assert_eq!(res.status(), 303, "login failed");
-    assert_eq!(location(&res), "/account/");
-    client
-}
-
-async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> (u16, String) {
-    let res = client.get(app.url(path)).send().await.unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
-async fn post(app: &TestApp, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-    client.post(app.url(path)).form(form).send().await.unwrap()
-}
-
-async fn post_text(app: &TestApp, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> (u16, String) {
-    let res = post(app, client, path, form).await;
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
 /// The 6-digit code of a verification mail.
 pub(crate) fn code_of(mail: &Value) -> String {
     let text = mail["text"].as_str().expect("text part");
@@ -189,6 +175,17 @@ fn link_of(app: &TestApp, mail: &Value) -> String {
 pub(crate) fn wrong_code(code: &str) -> String {
     let first = if code.starts_with('0') { '1' } else { '0' };
     format!("{first}{}", &code[1..])
+}
+
+/// Asks for a new code from the verify page `verify` (its resend button); checks that it leads back
+/// there with a notice. Returns the resend path.
+pub(crate) async fn resend_code(app: &TestApp, client: &reqwest::Client, verify: &str, csrf: &str) -> String {
+    let resend = verify.replace("/verify/", "/resend/");
+    let res = post(app, client, &resend, &[("csrf", csrf)]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), format!("{verify}?notice=resent"));
+    assert!(get(app, client, &location(&res)).await.1.contains("A new code was sent."));
+    resend
 }
 
 /// Adds `address` on the emails page; returns the verify page path.
@@ -317,11 +314,7 @@ async fn codes_expire_allow_five_attempts_and_resends_are_limited() {
     assert!(html.contains("This code has expired"), "{html}");
 
     // A new code: the old one no longer works.
-    let resend = verify.replace("/verify/", "/resend/");
-    let res = post(&app, &client, &resend, &[("csrf", &csrf)]).await;
-    assert_eq!(res.status(), 303);
-    assert_eq!(location(&res), format!("{verify}?notice=resent"));
-    assert!(get(&app, &client, &location(&res)).await.1.contains("A new code was sent."));
+    let resend = resend_code(&app, &client, &verify, &csrf).await;
     let code2 = code_of(&smtp.wait_for(2).await);
     if code2 != code {
         let (status, html) = post_text(&app, &client, &verify, &[("csrf", &csrf), ("code", &code)]).await;

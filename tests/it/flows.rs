@@ -1,11 +1,12 @@
-//! Browser-like walks through the sign-in pages, shared by the OAuth and end-to-end tests.
+//! Browser-like walks through the sign-in pages, and the requests the tests make to the OAuth,
+//! compat and account endpoints; shared by the test modules.
 #![allow(dead_code)]
 
 use appliance::lifecycle::users::{self, NewUser};
 use base64::Engine;
 use sha2::Digest;
 
-use crate::helpers::{SYNAPSE_CLIENT_ID, SYNAPSE_CLIENT_SECRET, TestApp};
+use crate::helpers::{MATRIX_SECRET, SYNAPSE_CLIENT_ID, SYNAPSE_CLIENT_SECRET, TestApp};
 
 pub const PUBLIC_CLIENT: &str = "01J0000000000000000000PB01";
 pub const CONFIDENTIAL_CLIENT: &str = "01J0000000000000000000CF01";
@@ -141,54 +142,159 @@ pub fn redirect_params(location: &str) -> std::collections::HashMap<String, Stri
     url::Url::parse(location).expect("absolute redirect").query_pairs().into_owned().collect()
 }
 
+/// `/authorize` (code flow, PKCE with S256, `extra` parameters added) in a new browser that signs
+/// in with `credentials` and consents: the query parameters of the redirect to the client, and the
+/// PKCE pair for the exchange.
+pub async fn authorize_code(
+    app: &TestApp,
+    client_id: &str,
+    redirect_uri: &str,
+    scope: &str,
+    extra: &[(&str, &str)],
+    credentials: (&str, &str),
+) -> (std::collections::HashMap<String, String>, Pkce) {
+    let p = pkce();
+    let mut query = vec![
+        ("client_id", client_id),
+        ("redirect_uri", redirect_uri),
+        ("response_type", "code"),
+        ("scope", scope),
+        ("code_challenge", &p.challenge),
+        ("code_challenge_method", "S256"),
+    ];
+    query.extend_from_slice(extra);
+    let res = authorize_and_consent(app, &app.new_client(), &query, Some(credentials)).await;
+    (redirect_params(&location(&res)), p)
+}
+
 /// A full authorization-code + PKCE login as the public client; returns the token response.
 pub async fn code_login(app: &TestApp, username: &str, password: &str, scope: &str) -> serde_json::Value {
-    let client = app.new_client();
-    let p = pkce();
-    let res = authorize_and_consent(
-        app,
-        &client,
-        &[
-            ("client_id", PUBLIC_CLIENT),
-            ("redirect_uri", REDIRECT),
-            ("response_type", "code"),
-            ("scope", scope),
-            ("state", "xyz"),
-            ("code_challenge", &p.challenge),
-            ("code_challenge_method", "S256"),
-        ],
-        Some((username, password)),
-    )
-    .await;
-    let params = redirect_params(&location(&res));
+    let (params, p) =
+        authorize_code(app, PUBLIC_CLIENT, REDIRECT, scope, &[("state", "xyz")], (username, password)).await;
     assert_eq!(params.get("state").map(String::as_str), Some("xyz"));
     let code = params.get("code").expect("code in redirect");
-    let res = client
-        .post(app.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("client_id", PUBLIC_CLIENT),
-            ("code_verifier", &p.verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = exchange_code(app, PUBLIC_CLIENT, REDIRECT, code, &p.verifier).await;
     assert_eq!(res.status(), 200, "token exchange failed");
     res.json().await.unwrap()
 }
 
+/// `POST /oauth2/token` with `form` (client credentials, if any, in the form).
+pub async fn token_request(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+    app.client.post(app.url("/oauth2/token")).form(form).send().await.unwrap()
+}
+
+/// The authorization_code grant for a public client, with the PKCE verifier.
+pub async fn exchange_code(
+    app: &TestApp,
+    client_id: &str,
+    redirect_uri: &str,
+    code: &str,
+    verifier: &str,
+) -> reqwest::Response {
+    token_request(
+        app,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("client_id", client_id),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// The client_credentials grant, the client authenticated with HTTP Basic (client_secret_basic).
+pub async fn client_credentials_basic(app: &TestApp, client_id: &str, secret: &str) -> reqwest::Response {
+    let req = app.client.post(app.url("/oauth2/token")).basic_auth(client_id, Some(secret));
+    req.form(&[("grant_type", "client_credentials")]).send().await.unwrap()
+}
+
+/// The refresh_token grant for the public client.
+pub async fn refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+    let form = [("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", PUBLIC_CLIENT)];
+    token_request(app, &form).await
+}
+
+/// `POST /oauth2/device` for the public client: the JSON answer (device code, user code, …).
+pub async fn start_device(app: &TestApp, scope: &str) -> serde_json::Value {
+    let form = [("client_id", PUBLIC_CLIENT), ("scope", scope)];
+    app.client.post(app.url("/oauth2/device")).form(&form).send().await.unwrap().json().await.unwrap()
+}
+
+/// One poll of the device_code grant for the public client: the JSON answer (tokens or an error).
+pub async fn poll_device(app: &TestApp, device_code: &str) -> serde_json::Value {
+    let form = [
+        ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+        ("device_code", device_code),
+        ("client_id", PUBLIC_CLIENT),
+    ];
+    token_request(app, &form).await.json().await.unwrap()
+}
+
+/// `POST /oauth2/revoke` of `token` by the public client.
+pub async fn revoke(app: &TestApp, token: &str) -> reqwest::Response {
+    let form = [("token", token), ("client_id", PUBLIC_CLIENT)];
+    app.client.post(app.url("/oauth2/revoke")).form(&form).send().await.unwrap()
+}
+
+/// Introspects an access token as Synapse does: the shared secret, `X-MAS-Supports-Device-Id`,
+/// and the `access_token` hint.
 pub async fn introspect(app: &TestApp, token: &str) -> serde_json::Value {
-    app.client
-        .post(app.url("/oauth2/introspect"))
-        .bearer_auth(crate::helpers::MATRIX_SECRET)
-        .header("X-MAS-Supports-Device-Id", "1")
-        .form(&[("token", token), ("token_type_hint", "access_token")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    introspect_with(app, token, Some("access_token"), true).await
+}
+
+/// Introspects any kind of token (no hint), otherwise as `introspect`.
+pub async fn introspect_any(app: &TestApp, token: &str) -> serde_json::Value {
+    introspect_with(app, token, None, true).await
+}
+
+/// Introspects with the shared secret, the token type `hint` if any, and with
+/// `X-MAS-Supports-Device-Id` when `device_id_header` (the device then shows in `device_id`
+/// rather than in the scope).
+pub async fn introspect_with(
+    app: &TestApp,
+    token: &str,
+    hint: Option<&str>,
+    device_id_header: bool,
+) -> serde_json::Value {
+    let mut form = vec![("token", token)];
+    form.extend(hint.map(|h| ("token_type_hint", h)));
+    let mut req = app.client.post(app.url("/oauth2/introspect")).bearer_auth(MATRIX_SECRET);
+    if device_id_header {
+        req = req.header("X-MAS-Supports-Device-Id", "1");
+    }
+    req.form(&form).send().await.unwrap().json().await.unwrap()
+}
+
+/// `POST /_matrix/client/v3/refresh` (the compat layer) with `refresh_token`.
+pub async fn compat_refresh(app: &TestApp, refresh_token: &str) -> reqwest::Response {
+    let body = serde_json::json!({"refresh_token": refresh_token});
+    app.client.post(app.url("/_matrix/client/v3/refresh")).json(&body).send().await.unwrap()
+}
+
+/// A browser signed in as `username`, redirected to the account page.
+pub async fn signed_in(app: &TestApp, username: &str, password: &str) -> reqwest::Client {
+    let client = app.new_client();
+    let res = login(app, &client, "/account/", username, password).await;
+    assert_eq!(res.status(), 303, "login failed");
+    assert_eq!(location(&res), "/account/");
+    client
+}
+
+/// `GET path` with `client`: the status and the body.
+pub async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> (u16, String) {
+    let res = client.get(app.url(path)).send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// `POST path` with `client` and the form fields `form`.
+pub async fn post(app: &TestApp, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    client.post(app.url(path)).form(form).send().await.unwrap()
+}
+
+/// `post`, then the status and the body.
+pub async fn post_text(app: &TestApp, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> (u16, String) {
+    let res = post(app, client, path, form).await;
+    (res.status().as_u16(), res.text().await.unwrap())
 }

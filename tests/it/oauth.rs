@@ -48,17 +48,7 @@ async fn element_x_style_login_introspects_field_by_field() {
 
     // The refresh token introspects as a refresh token.
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    let r: Value = app
-        .client
-        .post(app.url("/oauth2/introspect"))
-        .bearer_auth(MATRIX_SECRET)
-        .form(&[("token", refresh)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = introspect_with(&app, refresh, None, false).await;
     assert_eq!(r["token_type"], "refresh_token");
     // A hint that disagrees makes it inactive.
     assert_eq!(introspect(&app, refresh).await, serde_json::json!({"active": false}));
@@ -145,23 +135,8 @@ async fn tokens_expire_and_locked_users_are_inactive() {
 async fn refresh_rotation_and_replay_tolerance() {
     let app = app().await;
     let tokens = code_login(&app, "alice", "correct horse battery", API).await;
-    let r1 = tokens["refresh_token"].as_str().unwrap().to_string();
-    let refresh = |token: String| {
-        let app = &app;
-        async move {
-            app.client
-                .post(app.url("/oauth2/token"))
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("refresh_token", token.as_str()),
-                    ("client_id", PUBLIC_CLIENT),
-                ])
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let res = refresh(r1.clone()).await;
+    let r1 = tokens["refresh_token"].as_str().unwrap();
+    let res = refresh(&app, r1).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["cache-control"], "no-store");
     let t2: Value = res.json().await.unwrap();
@@ -169,76 +144,42 @@ async fn refresh_rotation_and_replay_tolerance() {
     // The old access token is revoked by the rotation.
     assert_eq!(introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"], false);
     // Lost response: r1 again while a2 is unused → a fresh pair, a2 revoked.
-    let res = refresh(r1.clone()).await;
+    let res = refresh(&app, r1).await;
     assert_eq!(res.status(), 200, "replay tolerated while the successor is unused");
     let t3: Value = res.json().await.unwrap();
     assert_eq!(introspect(&app, &a2).await["active"], false);
     let a3 = t3["access_token"].as_str().unwrap();
     assert_eq!(introspect(&app, a3).await["active"], true);
     // Once the successor was used, replaying r1 fails.
-    let res = refresh(r1).await;
+    let res = refresh(&app, r1).await;
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
     // Another client cannot use the token.
-    let res = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[
+    let res = token_request(
+        &app,
+        &[
             ("grant_type", "refresh_token"),
             ("refresh_token", t3["refresh_token"].as_str().unwrap()),
             ("client_id", CONFIDENTIAL_CLIENT),
             ("client_secret", CONFIDENTIAL_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 400);
 }
 
 #[tokio::test]
 async fn code_is_single_use_and_reuse_ends_the_session() {
     let app = app().await;
-    let client = app.new_client();
-    let p = pkce();
-    let res = authorize_and_consent(
-        &app,
-        &client,
-        &[
-            ("client_id", PUBLIC_CLIENT),
-            ("redirect_uri", REDIRECT),
-            ("response_type", "code"),
-            ("scope", API),
-            ("code_challenge", &p.challenge),
-            ("code_challenge_method", "S256"),
-        ],
-        Some(("alice", "correct horse battery")),
-    )
-    .await;
-    let code = redirect_params(&location(&res))["code"].clone();
-    let exchange = |verifier: String| {
-        let (client, app, code) = (&client, &app, code.clone());
-        async move {
-            client
-                .post(app.url("/oauth2/token"))
-                .form(&[
-                    ("grant_type", "authorization_code"),
-                    ("code", code.as_str()),
-                    ("redirect_uri", REDIRECT),
-                    ("client_id", PUBLIC_CLIENT),
-                    ("code_verifier", verifier.as_str()),
-                ])
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let wrong = exchange("x".repeat(50)).await;
+    let (params, p) = authorize_code(&app, PUBLIC_CLIENT, REDIRECT, API, &[], ("alice", "correct horse battery")).await;
+    let code = &params["code"];
+    let wrong = exchange_code(&app, PUBLIC_CLIENT, REDIRECT, code, &"x".repeat(50)).await;
     assert_eq!(wrong.status(), 400);
     assert_eq!(wrong.json::<Value>().await.unwrap()["error"], "invalid_grant");
-    let ok = exchange(p.verifier.clone()).await;
+    let ok = exchange_code(&app, PUBLIC_CLIENT, REDIRECT, code, &p.verifier).await;
     assert_eq!(ok.status(), 200);
     let tokens: Value = ok.json().await.unwrap();
-    let again = exchange(p.verifier.clone()).await;
+    let again = exchange_code(&app, PUBLIC_CLIENT, REDIRECT, code, &p.verifier).await;
     assert_eq!(again.status(), 400);
     assert_eq!(
         introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"],
@@ -307,37 +248,21 @@ async fn authorize_negative_table() {
 #[tokio::test]
 async fn openid_id_token_and_userinfo() {
     let app = app().await;
-    let client = app.new_client();
-    let p = pkce();
-    let res = authorize_and_consent(
+    let credentials = ("alice", "correct horse battery");
+    let nonce = ("nonce", "n-0S6_WzA2Mj");
+    let (params, p) = authorize_code(&app, CONFIDENTIAL_CLIENT, REDIRECT, "openid email", &[nonce], credentials).await;
+    let res = token_request(
         &app,
-        &client,
         &[
-            ("client_id", CONFIDENTIAL_CLIENT),
-            ("redirect_uri", REDIRECT),
-            ("response_type", "code"),
-            ("scope", "openid email"),
-            ("nonce", "n-0S6_WzA2Mj"),
-            ("code_challenge", &p.challenge),
-            ("code_challenge_method", "S256"),
-        ],
-        Some(("alice", "correct horse battery")),
-    )
-    .await;
-    let code = redirect_params(&location(&res))["code"].clone();
-    let res = client
-        .post(app.url("/oauth2/token"))
-        .form(&[
             ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
+            ("code", &params["code"]),
             ("redirect_uri", REDIRECT),
             ("client_id", CONFIDENTIAL_CLIENT),
             ("client_secret", CONFIDENTIAL_SECRET),
             ("code_verifier", &p.verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(res.status(), 200);
     let tokens: Value = res.json().await.unwrap();
     let id_token = tokens["id_token"].as_str().expect("id_token");
@@ -368,17 +293,15 @@ async fn openid_id_token_and_userinfo() {
 #[tokio::test]
 async fn client_credentials_and_client_auth_failures() {
     let app = app().await;
-    let ok = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[
+    let ok = token_request(
+        &app,
+        &[
             ("grant_type", "client_credentials"),
             ("client_id", CONFIDENTIAL_CLIENT),
             ("client_secret", CONFIDENTIAL_SECRET),
-        ])
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(ok.status(), 200);
     let tokens: Value = ok.json().await.unwrap();
     assert!(tokens.get("refresh_token").is_none());
@@ -415,19 +338,12 @@ async fn client_credentials_and_client_auth_failures() {
             "invalid_request",
         ),
     ] {
-        let res = app.client.post(app.url("/oauth2/token")).form(&form).send().await.unwrap();
+        let res = token_request(&app, &form).await;
         assert_eq!(res.status(), status, "{form:?}");
         assert_eq!(res.json::<Value>().await.unwrap()["error"], error, "{form:?}");
     }
     // Basic auth for a client_secret_post client is the wrong method.
-    let res = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .basic_auth(CONFIDENTIAL_CLIENT, Some(CONFIDENTIAL_SECRET))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let res = client_credentials_basic(&app, CONFIDENTIAL_CLIENT, CONFIDENTIAL_SECRET).await;
     assert_eq!(res.status(), 401);
     assert!(res.headers().contains_key("www-authenticate"));
 }
@@ -436,60 +352,22 @@ async fn client_credentials_and_client_auth_failures() {
 async fn revoke_ends_the_session() {
     let app = app().await;
     let tokens = code_login(&app, "alice", "correct horse battery", &format!("{API} {DEVICE}")).await;
-    let res = app
-        .client
-        .post(app.url("/oauth2/revoke"))
-        .form(&[("token", tokens["refresh_token"].as_str().unwrap()), ("client_id", PUBLIC_CLIENT)])
-        .send()
-        .await
-        .unwrap();
+    let res = revoke(&app, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(res.status(), 200);
     assert_eq!(introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"], false);
     // Unknown tokens are fine (RFC 7009).
-    let res = app
-        .client
-        .post(app.url("/oauth2/revoke"))
-        .form(&[("token", "whatever"), ("client_id", PUBLIC_CLIENT)])
-        .send()
-        .await
-        .unwrap();
+    let res = revoke(&app, "whatever").await;
     assert_eq!(res.status(), 200);
 }
 
 #[tokio::test]
 async fn device_code_grant() {
     let app = app().await;
-    let start: Value = app
-        .client
-        .post(app.url("/oauth2/device"))
-        .form(&[("client_id", PUBLIC_CLIENT), ("scope", &format!("{API} {DEVICE}"))])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let start = start_device(&app, &format!("{API} {DEVICE}")).await;
     let device_code = start["device_code"].as_str().unwrap().to_string();
     assert_eq!(start["verification_uri"], app.url("/link"));
     assert_eq!(start["interval"], 5);
-    let poll = || {
-        let (app, device_code) = (&app, device_code.clone());
-        async move {
-            app.client
-                .post(app.url("/oauth2/token"))
-                .form(&[
-                    ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-                    ("device_code", device_code.as_str()),
-                    ("client_id", PUBLIC_CLIENT),
-                ])
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
+    let poll = || poll_device(&app, &device_code);
     assert_eq!(poll().await["error"], "authorization_pending");
     assert_eq!(poll().await["error"], "slow_down");
     // The user enters the code on /link.
@@ -519,31 +397,9 @@ async fn device_code_grant() {
     assert_eq!(poll().await["error"], "invalid_grant", "a device code is single use");
 
     // An expired code.
-    let start: Value = app
-        .client
-        .post(app.url("/oauth2/device"))
-        .form(&[("client_id", PUBLIC_CLIENT), ("scope", API)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let start = start_device(&app, API).await;
     app.clock.advance(1201);
-    let res: Value = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
-            ("device_code", start["device_code"].as_str().unwrap()),
-            ("client_id", PUBLIC_CLIENT),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let res = poll_device(&app, start["device_code"].as_str().unwrap()).await;
     assert_eq!(res["error"], "expired_token");
 }
 

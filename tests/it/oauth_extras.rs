@@ -86,39 +86,12 @@ async fn es256_id_tokens_for_clients_that_ask() {
         .json()
         .await
         .unwrap();
-    let client_id = reg["client_id"].as_str().expect("registered").to_string();
-    let client = app.new_client();
-    let p = pkce();
-    let res = authorize_and_consent(
-        &app,
-        &client,
-        &[
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", "https://es.example.org/cb"),
-            ("response_type", "code"),
-            ("scope", "openid"),
-            ("code_challenge", p.challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ],
-        Some(("alice", "correct horse battery")),
-    )
-    .await;
-    let code = redirect_params(&location(&res))["code"].clone();
-    let tokens: Value = client
-        .post(app.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code.as_str()),
-            ("client_id", client_id.as_str()),
-            ("redirect_uri", "https://es.example.org/cb"),
-            ("code_verifier", p.verifier.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let client_id = reg["client_id"].as_str().expect("registered");
+    let redirect = "https://es.example.org/cb";
+    let (params, p) =
+        authorize_code(&app, client_id, redirect, "openid", &[], ("alice", "correct horse battery")).await;
+    let res = exchange_code(&app, client_id, redirect, &params["code"], &p.verifier).await;
+    let tokens: Value = res.json().await.unwrap();
     assert!(tokens.get("refresh_token").is_none(), "the client did not register the refresh_token grant");
     let header = tokens["id_token"].as_str().unwrap().split('.').next().unwrap().to_string();
     let header: Value =
@@ -157,16 +130,6 @@ async fn expired_rows_are_cleaned_up() {
     assert!(removed >= 2, "the expired access token and the old grant go (removed {removed})");
     assert_eq!(introspect(&app, tokens["access_token"].as_str().unwrap()).await["active"], false);
     // The refresh token is still usable: only expired or dead rows went.
-    let res = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-            ("client_id", PUBLIC_CLIENT),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = refresh(&app, tokens["refresh_token"].as_str().unwrap()).await;
     assert_eq!(res.status(), 200);
 }

@@ -3,8 +3,8 @@
 
 use appliance::store::users as user_store;
 
-use crate::email::{Smtp, code_of, wrong_code};
-use crate::flows::{csrf_of, location};
+use crate::email::{Smtp, code_of, resend_code, smtp_config, wrong_code};
+use crate::flows::{csrf_of, get, location, post};
 use crate::helpers::{TestApp, merged_yaml, spawn_app_with};
 use crate::register::fake_homeserver;
 
@@ -20,31 +20,16 @@ account:
   password_registration_email_required: true
 matrix:
   endpoint: "{endpoint}"
-email:
-  from: '"Test Accounts" <accounts@test.example>'
-  reply_to: support@test.example
-  transport: smtp
-  mode: plain
-  hostname: 127.0.0.1
-  port: {port}
+{email}
 rate_limiting:
   registration: {{burst: 1000, per_second: 100}}
   email_authentication:
     per_ip: {{burst: 1000, per_second: 100}}
     per_address: {{burst: 1000, per_second: 100}}
 "#,
-        port = smtp.port
+        email = smtp_config(smtp.port)
     );
     spawn_app_with(&merged_yaml(&base, "")).await
-}
-
-async fn get(app: &TestApp, client: &reqwest::Client, path: &str) -> (u16, String) {
-    let res = client.get(app.url(path)).send().await.unwrap();
-    (res.status().as_u16(), res.text().await.unwrap())
-}
-
-async fn post(app: &TestApp, client: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
-    client.post(app.url(path)).form(form).send().await.unwrap()
 }
 
 /// Fills in the sign-up form for `carol`; returns the verify page path and the csrf token.
@@ -196,11 +181,7 @@ async fn register_with_expired_code_and_resend() {
     no_user(&app).await;
 
     // A new code.
-    let resend = verify.replace("/verify/", "/resend/");
-    let res = post(&app, &client, &resend, &[("csrf", &csrf)]).await;
-    assert_eq!(res.status(), 303);
-    assert_eq!(location(&res), format!("{verify}?notice=resent"));
-    assert!(get(&app, &client, &location(&res)).await.1.contains("A new code was sent."));
+    resend_code(&app, &client, &verify, &csrf).await;
     let code2 = code_of(&smtp.wait_for(2).await);
     let res = post(&app, &client, &verify, &[("csrf", &csrf), ("code", &code2)]).await;
     assert_eq!(res.status(), 303);

@@ -4,7 +4,10 @@
 use appliance::store::clients as client_store;
 use serde_json::{Value, json};
 
-use crate::flows::{authorize_and_consent, introspect, location, pkce, redirect_params, register_user};
+use crate::flows::{
+    authorize_and_consent, client_credentials_basic, exchange_code, introspect, location, pkce, redirect_params,
+    register_user,
+};
 use crate::helpers::{TestApp, spawn_app};
 
 /// Element X's registration body (matrix-sdk), as sent to MAS.
@@ -140,19 +143,7 @@ async fn a_registered_element_x_client_can_sign_in() {
     let back = location(&res);
     assert!(back.starts_with("io.element.app:/callback?"), "{back}");
     let params = redirect_params(&back);
-    let res = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", params["code"].as_str()),
-            ("redirect_uri", redirect),
-            ("client_id", client_id),
-            ("code_verifier", &p.verifier),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = exchange_code(&app, client_id, redirect, &params["code"], &p.verifier).await;
     assert_eq!(res.status(), 200);
     let tokens: Value = res.json().await.unwrap();
     assert!(tokens["refresh_token"].is_string());
@@ -190,28 +181,14 @@ async fn a_confidential_client_gets_a_secret_and_uses_client_credentials() {
     assert_ne!(encrypted, secret);
     assert_eq!(app.state.encrypter.decrypt_string(encrypted).unwrap(), secret);
 
-    let res = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .basic_auth(client_id, Some(secret))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let res = client_credentials_basic(&app, client_id, secret).await;
     assert_eq!(res.status(), 200);
     let tokens: Value = res.json().await.unwrap();
     let access = tokens["access_token"].as_str().expect("access token");
     assert!(tokens.get("refresh_token").is_none());
     assert_eq!(introspect(&app, access).await["active"], true);
 
-    let wrong = app
-        .client
-        .post(app.url("/oauth2/token"))
-        .basic_auth(client_id, Some("not-the-secret"))
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap();
+    let wrong = client_credentials_basic(&app, client_id, "not-the-secret").await;
     assert_eq!(wrong.status(), 401);
 }
 

@@ -151,8 +151,50 @@ fn approver(
     }
 }
 
+/// The session a code or device grant issued.
+struct Approved {
+    tokens: IssuedTokens,
+    scope: Scope,
+    user: User,
+    /// When the user last signed in to the browser session that approved the grant.
+    auth_time: i64,
+}
+
+/// Starts the session that a code or device grant issues: for the user who approved it in the
+/// browser session `user_session_id` (see `approver`), with the grant's `scope`. `Err` says why it
+/// cannot be issued.
+fn start_approved(
+    c: &rusqlite::Connection,
+    client_id: &str,
+    user_session_id: Option<&str>,
+    scope: &str,
+    with_refresh: bool,
+    ttl: i64,
+    now: i64,
+) -> crate::store::StoreResult<Result<Approved, &'static str>> {
+    let (browser, user) = match approver(c, user_session_id)? {
+        Ok(found) => found,
+        Err(why) => return Ok(Err(why)),
+    };
+    let scope = Scope::parse(scope).unwrap_or_default();
+    let tokens = oauth_sessions::start(
+        c,
+        NewSession {
+            client_id,
+            user_id: Some(&user.id),
+            user_session_id: Some(&browser.id),
+            scope: &scope,
+            user_agent: None,
+        },
+        with_refresh,
+        ttl,
+        now,
+    )?;
+    Ok(Ok(Approved { tokens, scope, user, auth_time: browser.authenticated_at }))
+}
+
 enum CodeOutcome {
-    Issued { tokens: IssuedTokens, scope: Scope, user: User, nonce: Option<String>, auth_time: i64 },
+    Issued { approved: Approved, nonce: Option<String> },
     Replayed,
 }
 
@@ -164,7 +206,6 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
     let ttl = state.config.experimental.access_token_ttl;
     let client_id = client.id.clone();
     let with_refresh = client.allows_grant(GRANT_REFRESH_TOKEN);
-    let user_agent: Option<String> = None;
     let code_hash = hash_token(&code);
 
     let outcome = state
@@ -205,39 +246,33 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
                 }
                 (None, None) => {}
             }
-            let (browser, user) = match approver(c, grant.user_session_id.as_deref())? {
-                Ok(found) => found,
-                Err(why) => return Ok(Err(OAuthError::invalid_grant(why))),
-            };
-            let scope = Scope::parse(&grant.scope).unwrap_or_default();
-            let tokens = oauth_sessions::start(
+            let approved = match start_approved(
                 c,
-                NewSession {
-                    client_id: &client_id,
-                    user_id: Some(&user.id),
-                    user_session_id: Some(&browser.id),
-                    scope: &scope,
-                    user_agent: user_agent.as_deref(),
-                },
+                &client_id,
+                grant.user_session_id.as_deref(),
+                &grant.scope,
                 with_refresh,
                 ttl,
                 now,
-            )?;
-            if !grant_store::exchange_grant(c, &grant.id, &tokens.session_id, now)? {
+            )? {
+                Ok(approved) => approved,
+                Err(why) => return Ok(Err(OAuthError::invalid_grant(why))),
+            };
+            if !grant_store::exchange_grant(c, &grant.id, &approved.tokens.session_id, now)? {
                 // Cannot happen inside the single writer; roll everything back if it does.
                 return Err(crate::store::StoreError::Conflict("authorization code exchange"));
             }
-            Ok(Ok(CodeOutcome::Issued { tokens, scope, user, nonce: grant.nonce, auth_time: browser.authenticated_at }))
+            Ok(Ok(CodeOutcome::Issued { approved, nonce: grant.nonce }))
         })
         .await??;
 
-    let (tokens, scope, user, nonce, auth_time) = match outcome {
+    let (Approved { tokens, scope, user, auth_time }, nonce) = match outcome {
         CodeOutcome::Replayed => {
             return Err(OAuthError::invalid_grant(
                 "the authorization code was already used; its session has been ended",
             ));
         }
-        CodeOutcome::Issued { tokens, scope, user, nonce, auth_time } => (tokens, scope, user, nonce, auth_time),
+        CodeOutcome::Issued { approved, nonce } => (approved, nonce),
     };
     provision_device(state, client, &user, &scope).await;
     let mut body = base_response(&tokens, &scope);
@@ -328,7 +363,7 @@ async fn provision_device(state: &AppState, client: &Client, user: &User, scope:
 }
 
 enum DeviceOutcome {
-    Issued { tokens: IssuedTokens, scope: Scope, user: User },
+    Issued(Approved),
     Error(OAuthError),
 }
 
@@ -368,32 +403,26 @@ async fn device_code(state: &AppState, client: &Client, params: &Params) -> Resu
                     err("authorization_pending", "waiting for the user")
                 };
             }
-            let (browser, user) = match approver(c, grant.user_session_id.as_deref())? {
-                Ok(found) => found,
-                Err(why) => return err("invalid_grant", why),
-            };
-            let scope = Scope::parse(&grant.scope).unwrap_or_default();
-            let tokens = oauth_sessions::start(
+            let approved = match start_approved(
                 c,
-                NewSession {
-                    client_id: &client_id,
-                    user_id: Some(&user.id),
-                    user_session_id: Some(&browser.id),
-                    scope: &scope,
-                    user_agent: None,
-                },
+                &client_id,
+                grant.user_session_id.as_deref(),
+                &grant.scope,
                 with_refresh,
                 ttl,
                 now,
-            )?;
-            if !grant_store::exchange_device(c, &grant.id, &tokens.session_id, now)? {
+            )? {
+                Ok(approved) => approved,
+                Err(why) => return err("invalid_grant", why),
+            };
+            if !grant_store::exchange_device(c, &grant.id, &approved.tokens.session_id, now)? {
                 return Err(crate::store::StoreError::Conflict("device code exchange"));
             }
-            Ok(DeviceOutcome::Issued { tokens, scope, user })
+            Ok(DeviceOutcome::Issued(approved))
         })
         .await?;
     match outcome {
-        DeviceOutcome::Issued { tokens, scope, user } => {
+        DeviceOutcome::Issued(Approved { tokens, scope, user, .. }) => {
             provision_device(state, client, &user, &scope).await;
             Ok(base_response(&tokens, &scope))
         }

@@ -1,5 +1,7 @@
 //! `/login`, `/logout` and `/`.
 
+use std::net::IpAddr;
+
 use askama::Template;
 use axum::Form;
 use axum::extract::{Query, State};
@@ -130,23 +132,7 @@ pub async fn post(
     match verify_password(&state, &localpart, form.password.clone()).await {
         Ok(user) => {
             state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "success".into() }).inc();
-            let user_agent =
-                headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
-            match start_browser_session(
-                &state,
-                &user,
-                browser.session.as_ref().map(|s| s.id.clone()),
-                user_agent,
-                ip.to_string(),
-            )
-            .await
-            {
-                Ok(session_id) => {
-                    let jar = browser.with_session(&state, &session_id);
-                    (jar, Redirect::to(next.as_deref().unwrap_or("/account/"))).into_response()
-                }
-                Err(e) => e.into_response(),
-            }
+            sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await
         }
         Err(LoginFailure::Locked) => fail(browser, "This account is locked. Contact the administrator of this server."),
         Err(LoginFailure::Invalid) => {
@@ -199,6 +185,26 @@ pub async fn verify_password(state: &AppState, localpart: &str, password: String
             .map_err(|e| LoginFailure::Internal(PageError::internal(e)))?;
     }
     Ok(user)
+}
+
+/// Signs `user` in on this browser (`start_browser_session`, with its user agent and `ip`) and
+/// sends it on to `next`, or to the account page.
+pub(crate) async fn sign_in_and_continue(
+    state: &AppState,
+    browser: Browser,
+    headers: &HeaderMap,
+    ip: IpAddr,
+    user: &User,
+    next: Option<&str>,
+) -> Response {
+    let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
+    let existing = browser.session.as_ref().map(|s| s.id.clone());
+    match start_browser_session(state, user, existing, user_agent, ip.to_string()).await {
+        Ok(session_id) => {
+            (browser.with_session(state, &session_id), Redirect::to(next.unwrap_or("/account/"))).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 /// A fresh browser session; a session of the same user is reauthenticated instead.

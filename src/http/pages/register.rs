@@ -23,8 +23,8 @@ use serde::Deserialize;
 
 use super::context::{Browser, PageContext};
 use super::error::{PageError, render};
-use super::login::{localpart_of, login_url, safe_next, start_browser_session};
-use crate::email::{self, CodeCheck, MAX_CODE_ATTEMPTS};
+use super::login::{localpart_of, login_url, safe_next, sign_in_and_continue};
+use crate::email;
 use crate::homeserver::Availability;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
@@ -350,15 +350,7 @@ pub async fn post(
     if !state.lifecycle.provision_user(&user.id).await {
         tracing::warn!(user_id = %user.id, "homeserver unreachable after registration; provisioning queued");
     }
-    let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
-    let existing = browser.session.as_ref().map(|s| s.id.clone());
-    match start_browser_session(&state, &user, existing, user_agent, ip.to_string()).await {
-        Ok(session_id) => {
-            let jar = browser.with_session(&state, &session_id);
-            (jar, Redirect::to(next.as_deref().unwrap_or("/account/"))).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await
 }
 
 /// The form again, with its errors; the password fields are never filled back in.
@@ -391,10 +383,8 @@ async fn start_pending(
         Ok(None) => {}
         Err(e) => return PageError::internal(e).into_response(),
     }
-    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
-        || state.limiters.email_per_address.check(&address.to_lowercase()).is_err()
-    {
-        p.form_error = Some("Too many codes were sent. Wait a while and try again.".into());
+    if !email::may_send_code(state, ip, &address) {
+        p.form_error = Some(email::TOO_MANY_CODES.into());
         return refuse(browser, p, StatusCode::TOO_MANY_REQUESTS);
     }
     let token_id = match token {
@@ -416,7 +406,7 @@ async fn start_pending(
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot start email verification for a registration");
-            p.errors.email = Some("The email could not be sent. Check the address or try again later.".into());
+            p.errors.email = Some(email::FIRST_CODE_NOT_SENT.into());
             return refuse(browser, p, StatusCode::BAD_GATEWAY);
         }
     };
@@ -580,19 +570,9 @@ pub async fn verify_post(
         Ok(c) => c,
         Err(e) => return PageError::internal(e).into_response(),
     };
-    let message = match check {
-        // Verified earlier but the account could not be created then (homeserver down…).
-        CodeCheck::Verified | CodeCheck::AlreadyVerified => None,
-        CodeCheck::Wrong { attempts_left } => Some(format!(
-            "That code is not right. {attempts_left} {} left.",
-            if attempts_left == 1 { "attempt" } else { "attempts" }
-        )),
-        CodeCheck::Expired => Some("This code has expired. Send a new one.".to_string()),
-        CodeCheck::TooManyAttempts => {
-            Some(format!("The code was entered wrong {MAX_CODE_ATTEMPTS} times and no longer works. Send a new one."))
-        }
-    };
-    if let Some(message) = message {
+    // Already verified goes on too: verified earlier but the account could not be created then
+    // (homeserver down…).
+    if let Some(message) = check.problem() {
         return verify_page(&state, browser, StatusCode::BAD_REQUEST, &v, &id, Some(message), None);
     }
 
@@ -648,16 +628,9 @@ pub async fn verify_post(
     if !state.lifecycle.provision_user(&user.id).await {
         tracing::warn!(user_id = %user.id, "homeserver unreachable after registration; provisioning queued");
     }
-    let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
-    let existing = browser.session.as_ref().map(|s| s.id.clone());
-    match start_browser_session(&state, &user, existing, user_agent, ip.to_string()).await {
-        Ok(session_id) => {
-            let jar = browser.with_session(&state, &session_id).remove(Cookie::build(PENDING_COOKIE).path("/"));
-            let next = safe_next(pending.next.as_deref());
-            (jar, Redirect::to(next.as_deref().unwrap_or("/account/"))).into_response()
-        }
-        Err(e) => e.into_response(),
-    }
+    // The sign-up is finished: its cookie is removed as the browser signs in.
+    let browser = Browser { jar: browser.jar.remove(Cookie::build(PENDING_COOKIE).path("/")), ..browser };
+    sign_in_and_continue(&state, browser, &headers, ip, &user, safe_next(pending.next.as_deref()).as_deref()).await
 }
 
 /// `POST /register/resend/{id}`: a new code (the old one stops working), rate-limited.
@@ -680,16 +653,8 @@ pub async fn resend_post(
     if v.verified_at.is_some() {
         return (browser.jar, Redirect::to(&here)).into_response();
     }
-    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
-        || state.limiters.email_per_address.check(&v.email.to_lowercase()).is_err()
-    {
-        let message = "Too many codes were sent. Wait a while and try again.".to_string();
-        return verify_page(&state, browser, StatusCode::TOO_MANY_REQUESTS, &v, &id, Some(message), None);
-    }
-    if let Err(e) = email::resend_verification(&state, &v).await {
-        tracing::error!(error = %e, "cannot resend the verification code");
-        let message = "The email could not be sent. Try again later.".to_string();
-        return verify_page(&state, browser, StatusCode::BAD_GATEWAY, &v, &id, Some(message), None);
+    if let Err(why) = email::resend_code(&state, ip, &v).await {
+        return verify_page(&state, browser, why.status(), &v, &id, Some(why.message().to_string()), None);
     }
     (browser.jar, Redirect::to(&format!("{here}?notice=resent"))).into_response()
 }

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{error_page, signed_in};
-use crate::email::{self, CodeCheck, MAX_CODE_ATTEMPTS};
+use crate::email::{self, CodeCheck};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::pages::context::{Browser, PageContext};
+use crate::http::pages::context::{Browser, PageContext, Session};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::login::login_url;
 use crate::store::email_codes::{self, EmailVerification};
@@ -61,6 +61,16 @@ fn notice_text(notice: Option<&str>) -> Option<&'static str> {
 fn not_allowed() -> Response {
     PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Email addresses cannot be changed on this server.")
         .into_response()
+}
+
+/// The signed-in session of a form post that changes the addresses, or what to answer instead
+/// (the redirect to sign in, or "not allowed" when this server does not let addresses change).
+fn changing(state: &AppState, browser: &Browser, back_to: &str) -> Result<Session, Box<Response>> {
+    let session = signed_in(browser, back_to)?;
+    if !state.config.account.email_change_allowed {
+        return Err(Box::new(not_allowed()));
+    }
+    Ok(session)
 }
 
 async fn list_page(
@@ -115,13 +125,10 @@ pub async fn add_post(
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
-    let session = match signed_in(&browser, EMAILS_URL) {
+    let session = match changing(&state, &browser, EMAILS_URL) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if !state.config.account.email_change_allowed {
-        return not_allowed();
-    }
     let address = form.email.trim().to_string();
     let fail = |browser: Browser, status: StatusCode, message: &str| {
         let (state, address, message) = (state.clone(), address.clone(), message.to_string());
@@ -138,18 +145,14 @@ pub async fn add_post(
     if existing.iter().any(|e| e.eq_ignore_ascii_case(&address)) {
         return fail(browser, StatusCode::BAD_REQUEST, "This address is already on your account.").await;
     }
-    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
-        || state.limiters.email_per_address.check(&address.to_lowercase()).is_err()
-    {
-        return fail(browser, StatusCode::TOO_MANY_REQUESTS, "Too many codes were sent. Wait a while and try again.")
-            .await;
+    if !email::may_send_code(&state, ip, &address) {
+        return fail(browser, StatusCode::TOO_MANY_REQUESTS, email::TOO_MANY_CODES).await;
     }
     match email::start_verification(&state, Some(&session.user.id), &address).await {
         Ok(id) => (browser.jar, Redirect::to(&format!("{EMAILS_URL}/verify/{id}"))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot start email verification");
-            fail(browser, StatusCode::BAD_GATEWAY, "The email could not be sent. Check the address or try again later.")
-                .await
+            fail(browser, StatusCode::BAD_GATEWAY, email::FIRST_CODE_NOT_SENT).await
         }
     }
 }
@@ -230,14 +233,10 @@ pub async fn verify_post(
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
-    let here = format!("{EMAILS_URL}/verify/{id}");
-    let session = match signed_in(&browser, &here) {
+    let session = match changing(&state, &browser, &format!("{EMAILS_URL}/verify/{id}")) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if !state.config.account.email_change_allowed {
-        return not_allowed();
-    }
     let v = match own_verification(&state, &session.user.id, &id).await {
         Err(e) => return e.into_response(),
         Ok(None) => return unknown_verification(&state, browser),
@@ -247,19 +246,10 @@ pub async fn verify_post(
         Ok(c) => c,
         Err(e) => return PageError::internal(e).into_response(),
     };
-    let message = match check {
-        CodeCheck::Verified => None,
-        CodeCheck::AlreadyVerified => return (browser.jar, Redirect::to(EMAILS_URL)).into_response(),
-        CodeCheck::Wrong { attempts_left } => Some(format!(
-            "That code is not right. {attempts_left} {} left.",
-            if attempts_left == 1 { "attempt" } else { "attempts" }
-        )),
-        CodeCheck::Expired => Some("This code has expired. Send a new one.".to_string()),
-        CodeCheck::TooManyAttempts => {
-            Some(format!("The code was entered wrong {MAX_CODE_ATTEMPTS} times and no longer works. Send a new one."))
-        }
-    };
-    if let Some(message) = message {
+    if check == CodeCheck::AlreadyVerified {
+        return (browser.jar, Redirect::to(EMAILS_URL)).into_response();
+    }
+    if let Some(message) = check.problem() {
         return verify_page(&state, browser, StatusCode::BAD_REQUEST, &v, Some(message), None);
     }
     let (user_id, address, now) = (session.user.id.clone(), v.email.clone(), state.now());
@@ -307,29 +297,18 @@ pub async fn resend_post(
         return e.into_response();
     }
     let here = format!("{EMAILS_URL}/verify/{id}");
-    let session = match signed_in(&browser, &here) {
+    let session = match changing(&state, &browser, &here) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if !state.config.account.email_change_allowed {
-        return not_allowed();
-    }
     let v = match own_verification(&state, &session.user.id, &id).await {
         Err(e) => return e.into_response(),
         Ok(None) => return unknown_verification(&state, browser),
         Ok(Some(v)) if v.verified_at.is_some() => return (browser.jar, Redirect::to(EMAILS_URL)).into_response(),
         Ok(Some(v)) => v,
     };
-    if state.limiters.email_per_ip.check(&ip.to_string()).is_err()
-        || state.limiters.email_per_address.check(&v.email.to_lowercase()).is_err()
-    {
-        let message = "Too many codes were sent. Wait a while and try again.".to_string();
-        return verify_page(&state, browser, StatusCode::TOO_MANY_REQUESTS, &v, Some(message), None);
-    }
-    if let Err(e) = email::resend_verification(&state, &v).await {
-        tracing::error!(error = %e, "cannot resend the verification code");
-        let message = "The email could not be sent. Try again later.".to_string();
-        return verify_page(&state, browser, StatusCode::BAD_GATEWAY, &v, Some(message), None);
+    if let Err(why) = email::resend_code(&state, ip, &v).await {
+        return verify_page(&state, browser, why.status(), &v, Some(why.message().to_string()), None);
     }
     (browser.jar, Redirect::to(&format!("{here}?notice=resent"))).into_response()
 }
@@ -340,13 +319,10 @@ pub async fn remove_post(State(state): State<AppState>, browser: Browser, Form(f
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
-    let session = match signed_in(&browser, EMAILS_URL) {
+    let session = match changing(&state, &browser, EMAILS_URL) {
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if !state.config.account.email_change_allowed {
-        return not_allowed();
-    }
     let (user_id, address) = (session.user.id.clone(), form.email.trim().to_string());
     match state.store.write(move |c| email_codes::remove_email(c, &user_id, &address)).await {
         Err(e) => PageError::internal(e).into_response(),
