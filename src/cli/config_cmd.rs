@@ -175,6 +175,8 @@ http:
       resources:
         - name: health
         - name: prometheus
+        # The admin REST API (/api/admin/v1, MAS-compatible); needs a token with urn:mas:admin.
+        # - name: adminapi
       binds:
         - address: "127.0.0.1:8081"
 
@@ -235,6 +237,14 @@ branding:
   # tos_uri: "https://example.org/terms"
   # policy_uri: "https://example.org/privacy"
   # logo_path: "/etc/appliance/logo.svg"
+
+# Who may administer (MAS's policy.data keys).
+# policy:
+#   data:
+#     # Clients that may get urn:mas:admin (the admin API) with the client_credentials grant.
+#     admin_clients: ["01J0000000000000000000ADM1"]
+#     # Users who may request urn:synapse:admin:* and urn:mas:admin without `manage promote-admin`.
+#     admin_users: ["alice"]
 "#,
         rsa_kid = rsa.kid,
         rsa_pem = indent(&rsa.to_pem(), 8),

@@ -6,10 +6,10 @@ use anyhow::Context;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::password::PasswordManager;
-use crate::homeserver::Availability;
 use crate::jobs::Job;
 use crate::lifecycle::provisioning::Lifecycle;
-use crate::lifecycle::users::{self, NewUser};
+use crate::lifecycle::registration_tokens;
+use crate::lifecycle::users::{self, NewUser, UserError};
 use crate::store::Store;
 
 #[derive(clap::Subcommand)]
@@ -147,14 +147,15 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             skip_homeserver_check,
         } => {
             if !skip_homeserver_check {
-                let (hs, name) = (ctx.lifecycle.homeserver.clone(), username.clone());
-                let availability = tokio::task::spawn_blocking(move || hs.is_localpart_available(&name)).await?;
-                match availability {
-                    Ok(Availability::Available) => {}
-                    Ok(other) => anyhow::bail!("the homeserver refuses the username {username}: {other:?}"),
-                    Err(e) => anyhow::bail!(
+                match users::check_available(&ctx.lifecycle, &username).await {
+                    Ok(()) => {}
+                    Err(UserError::HomeserverRefused(other)) => {
+                        anyhow::bail!("the homeserver refuses the username {username}: {other:?}")
+                    }
+                    Err(UserError::HomeserverUnreachable(e)) => anyhow::bail!(
                         "cannot ask the homeserver whether {username} is free: {e} (use --skip-homeserver-check to create it anyway)"
                     ),
+                    Err(e) => return Err(e.into()),
                 }
             }
             let password = match (password, no_password) {
@@ -162,15 +163,10 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                 (None, true) => None,
                 (None, false) => Some(ask_password(&username)?),
             };
-            let user = users::register(
-                &ctx.store,
-                &ctx.passwords,
-                clock,
-                NewUser { username, password, emails, display_name, admin },
-            )
-            .await?;
+            let new = NewUser { username, password, emails, display_name, admin };
+            let (user, provisioned) = users::create(&ctx.lifecycle, &ctx.passwords, new).await?;
             println!("created {} ({})", ctx.config.matrix.mxid(&user.username), user.id);
-            if !ctx.lifecycle.provision_user(&user.id).await {
+            if !provisioned {
                 println!("the homeserver is unreachable: provisioning is queued and runs when the server is up");
             }
         }
@@ -183,23 +179,20 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             println!("password of {username} changed");
         }
         Command::LockUser { username, deactivate } => {
-            let user = users::set_locked(&ctx.store, clock, &username, true).await?;
-            ctx.lifecycle.provision_user(&user.id).await;
+            let user = users::find(&ctx.store, &username).await?;
+            users::lock(&ctx.lifecycle, &user.id).await?;
             if deactivate {
-                users::set_deactivated(&ctx.store, clock, &username, true).await?;
-                kill_sessions(&ctx, &user.id).await?;
-                ctx.lifecycle.run_or_queue(Job::DeactivateUser { user_id: user.id.clone(), erase: false }).await;
+                users::deactivate(&ctx.lifecycle, &user.id, false).await?;
             }
             println!("{username} locked{}", if deactivate { " and deactivated" } else { "" });
         }
         Command::UnlockUser { username, reactivate } => {
-            let user = users::set_locked(&ctx.store, clock, &username, false).await?;
+            let user = users::find(&ctx.store, &username).await?;
             if reactivate {
-                users::set_deactivated(&ctx.store, clock, &username, false).await?;
-                ctx.lifecycle.run_or_queue(Job::ReactivateUser { user_id: user.id.clone() }).await;
-            } else {
-                ctx.lifecycle.provision_user(&user.id).await;
+                // Reactivated on the homeserver first: the unlock is then pushed to a live account.
+                users::reactivate(&ctx.lifecycle, &user.id).await?;
             }
+            users::unlock(&ctx.lifecycle, &user.id).await?;
             println!("{username} unlocked{}", if reactivate { " and reactivated" } else { "" });
         }
         Command::PromoteAdmin { username } => set_admin(&ctx, &username, true).await?,
@@ -268,22 +261,15 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                 let n = ctx.store.read(move |c| crate::store::sessions::active_oauth_for_user(c, &id)).await?.len();
                 println!("would end {n} sessions of {username}");
             } else {
-                let n = kill_sessions(&ctx, &user.id).await?;
+                let n = users::end_all_sessions(&ctx.lifecycle, &user.id).await?;
                 println!("ended {n} sessions of {username}");
             }
         }
         Command::IssueUserRegistrationToken { token, usage_limit, unlimited, expires_in } => {
-            if let Some(t) = &token {
-                anyhow::ensure!(
-                    !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| b.is_ascii_graphic()),
-                    "the token must be 1 to 255 printable ASCII characters without spaces"
-                );
-            }
             anyhow::ensure!(usage_limit != Some(0), "--usage-limit must be at least 1");
             let limit = if unlimited { None } else { Some(usage_limit.unwrap_or(1)) };
-            let t = crate::lifecycle::registration::new_token(token, limit, expires_in.map(i64::from), clock.now());
-            let row = t.clone();
-            ctx.store.write(move |c| crate::store::registration_tokens::insert(c, &row)).await?;
+            let expires_at = expires_in.map(|s| clock.now().saturating_add(i64::from(s)));
+            let t = registration_tokens::create(&ctx.store, clock, token, limit, expires_at).await?;
             if !ctx.config.account.registration_token_required {
                 eprintln!("note: account.registration_token_required is off, so registration does not ask for tokens");
             }
@@ -346,14 +332,7 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
 
 async fn set_admin(ctx: &Ctx, username: &str, admin: bool) -> anyhow::Result<()> {
     let user = users::find(&ctx.store, username).await?;
-    ctx.store.write(move |c| crate::store::users::set_can_request_admin(c, &user.id, admin)).await?;
+    users::set_admin(&ctx.store, &user.id, admin).await?;
     println!("{username} {} request homeserver administration", if admin { "may now" } else { "may no longer" });
     Ok(())
-}
-
-async fn kill_sessions(ctx: &Ctx, user_id: &str) -> anyhow::Result<usize> {
-    let (id, now) = (user_id.to_string(), ctx.clock.now());
-    let n = ctx.store.write(move |c| crate::store::sessions::finish_all_for_user(c, &id, now)).await?;
-    ctx.lifecycle.sync_devices(user_id).await;
-    Ok(n)
 }

@@ -9,6 +9,7 @@ mod experimental;
 pub mod http;
 mod matrix;
 mod passwords;
+mod policy;
 mod rate_limiting;
 mod secrets;
 
@@ -24,6 +25,7 @@ pub use experimental::ExperimentalConfig;
 pub use http::{BindConfig, HttpConfig, ListenerConfig, Resource};
 pub use matrix::{HomeserverKind, MatrixConfig};
 pub use passwords::{PasswordScheme, PasswordsConfig};
+pub use policy::{PolicyConfig, PolicyData};
 pub use rate_limiting::{RateLimit, RateLimitingConfig};
 pub use secrets::{KeyConfig, SecretsConfig};
 
@@ -65,6 +67,8 @@ pub struct Config {
     pub rate_limiting: RateLimitingConfig,
     #[serde(default)]
     pub email: EmailConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
     /// Directory of the config file: relative paths (database, `*_file` secrets) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -130,6 +134,7 @@ impl Config {
         self.experimental.validate()?;
         self.rate_limiting.validate()?;
         self.email.validate()?;
+        self.policy.validate()?;
         Ok(())
     }
 

@@ -50,6 +50,10 @@ fn bad_configs_name_the_key() {
         ("matrix: {secret: s}\ndatabase: {path: 3}\nhttp: {public_base: 7}", "http.public_base"),
         ("matrix: {secret: s, secret_file: /nonexistent}", "matrix"),
         ("matrix: {secret_file: /nonexistent/secret}", "matrix.secret_file"),
+        ("matrix: {secret: s}\npolicy: {data: {admin_clients: [nope]}}", "policy.data.admin_clients[0]"),
+        ("matrix: {secret: s}\npolicy: {data: {admin_users: ['@alice:x']}}", "policy.data.admin_users[0]"),
+        ("matrix: {secret: s}\npolicy: {data: {admins: []}}", "unknown field `admins`"),
+        ("matrix: {secret: s}\npolicy: {wasm_module: x}", "unknown field `wasm_module`"),
     ];
     for (yaml, expected) in cases {
         let err = Config::parse(yaml, Path::new(".")).expect_err(yaml).to_string();
@@ -61,6 +65,12 @@ fn bad_configs_name_the_key() {
 fn generated_config_parses() {
     let text = crate::cli::generate_config().unwrap();
     let c = Config::parse(&text, Path::new(".")).unwrap();
+    assert!(text.contains("# - name: adminapi") && text.contains("#     admin_clients:"), "{text}");
+    // The commented policy section is valid once uncommented.
+    let uncommented = text.replace("# policy:", "policy:").replace("#   data:", "  data:");
+    let uncommented = uncommented.replace("#     admin_", "    admin_");
+    let p = Config::parse(&uncommented, Path::new(".")).unwrap().policy.data;
+    assert!(p.is_admin_client("01J0000000000000000000ADM1") && p.is_admin_user("alice"));
     assert_eq!(c.secrets.as_ref().unwrap().keys.len(), 2);
     assert!(c.secrets.unwrap().encryption_key().is_some());
 }

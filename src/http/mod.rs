@@ -1,5 +1,6 @@
 //! The HTTP surfaces. `router` assembles one router per listener from the resources it serves.
 
+pub mod admin;
 pub mod assets;
 pub mod client_ip;
 pub mod compat;

@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, assets, compat, discovery, health, metrics, middleware, oauth2, pages};
+use super::{AppState, admin, assets, compat, discovery, health, metrics, middleware, oauth2, pages};
 use crate::config::Resource;
 
 pub fn build(state: AppState, resources: &[Resource]) -> Router {
@@ -22,7 +22,7 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
             Resource::Assets => router.merge(assets::router()),
             Resource::Health => router.merge(health::router()),
             Resource::Prometheus => router.merge(metrics::router()),
-            Resource::Adminapi => router,
+            Resource::Adminapi => router.merge(admin::router(&state)),
         };
     }
     router

@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::clock::BoxClock;
 use crate::store::Store;
-use crate::store::sessions::{self as session_store, ActivityRecord, SessionKind};
+use crate::store::sessions::{self as session_store, ActivityRecord, SessionActivity, SessionKind};
 
 /// How often pending activity is written.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
@@ -175,6 +175,18 @@ impl ActivityTracker {
     /// What is pending for a session and not yet in the database.
     pub fn pending_for(&self, kind: SessionKind, session_id: &str) -> Option<Seen> {
         self.lock().map(kind).get(session_id).copied()
+    }
+
+    /// The stored activity of a session with what is pending for it (the newest time wins, and
+    /// a pending IP replaces the stored one).
+    pub fn merged(&self, kind: SessionKind, session_id: &str, mut stored: SessionActivity) -> SessionActivity {
+        if let Some(seen) = self.pending_for(kind, session_id) {
+            stored.last_active_at = Some(stored.last_active_at.map_or(seen.at, |t| t.max(seen.at)));
+            if let Some(ip) = seen.ip {
+                stored.last_active_ip = Some(ip.to_string());
+            }
+        }
+        stored
     }
 
     // A poisoned lock still holds a consistent map (inserts do not unwind half-way).

@@ -3,9 +3,13 @@
 pub mod activity;
 pub mod clients;
 pub mod compat_sessions;
+pub mod emails;
 pub mod oauth_sessions;
 pub mod policy;
 pub mod provisioning;
 pub mod registration;
+pub mod registration_tokens;
+pub mod sessions;
 pub mod site_keys;
+pub mod tokens;
 pub mod users;

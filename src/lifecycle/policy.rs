@@ -1,5 +1,6 @@
 //! Which scopes a grant may carry: MAS's default policy written as plain rules, with its messages.
 
+use crate::config::PolicyData;
 use crate::model::User;
 use crate::model::scope::{
     self, EMAIL, MAS_ADMIN, MATRIX_API, MATRIX_API_UNSTABLE, MATRIX_DEVICE_PREFIX, MATRIX_DEVICE_PREFIX_UNSTABLE,
@@ -57,20 +58,28 @@ fn check_device(id: &str) -> Result<(), String> {
     }
 }
 
-/// Checks that this grant, for this user, may carry the scope.
-pub fn check(scope: &Scope, kind: GrantKind, user: Option<&User>) -> Result<(), String> {
+/// Checks that this grant, asked for by `client_id` for this user, may carry the scope, with the
+/// configured `policy.data`: `admin_users` may request administration as if `can_request_admin`
+/// were set, and `admin_clients` get `urn:mas:admin` with the client_credentials grant.
+pub fn check(
+    scope: &Scope,
+    kind: GrantKind,
+    user: Option<&User>,
+    client_id: &str,
+    data: &PolicyData,
+) -> Result<(), String> {
     check_shape(scope)?;
     let matrix = scope.iter().any(|t| t == MATRIX_API || t == MATRIX_API_UNSTABLE || scope::device_id_of(t).is_some());
     if kind == GrantKind::ClientCredentials {
         if matrix || scope.contains(SYNAPSE_ADMIN) {
             return Err("Matrix scopes need a user: use an interactive grant".into());
         }
-        if scope.contains(MAS_ADMIN) {
+        if scope.contains(MAS_ADMIN) && !data.is_admin_client(client_id) {
             return Err("scope 'urn:mas:admin' not allowed for this client".into());
         }
         return Ok(());
     }
-    let admin = user.is_some_and(|u| u.can_request_admin);
+    let admin = user.is_some_and(|u| u.can_request_admin || data.is_admin_user(&u.username));
     if (scope.contains(SYNAPSE_ADMIN) || scope.contains(MAS_ADMIN)) && !admin {
         let which = if scope.contains(SYNAPSE_ADMIN) { SYNAPSE_ADMIN } else { MAS_ADMIN };
         return Err(format!("scope '{which}' not allowed: the user may not request administration"));
@@ -101,8 +110,44 @@ mod tests {
             "mixed"
         );
         assert!(check_shape(&s("profile")).is_err());
-        assert!(check(&s("urn:synapse:admin:*"), GrantKind::Interactive, None).is_err());
-        assert!(check(&s(api), GrantKind::ClientCredentials, None).is_err());
-        assert!(check(&s("openid"), GrantKind::ClientCredentials, None).is_ok());
+        assert!(check(&s("urn:synapse:admin:*"), GrantKind::Interactive, None, "", &PolicyData::default()).is_err());
+        assert!(check(&s(api), GrantKind::ClientCredentials, None, "", &PolicyData::default()).is_err());
+        assert!(check(&s("openid"), GrantKind::ClientCredentials, None, "", &PolicyData::default()).is_ok());
+    }
+
+    #[test]
+    fn policy_data_grants_administration() {
+        let data =
+            PolicyData { admin_clients: vec!["01J0000000000000000000ADM1".into()], admin_users: vec!["alice".into()] };
+        let cc = GrantKind::ClientCredentials;
+        assert!(check(&s(MAS_ADMIN), cc, None, "01J0000000000000000000ADM1", &data).is_ok());
+        assert!(check(&s(MAS_ADMIN), cc, None, "01j0000000000000000000adm1", &data).is_ok());
+        assert!(check(&s(MAS_ADMIN), cc, None, "01J0000000000000000000CF01", &data).is_err());
+        assert!(
+            check(&s(MAS_ADMIN), cc, None, "", &PolicyData::default()).is_err(),
+            "no admin clients without policy data"
+        );
+        assert!(check(&s(SYNAPSE_ADMIN), cc, None, "01J0000000000000000000ADM1", &data).is_err());
+
+        let user = |name: &str, flag: bool| User {
+            id: "01J0000000000000000000USER".into(),
+            username: name.into(),
+            display_name: None,
+            created_at: 0,
+            locked_at: None,
+            deactivated_at: None,
+            can_request_admin: flag,
+        };
+        let (alice, bob, carol) = (user("alice", false), user("bob", false), user("carol", true));
+        let i = GrantKind::Interactive;
+        for scope in [MAS_ADMIN, SYNAPSE_ADMIN] {
+            assert!(check(&s(scope), i, Some(&alice), "", &data).is_ok(), "{scope} for an admin_users entry");
+            assert!(check(&s(scope), i, Some(&bob), "", &data).is_err(), "{scope} for bob");
+            assert!(check(&s(scope), i, Some(&carol), "", &data).is_ok(), "{scope} for can_request_admin");
+            assert!(
+                check(&s(scope), i, Some(&alice), "", &PolicyData::default()).is_err(),
+                "{scope} without policy data"
+            );
+        }
     }
 }

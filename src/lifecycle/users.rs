@@ -1,10 +1,15 @@
-//! Creating users and changing their state (the homeserver side arrives with provisioning).
+//! Creating users and changing their state. The functions taking a `Lifecycle` carry the change
+//! to the homeserver too (at once, or through the job queue when it is down); the CLI and the
+//! admin API both use them.
 
+use super::provisioning::Lifecycle;
 use crate::clock::Clock;
 use crate::crypto::password::{PasswordError, PasswordManager};
+use crate::homeserver::Availability;
+use crate::jobs::Job;
 use crate::model::User;
 use crate::model::user::check_localpart;
-use crate::store::{Store, StoreError, users as user_store};
+use crate::store::{Store, StoreError, sessions as session_store, users as user_store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -14,6 +19,10 @@ pub enum UserError {
     Taken,
     #[error("no such user: {0}")]
     NotFound(String),
+    #[error("the homeserver refuses the username: {0:?}")]
+    HomeserverRefused(Availability),
+    #[error("cannot ask the homeserver whether the username is free: {0}")]
+    HomeserverUnreachable(String),
     #[error(transparent)]
     Password(#[from] PasswordError),
     #[error(transparent)]
@@ -102,15 +111,106 @@ pub async fn set_locked(store: &Store, clock: &dyn Clock, username: &str, locked
     Ok(User { locked_at: at, ..user })
 }
 
-pub async fn set_deactivated(
+/// The user with this id.
+pub async fn get(store: &Store, user_id: &str) -> Result<User, UserError> {
+    let id = user_id.to_string();
+    store.read(move |c| user_store::by_id(c, &id)).await?.ok_or_else(|| UserError::NotFound(user_id.into()))
+}
+
+/// Whether `username` may be created: well-formed, not taken here, and free on the homeserver.
+pub async fn check_available(lc: &Lifecycle, username: &str) -> Result<(), UserError> {
+    check_localpart(username).map_err(UserError::InvalidUsername)?;
+    let name = username.to_string();
+    if lc.store.read(move |c| user_store::by_username(c, &name)).await?.is_some() {
+        return Err(UserError::Taken);
+    }
+    let (hs, name) = (lc.homeserver.clone(), username.to_string());
+    match tokio::task::spawn_blocking(move || hs.is_localpart_available(&name)).await {
+        Ok(Ok(Availability::Available)) => Ok(()),
+        Ok(Ok(other)) => Err(UserError::HomeserverRefused(other)),
+        Ok(Err(e)) => Err(UserError::HomeserverUnreachable(e.to_string())),
+        Err(e) => Err(UserError::HomeserverUnreachable(e.to_string())),
+    }
+}
+
+/// Creates the user (`register`) and provisions it on the homeserver. The second value is
+/// `false` when the homeserver was unreachable and provisioning was queued.
+pub async fn create(lc: &Lifecycle, passwords: &PasswordManager, new: NewUser) -> Result<(User, bool), UserError> {
+    let user = register(&lc.store, passwords, lc.clock.as_ref(), new).await?;
+    let provisioned = lc.provision_user(&user.id).await;
+    Ok((user, provisioned))
+}
+
+/// Sets a user's password (a new row; older ones stay as history).
+pub async fn set_password_of(
     store: &Store,
+    passwords: &PasswordManager,
     clock: &dyn Clock,
-    username: &str,
-    deactivated: bool,
-) -> Result<User, UserError> {
-    let user = find(store, username).await?;
-    let at = deactivated.then(|| clock.now());
+    user_id: &str,
+    password: String,
+) -> Result<(), UserError> {
+    let user = get(store, user_id).await?;
+    let (version, hash) = passwords.hash(password).await?;
+    let now = clock.now();
+    store.write(move |c| user_store::add_password(c, &user.id, &hash, version, None, now)).await?;
+    Ok(())
+}
+
+/// Allows or forbids the user to request administration (`can_request_admin`).
+pub async fn set_admin(store: &Store, user_id: &str, admin: bool) -> Result<User, UserError> {
+    let user = get(store, user_id).await?;
     let id = user.id.clone();
-    store.write(move |c| user_store::set_deactivated(c, &id, at)).await?;
-    Ok(User { deactivated_at: at, ..user })
+    store.write(move |c| user_store::set_can_request_admin(c, &id, admin)).await?;
+    Ok(User { can_request_admin: admin, ..user })
+}
+
+/// Locks a user (sign-in refused, tokens inactive) and pushes the lock to the homeserver. A
+/// locked user keeps the time it was first locked.
+pub async fn lock(lc: &Lifecycle, user_id: &str) -> Result<User, UserError> {
+    let user = get(&lc.store, user_id).await?;
+    let at = user.locked_at.unwrap_or_else(|| lc.clock.now());
+    let id = user.id.clone();
+    lc.store.write(move |c| user_store::set_locked(c, &id, Some(at))).await?;
+    lc.provision_user(&user.id).await;
+    Ok(User { locked_at: Some(at), ..user })
+}
+
+/// Unlocks a user and pushes that to the homeserver.
+pub async fn unlock(lc: &Lifecycle, user_id: &str) -> Result<User, UserError> {
+    let user = get(&lc.store, user_id).await?;
+    let id = user.id.clone();
+    lc.store.write(move |c| user_store::set_locked(c, &id, None)).await?;
+    lc.provision_user(&user.id).await;
+    Ok(User { locked_at: None, ..user })
+}
+
+/// Ends every session of a user (OAuth, compat, browser) and deletes their devices on the
+/// homeserver. Returns how many OAuth and compat sessions ended.
+pub async fn end_all_sessions(lc: &Lifecycle, user_id: &str) -> Result<usize, UserError> {
+    let (id, now) = (user_id.to_string(), lc.clock.now());
+    let n = lc.store.write(move |c| session_store::finish_all_for_user(c, &id, now)).await?;
+    lc.sync_devices(user_id).await;
+    Ok(n)
+}
+
+/// Deactivates a user: marked deactivated (keeping the first time), every session ended, and
+/// the account deactivated on the homeserver (`erase`: its data erased too). Returns the user
+/// and how many sessions ended.
+pub async fn deactivate(lc: &Lifecycle, user_id: &str, erase: bool) -> Result<(User, usize), UserError> {
+    let user = get(&lc.store, user_id).await?;
+    let at = user.deactivated_at.unwrap_or_else(|| lc.clock.now());
+    let id = user.id.clone();
+    lc.store.write(move |c| user_store::set_deactivated(c, &id, Some(at))).await?;
+    let ended = end_all_sessions(lc, &user.id).await?;
+    lc.run_or_queue(Job::DeactivateUser { user_id: user.id.clone(), erase }).await;
+    Ok((User { deactivated_at: Some(at), ..user }, ended))
+}
+
+/// Reactivates a deactivated user, here and on the homeserver (a lock stays).
+pub async fn reactivate(lc: &Lifecycle, user_id: &str) -> Result<User, UserError> {
+    let user = get(&lc.store, user_id).await?;
+    let id = user.id.clone();
+    lc.store.write(move |c| user_store::set_deactivated(c, &id, None)).await?;
+    lc.run_or_queue(Job::ReactivateUser { user_id: user.id.clone() }).await;
+    Ok(User { deactivated_at: None, ..user })
 }

@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, Row, params};
 
+use super::page::{self, Filter, Page, PageRequest, Table};
 use super::{StoreError, StoreResult, opt};
 use crate::model::Client;
 use crate::model::client::ClientMetadata;
@@ -56,4 +57,23 @@ pub fn upsert(conn: &Connection, client: &Client, digest: Option<&str>) -> Store
 pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
     conn.execute("DELETE FROM oauth2_clients WHERE client_id = ?1", [id])?;
     Ok(())
+}
+
+const CLIENTS: Table = Table { name: "oauth2_clients", key: "client_id", columns: COLUMNS };
+
+fn static_filter(is_static: Option<bool>) -> Filter {
+    let mut filter = Filter::new();
+    filter.and_flag(is_static, "is_static = 1", "is_static = 0");
+    filter
+}
+
+/// Clients for the admin API; `is_static`: only config (`true`) or only registered (`false`) ones.
+pub fn page(conn: &Connection, is_static: Option<bool>, request: &PageRequest) -> StoreResult<Page<Client>> {
+    let rows = page::fetch(conn, &CLIENTS, &static_filter(is_static), request, client_from_row, |r| &r.0)?;
+    let Page { items, has_previous, has_next } = rows;
+    Ok(Page { items: items.into_iter().map(to_client).collect::<StoreResult<_>>()?, has_previous, has_next })
+}
+
+pub fn count(conn: &Connection, is_static: Option<bool>) -> StoreResult<usize> {
+    page::count(conn, &CLIENTS, &static_filter(is_static))
 }

@@ -2,6 +2,8 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::page::{self, Filter, Page, PageRequest, Table};
+use super::sessions::{Detailed, SessionActivity, SessionFilter};
 use super::{StoreResult, opt};
 use crate::store::tokens::TokenInfo;
 
@@ -266,4 +268,47 @@ pub fn clear_stale_ips(conn: &Connection, before: i64) -> StoreResult<usize> {
          WHERE last_active_ip IS NOT NULL AND coalesce(last_active_at, created_at) < ?1",
         [before],
     )?)
+}
+
+const DETAILED: Table = Table {
+    name: "compat_sessions",
+    key: "compat_session_id",
+    columns: "compat_session_id, user_id, device_id, user_session_id, is_synapse_admin, human_name, created_at, \
+              finished_at, user_agent, last_active_at, last_active_ip",
+};
+
+fn detailed_from_row(r: &rusqlite::Row) -> rusqlite::Result<Detailed<CompatSession>> {
+    let session = session_from_row(r)?;
+    let human_name = session.human_name.clone();
+    Ok(Detailed {
+        session,
+        activity: SessionActivity { user_agent: r.get(8)?, last_active_at: r.get(9)?, last_active_ip: r.get(10)? },
+        human_name,
+    })
+}
+
+fn filter_of(f: &SessionFilter) -> Filter {
+    let mut filter = Filter::new();
+    filter.and_eq("user_id = ?", f.user_id.clone()).and_flag(
+        f.active,
+        "finished_at IS NULL",
+        "finished_at IS NOT NULL",
+    );
+    filter
+}
+
+/// Compat sessions for the admin API (`SessionFilter::client_id` does not apply).
+pub fn page(conn: &Connection, f: &SessionFilter, request: &PageRequest) -> StoreResult<Page<Detailed<CompatSession>>> {
+    page::fetch(conn, &DETAILED, &filter_of(f), request, detailed_from_row, |d| &d.session.id)
+}
+
+pub fn count(conn: &Connection, f: &SessionFilter) -> StoreResult<usize> {
+    page::count(conn, &DETAILED, &filter_of(f))
+}
+
+pub fn detailed_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Detailed<CompatSession>>> {
+    let mut filter = Filter::new();
+    filter.and("compat_session_id = ?", [id.to_string().into()]);
+    let page = page::fetch(conn, &DETAILED, &filter, &PageRequest::first(1), detailed_from_row, |d| &d.session.id)?;
+    Ok(page.items.into_iter().next())
 }

@@ -11,6 +11,7 @@ pub mod email_codes;
 pub mod grants;
 pub mod jobs;
 pub mod keys;
+pub mod page;
 pub mod pending_registrations;
 pub mod registration_tokens;
 pub mod sessions;

@@ -4,6 +4,7 @@
 
 use rusqlite::{Connection, Row, params};
 
+use super::page::{self, Filter, Page, PageRequest, Table};
 use super::{StoreResult, on_conflict, opt};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +92,86 @@ pub fn revoke(conn: &Connection, token: &str, now: i64) -> StoreResult<bool> {
         params![token, now],
     )?;
     Ok(n > 0)
+}
+
+pub fn by_id(conn: &Connection, id: &str) -> StoreResult<Option<RegistrationToken>> {
+    let sql = format!("SELECT {COLUMNS} FROM user_registration_tokens WHERE user_registration_token_id = ?1");
+    opt(conn.query_row(&sql, [id], from_row))
+}
+
+/// Sets or clears `revoked_at`; `false` when there is no such token.
+pub fn set_revoked(conn: &Connection, id: &str, revoked_at: Option<i64>) -> StoreResult<bool> {
+    let n = conn.execute(
+        "UPDATE user_registration_tokens SET revoked_at = ?2 WHERE user_registration_token_id = ?1",
+        params![id, revoked_at],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn set_expiry(conn: &Connection, id: &str, expires_at: Option<i64>) -> StoreResult<bool> {
+    let n = conn.execute(
+        "UPDATE user_registration_tokens SET expires_at = ?2 WHERE user_registration_token_id = ?1",
+        params![id, expires_at],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn set_usage_limit(conn: &Connection, id: &str, usage_limit: Option<u32>) -> StoreResult<bool> {
+    let n = conn.execute(
+        "UPDATE user_registration_tokens SET usage_limit = ?2 WHERE user_registration_token_id = ?1",
+        params![id, usage_limit],
+    )?;
+    Ok(n > 0)
+}
+
+/// Which tokens to list (admin API); each condition is evaluated at `now`.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    /// Used at least once.
+    pub used: Option<bool>,
+    pub revoked: Option<bool>,
+    pub expired: Option<bool>,
+    /// Usable right now: not revoked, not expired, not used up.
+    pub valid: Option<bool>,
+    pub now: i64,
+}
+
+const TOKENS: Table = Table { name: "user_registration_tokens", key: "user_registration_token_id", columns: COLUMNS };
+
+fn token_filter(f: &TokenFilter) -> Filter {
+    let now = || [f.now.into()];
+    let mut filter = Filter::new();
+    filter.and_flag(f.used, "times_used > 0", "times_used = 0").and_flag(
+        f.revoked,
+        "revoked_at IS NOT NULL",
+        "revoked_at IS NULL",
+    );
+    match f.expired {
+        Some(true) => filter.and("expires_at IS NOT NULL AND expires_at <= ?", now()),
+        Some(false) => filter.and("expires_at IS NULL OR expires_at > ?", now()),
+        None => &mut filter,
+    };
+    // The same condition as `RegistrationToken::check`, written once for both polarities.
+    macro_rules! valid {
+        () => {
+            "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?) \
+             AND (usage_limit IS NULL OR times_used < usage_limit)"
+        };
+    }
+    match f.valid {
+        Some(true) => filter.and(valid!(), now()),
+        Some(false) => filter.and(concat!("NOT (", valid!(), ")"), now()),
+        None => &mut filter,
+    };
+    filter
+}
+
+pub fn page(conn: &Connection, f: &TokenFilter, request: &PageRequest) -> StoreResult<Page<RegistrationToken>> {
+    page::fetch(conn, &TOKENS, &token_filter(f), request, from_row, |t| &t.id)
+}
+
+pub fn count(conn: &Connection, f: &TokenFilter) -> StoreResult<usize> {
+    page::count(conn, &TOKENS, &token_filter(f))
 }
 
 /// Uses the token once: checks and counts in one statement, so two registrations racing for the

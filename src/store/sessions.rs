@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, Row, params};
 
+use super::page::{self, Filter, Page, PageRequest, Table};
 use super::{StoreResult, opt};
 
 /// Which table a session lives in.
@@ -256,4 +257,119 @@ pub fn active_browser_with_activity(
         ))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A session as the admin API shows it: with its activity and its name, if it has one.
+#[derive(Debug, Clone)]
+pub struct Detailed<S> {
+    pub session: S,
+    pub activity: SessionActivity,
+    pub human_name: Option<String>,
+}
+
+/// Which sessions to list (admin API); `client_id` applies to OAuth sessions only.
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub user_id: Option<String>,
+    /// `true`: not finished; `false`: finished.
+    pub active: Option<bool>,
+    pub client_id: Option<String>,
+}
+
+const OAUTH_DETAILED: Table = Table {
+    name: "oauth2_sessions",
+    key: "oauth2_session_id",
+    columns: "oauth2_session_id, user_id, user_session_id, client_id, scope, created_at, finished_at, \
+              user_agent, last_active_at, last_active_ip, human_name",
+};
+
+fn oauth_detailed_from_row(r: &Row) -> rusqlite::Result<Detailed<OAuthSession>> {
+    Ok(Detailed {
+        session: oauth_from_row(r)?,
+        activity: SessionActivity { user_agent: r.get(7)?, last_active_at: r.get(8)?, last_active_ip: r.get(9)? },
+        human_name: r.get(10)?,
+    })
+}
+
+fn oauth_filter(f: &SessionFilter) -> Filter {
+    let mut filter = Filter::new();
+    filter.and_eq("user_id = ?", f.user_id.clone()).and_eq("client_id = ?", f.client_id.clone()).and_flag(
+        f.active,
+        "finished_at IS NULL",
+        "finished_at IS NOT NULL",
+    );
+    filter
+}
+
+pub fn page_oauth(
+    conn: &Connection,
+    f: &SessionFilter,
+    request: &PageRequest,
+) -> StoreResult<Page<Detailed<OAuthSession>>> {
+    page::fetch(conn, &OAUTH_DETAILED, &oauth_filter(f), request, oauth_detailed_from_row, |d| &d.session.id)
+}
+
+pub fn count_oauth(conn: &Connection, f: &SessionFilter) -> StoreResult<usize> {
+    page::count(conn, &OAUTH_DETAILED, &oauth_filter(f))
+}
+
+pub fn oauth_detailed_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Detailed<OAuthSession>>> {
+    let mut filter = Filter::new();
+    filter.and("oauth2_session_id = ?", [id.to_string().into()]);
+    let page = page::fetch(conn, &OAUTH_DETAILED, &filter, &PageRequest::first(1), oauth_detailed_from_row, |d| {
+        &d.session.id
+    })?;
+    Ok(page.items.into_iter().next())
+}
+
+const BROWSER_DETAILED: Table = Table {
+    name: "user_sessions",
+    key: "user_session_id",
+    columns: "user_session_id, user_id, created_at, authenticated_at, finished_at, user_agent, last_active_at, \
+              last_active_ip",
+};
+
+fn browser_detailed_from_row(r: &Row) -> rusqlite::Result<Detailed<BrowserSession>> {
+    Ok(Detailed {
+        session: BrowserSession {
+            id: r.get(0)?,
+            user_id: r.get(1)?,
+            created_at: r.get(2)?,
+            authenticated_at: r.get(3)?,
+            finished_at: r.get(4)?,
+        },
+        activity: SessionActivity { user_agent: r.get(5)?, last_active_at: r.get(6)?, last_active_ip: r.get(7)? },
+        human_name: None,
+    })
+}
+
+fn browser_filter(f: &SessionFilter) -> Filter {
+    let mut filter = Filter::new();
+    filter.and_eq("user_id = ?", f.user_id.clone()).and_flag(
+        f.active,
+        "finished_at IS NULL",
+        "finished_at IS NOT NULL",
+    );
+    filter
+}
+
+pub fn page_browser(
+    conn: &Connection,
+    f: &SessionFilter,
+    request: &PageRequest,
+) -> StoreResult<Page<Detailed<BrowserSession>>> {
+    page::fetch(conn, &BROWSER_DETAILED, &browser_filter(f), request, browser_detailed_from_row, |d| &d.session.id)
+}
+
+pub fn count_browser(conn: &Connection, f: &SessionFilter) -> StoreResult<usize> {
+    page::count(conn, &BROWSER_DETAILED, &browser_filter(f))
+}
+
+pub fn browser_detailed_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Detailed<BrowserSession>>> {
+    let mut filter = Filter::new();
+    filter.and("user_session_id = ?", [id.to_string().into()]);
+    let page = page::fetch(conn, &BROWSER_DETAILED, &filter, &PageRequest::first(1), browser_detailed_from_row, |d| {
+        &d.session.id
+    })?;
+    Ok(page.items.into_iter().next())
 }

@@ -2,6 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::page::{self, Filter, Page, PageRequest, Table};
 use super::{StoreResult, on_conflict, opt};
 use crate::model::User;
 
@@ -102,14 +103,25 @@ pub fn add_password(
 }
 
 pub fn add_email(conn: &Connection, user_id: &str, email: &str, now: i64) -> StoreResult<()> {
+    insert_email(conn, user_id, email, now).map(|_| ())
+}
+
+/// Adds an address to a user; returns the new row.
+pub fn insert_email(conn: &Connection, user_id: &str, email: &str, now: i64) -> StoreResult<UserEmail> {
+    let row = UserEmail {
+        id: ulid::Ulid::new().to_string(),
+        user_id: user_id.to_string(),
+        email: email.to_string(),
+        created_at: now,
+    };
     on_conflict(
         conn.execute(
             "INSERT INTO user_emails (user_email_id, user_id, email, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![ulid::Ulid::new().to_string(), user_id, email, now],
+            params![row.id, row.user_id, row.email, row.created_at],
         ),
         "email",
     )?;
-    Ok(())
+    Ok(row)
 }
 
 pub fn emails(conn: &Connection, user_id: &str) -> StoreResult<Vec<String>> {
@@ -125,4 +137,92 @@ pub fn by_email(conn: &Connection, email: &str) -> StoreResult<Option<User>> {
         USER_COLUMNS.split(", ").map(|c| format!("u.{c}")).collect::<Vec<_>>().join(", ")
     );
     opt(conn.query_row(&sql, [email], user_from_row))
+}
+
+/// A user's state, as the admin API filters by it (MAS's `filter[status]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserStatus {
+    /// Neither locked nor deactivated.
+    Active,
+    Locked,
+    Deactivated,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// `can_request_admin`.
+    pub admin: Option<bool>,
+    pub status: Option<UserStatus>,
+    /// A case-insensitive substring of the username.
+    pub search: Option<String>,
+}
+
+const USERS: Table = Table { name: "users", key: "user_id", columns: USER_COLUMNS };
+
+fn user_filter(f: &UserFilter) -> Filter {
+    let mut filter = Filter::new();
+    filter.and_flag(f.admin, "can_request_admin = 1", "can_request_admin = 0");
+    match f.status {
+        Some(UserStatus::Active) => filter.and("locked_at IS NULL AND deactivated_at IS NULL", []),
+        Some(UserStatus::Locked) => filter.and("locked_at IS NOT NULL", []),
+        Some(UserStatus::Deactivated) => filter.and("deactivated_at IS NOT NULL", []),
+        None => &mut filter,
+    };
+    filter.and_eq("instr(lower(username), lower(?)) > 0", f.search.clone());
+    filter
+}
+
+pub fn page(conn: &Connection, f: &UserFilter, request: &PageRequest) -> StoreResult<Page<User>> {
+    page::fetch(conn, &USERS, &user_filter(f), request, user_from_row, |u| &u.id)
+}
+
+pub fn count(conn: &Connection, f: &UserFilter) -> StoreResult<usize> {
+    page::count(conn, &USERS, &user_filter(f))
+}
+
+/// A row of `user_emails`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserEmail {
+    pub id: String,
+    pub user_id: String,
+    pub email: String,
+    pub created_at: i64,
+}
+
+const EMAIL_COLUMNS: &str = "user_email_id, user_id, email, created_at";
+const EMAILS: Table = Table { name: "user_emails", key: "user_email_id", columns: EMAIL_COLUMNS };
+
+fn email_from_row(r: &Row) -> rusqlite::Result<UserEmail> {
+    Ok(UserEmail { id: r.get(0)?, user_id: r.get(1)?, email: r.get(2)?, created_at: r.get(3)? })
+}
+
+pub fn email_by_id(conn: &Connection, id: &str) -> StoreResult<Option<UserEmail>> {
+    let sql = format!("SELECT {EMAIL_COLUMNS} FROM user_emails WHERE user_email_id = ?1");
+    opt(conn.query_row(&sql, [id], email_from_row))
+}
+
+/// Deletes an address by its id; `false` when there was none.
+pub fn delete_email(conn: &Connection, id: &str) -> StoreResult<bool> {
+    Ok(conn.execute("DELETE FROM user_emails WHERE user_email_id = ?1", [id])? > 0)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EmailFilter {
+    pub user_id: Option<String>,
+    /// The whole address, compared case-insensitively.
+    pub email: Option<String>,
+}
+
+fn email_filter(f: &EmailFilter) -> Filter {
+    let mut filter = Filter::new();
+    filter.and_eq("user_id = ?", f.user_id.clone()).and_eq("lower(email) = lower(?)", f.email.clone());
+    filter
+}
+
+pub fn page_emails(conn: &Connection, f: &EmailFilter, request: &PageRequest) -> StoreResult<Page<UserEmail>> {
+    page::fetch(conn, &EMAILS, &email_filter(f), request, email_from_row, |e| &e.id)
+}
+
+pub fn count_emails(conn: &Connection, f: &EmailFilter) -> StoreResult<usize> {
+    page::count(conn, &EMAILS, &email_filter(f))
 }

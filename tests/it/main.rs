@@ -2,6 +2,7 @@
 
 mod account;
 mod activity;
+mod admin;
 mod browser;
 mod browser_walk;
 mod client_auth;

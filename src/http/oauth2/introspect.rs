@@ -13,6 +13,7 @@ use super::params::Params;
 use crate::crypto::constant_time_eq;
 use crate::http::AppState;
 use crate::http::error::OAuthError;
+use crate::lifecycle::tokens;
 use crate::model::Scope;
 use crate::store::tokens::{self as token_store, TokenInfo};
 use crate::tokens::{TokenKind, hash_token};
@@ -61,21 +62,15 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
     if !hint_matches {
         return Ok(inactive());
     }
-    let hash = hash_token(token);
     if matches!(kind, TokenKind::CompatAccessToken | TokenKind::CompatRefreshToken) {
         let supports_device_id = headers.get("x-mas-supports-device-id").is_some_and(|v| v.as_bytes() == b"1");
-        return compat_answer(state, hash, kind, supports_device_id).await;
+        return compat_answer(state, hash_token(token), kind, supports_device_id).await;
     }
-    let info = match kind {
-        TokenKind::AccessToken => state.store.read(move |c| token_store::introspect_access(c, &hash)).await?,
-        TokenKind::RefreshToken => state.store.read(move |c| token_store::introspect_refresh(c, &hash)).await?,
-        _ => None,
-    };
-    let Some(info) = info else {
+    let Some(info) = tokens::lookup(&state.store, kind, token).await? else {
         return Ok(inactive());
     };
     let now = state.now();
-    if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
+    if !tokens::is_active(&info, now) {
         return Ok(inactive());
     }
     // No IP: the caller is the homeserver, not the user's device.
@@ -124,7 +119,7 @@ async fn compat_answer(
     let found = state.store.read(move |c| crate::store::compat::introspect(c, &hash, refresh)).await?;
     let Some((info, device_id, is_admin)) = found else { return Ok(inactive()) };
     let now = state.now();
-    if info.dead || info.session_finished || !info.user_valid || info.expires_at.is_some_and(|e| e <= now) {
+    if !tokens::is_active(&info, now) {
         return Ok(inactive());
     }
     state.lifecycle.activity.record_compat(&info.session_id, None);

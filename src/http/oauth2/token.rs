@@ -335,7 +335,8 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     }
     let scope =
         Scope::parse(params.get("scope").unwrap_or("")).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-    policy::check(&scope, GrantKind::ClientCredentials, None).map_err(OAuthError::invalid_scope)?;
+    policy::check(&scope, GrantKind::ClientCredentials, None, &client.id, &state.config.policy.data)
+        .map_err(OAuthError::invalid_scope)?;
     let now = state.now();
     let ttl = state.config.experimental.access_token_ttl;
     let client_id = client.id.clone();

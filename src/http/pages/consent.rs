@@ -91,7 +91,7 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Path(grant_id)
     };
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
     let user = browser.session.as_ref().map(|s| &s.user);
-    if let Err(violation) = policy::check(&scope, GrantKind::Interactive, user) {
+    if let Err(violation) = policy::check(&scope, GrantKind::Interactive, user, &client.id, &state.config.policy.data) {
         return PageError::new(
             axum::http::StatusCode::FORBIDDEN,
             "This request is not allowed",
@@ -150,7 +150,9 @@ pub async fn post(
         return to_client.error(&state, "access_denied", "the user denied the request");
     }
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
-    if let Err(violation) = policy::check(&scope, GrantKind::Interactive, Some(&session.user)) {
+    if let Err(violation) =
+        policy::check(&scope, GrantKind::Interactive, Some(&session.user), &grant.client_id, &state.config.policy.data)
+    {
         return to_client.error(&state, "access_denied", &violation);
     }
     let code = random_alnum(32);

@@ -125,7 +125,13 @@ pub async fn consent_get(State(state): State<AppState>, browser: Browser, Path(i
         Err(r) => return r,
     };
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
-    if let Err(v) = policy::check(&scope, GrantKind::Interactive, browser.session.as_ref().map(|s| &s.user)) {
+    if let Err(v) = policy::check(
+        &scope,
+        GrantKind::Interactive,
+        browser.session.as_ref().map(|s| &s.user),
+        &client.id,
+        &state.config.policy.data,
+    ) {
         return PageError::new(axum::http::StatusCode::FORBIDDEN, "This request is not allowed", v).into_response();
     }
     let page = DeviceConsentPage {
@@ -165,7 +171,9 @@ pub async fn consent_post(
     let approve = form.decision.as_deref() == Some("allow");
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
     if approve {
-        if let Err(v) = policy::check(&scope, GrantKind::Interactive, Some(&session.user)) {
+        if let Err(v) =
+            policy::check(&scope, GrantKind::Interactive, Some(&session.user), &client.id, &state.config.policy.data)
+        {
             return PageError::new(axum::http::StatusCode::FORBIDDEN, "This request is not allowed", v).into_response();
         }
     }

@@ -1,0 +1,94 @@
+//! `/oauth2-clients`: the registered and configured OAuth clients (never their secrets).
+
+use axum::extract::{RawQuery, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::params::Query;
+use super::{AdminError, IdPath, Resource, single};
+use crate::http::AppState;
+use crate::model::Client;
+use crate::store::clients as client_store;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/oauth2-clients", get(list)).route("/oauth2-clients/{id}", get(get_one))
+}
+
+#[derive(Serialize)]
+pub struct ClientResource {
+    #[serde(skip)]
+    id: String,
+    client_id: String,
+    /// Declared in the config file (rather than registered through `/oauth2/registration`).
+    is_static: bool,
+    created_at: String,
+    client_name: Option<String>,
+    client_uri: Option<String>,
+    logo_uri: Option<String>,
+    policy_uri: Option<String>,
+    tos_uri: Option<String>,
+    redirect_uris: Vec<String>,
+    grant_types: Vec<String>,
+    response_types: Vec<String>,
+    token_endpoint_auth_method: String,
+    application_type: Option<String>,
+    contacts: Vec<String>,
+}
+
+impl From<Client> for ClientResource {
+    fn from(c: Client) -> Self {
+        let m = c.metadata;
+        Self {
+            client_id: c.id.clone(),
+            id: c.id,
+            is_static: c.is_static,
+            created_at: super::rfc3339(c.created_at),
+            client_name: m.client_name,
+            client_uri: m.client_uri,
+            logo_uri: m.logo_uri,
+            policy_uri: m.policy_uri,
+            tos_uri: m.tos_uri,
+            redirect_uris: m.redirect_uris,
+            grant_types: m.grant_types,
+            response_types: m.response_types,
+            token_endpoint_auth_method: m.token_endpoint_auth_method,
+            application_type: m.application_type,
+            contacts: m.contacts,
+        }
+    }
+}
+
+impl Resource for ClientResource {
+    const KIND: &'static str = "oauth2-client";
+    const PATH: &'static str = "/api/admin/v1/oauth2-clients";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+#[tracing::instrument(name = "http.admin.oauth2_clients.list", skip_all)]
+async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<Value>, AdminError> {
+    let mut q = Query::parse(raw.as_deref())?;
+    let is_static = q.choice("filter[client-kind]", &[("static", true), ("dynamic", false)])?;
+    let pagination = q.pagination()?;
+    let filters = q.finish()?;
+    super::list(
+        &state,
+        pagination,
+        filters,
+        move |c, p| client_store::page(c, is_static, p),
+        move |c| client_store::count(c, is_static),
+        ClientResource::from,
+    )
+    .await
+}
+
+#[tracing::instrument(name = "http.admin.oauth2_clients.get", skip_all)]
+async fn get_one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Value>, AdminError> {
+    let key = id.clone();
+    let found = state.store.read(move |c| client_store::by_id(c, &key)).await?;
+    let client = found.ok_or_else(|| AdminError::not_found(format!("OAuth 2.0 client with ID {id} not found")))?;
+    Ok(single(&ClientResource::from(client)))
+}

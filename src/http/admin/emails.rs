@@ -1,0 +1,100 @@
+//! `/user-emails`: list, add, get, delete. Changes reach the homeserver as the account page's do.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::params::{Query, json_body, parse_ulid};
+use super::{AdminError, Caller, IdPath, Resource, created, single};
+use crate::http::AppState;
+use crate::lifecycle::emails;
+use crate::store::users::{self as user_store, EmailFilter, UserEmail};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/user-emails", get(list).post(add)).route("/user-emails/{id}", get(get_one).delete(delete))
+}
+
+#[derive(Serialize)]
+pub struct EmailResource {
+    #[serde(skip)]
+    id: String,
+    created_at: String,
+    user_id: String,
+    email: String,
+}
+
+impl From<UserEmail> for EmailResource {
+    fn from(e: UserEmail) -> Self {
+        Self { id: e.id, created_at: super::rfc3339(e.created_at), user_id: e.user_id, email: e.email }
+    }
+}
+
+impl Resource for EmailResource {
+    const KIND: &'static str = "user-email";
+    const PATH: &'static str = "/api/admin/v1/user-emails";
+    fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+#[tracing::instrument(name = "http.admin.user_emails.list", skip_all)]
+async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<Value>, AdminError> {
+    let mut q = Query::parse(raw.as_deref())?;
+    let filter = EmailFilter { user_id: q.id_filter("filter[user]")?, email: q.filter("filter[email]")? };
+    let pagination = q.pagination()?;
+    let filters = q.finish()?;
+    let f = filter.clone();
+    super::list(
+        &state,
+        pagination,
+        filters,
+        move |c, p| user_store::page_emails(c, &filter, p),
+        move |c| user_store::count_emails(c, &f),
+        EmailResource::from,
+    )
+    .await
+}
+
+#[tracing::instrument(name = "http.admin.user_emails.get", skip_all)]
+async fn get_one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Value>, AdminError> {
+    let key = id.clone();
+    let found = state.store.read(move |c| user_store::email_by_id(c, &key)).await?;
+    let email = found.ok_or_else(|| AdminError::not_found(format!("User email ID {id} not found")))?;
+    Ok(single(&EmailResource::from(email)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddEmail {
+    user_id: String,
+    email: String,
+}
+
+#[tracing::instrument(name = "http.admin.user_emails.add", skip_all)]
+async fn add(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> Result<Response, AdminError> {
+    let req: AddEmail = json_body(&body)?;
+    let user_id = parse_ulid(&req.user_id).ok_or_else(|| AdminError::bad_request("user_id must be a ULID"))?;
+    let added = emails::add(&state.lifecycle, &user_id, &req.email).await?;
+    tracing::info!(admin_session = %caller.session_id, user_id = %user_id, "admin API: email added");
+    Ok(created(&EmailResource::from(added)))
+}
+
+#[tracing::instrument(name = "http.admin.user_emails.delete", skip_all)]
+async fn delete(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    IdPath(id): IdPath,
+) -> Result<Response, AdminError> {
+    let removed = emails::remove(&state.lifecycle, &id).await?;
+    tracing::info!(admin_session = %caller.session_id, user_id = %removed.user_id, "admin API: email removed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

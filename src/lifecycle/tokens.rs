@@ -1,0 +1,61 @@
+//! Looking up an OAuth token and deciding whether it works right now, written once for every
+//! surface that accepts one (introspection, the admin API).
+
+use crate::store::tokens::{self as token_store, TokenInfo};
+use crate::store::{Store, StoreResult};
+use crate::tokens::{TokenKind, hash_token};
+
+/// What the store knows about an OAuth access or refresh token (`None` for any other kind, and
+/// for tokens it does not know). Only the token's hash reaches the database.
+pub async fn lookup(store: &Store, kind: TokenKind, token: &str) -> StoreResult<Option<TokenInfo>> {
+    let hash = hash_token(token);
+    match kind {
+        TokenKind::AccessToken => store.read(move |c| token_store::introspect_access(c, &hash)).await,
+        TokenKind::RefreshToken => store.read(move |c| token_store::introspect_refresh(c, &hash)).await,
+        _ => Ok(None),
+    }
+}
+
+/// Whether a token works at `now`: neither revoked, consumed nor expired, its session not
+/// finished, and its user (if it has one) neither locked nor deactivated.
+pub fn is_active(info: &TokenInfo, now: i64) -> bool {
+    !info.dead && !info.session_finished && info.user_valid && info.expires_at.is_none_or(|e| e > now)
+}
+
+/// The session behind a bearer access token (`mat_…`) that works at `now`; `None` for anything
+/// else: garbage, another kind of token, unknown, revoked, expired, or its session ended.
+pub async fn active_access_token(store: &Store, token: &str, now: i64) -> StoreResult<Option<TokenInfo>> {
+    if TokenKind::check(token) != Some(TokenKind::AccessToken) {
+        return Ok(None);
+    }
+    Ok(lookup(store, TokenKind::AccessToken, token).await?.filter(|info| is_active(info, now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_rules() {
+        let info = TokenInfo {
+            token_id: "T".into(),
+            created_at: 0,
+            expires_at: Some(100),
+            dead: false,
+            first_used_at: None,
+            session_id: "S".into(),
+            session_finished: false,
+            scope: String::new(),
+            client_id: "C".into(),
+            user_id: None,
+            username: None,
+            user_valid: true,
+        };
+        assert!(is_active(&info, 99));
+        assert!(!is_active(&info, 100), "expired at its expiry time");
+        assert!(is_active(&TokenInfo { expires_at: None, ..info.clone() }, i64::MAX));
+        assert!(!is_active(&TokenInfo { dead: true, ..info.clone() }, 0));
+        assert!(!is_active(&TokenInfo { session_finished: true, ..info.clone() }, 0));
+        assert!(!is_active(&TokenInfo { user_valid: false, ..info }, 0));
+    }
+}
