@@ -12,9 +12,7 @@ use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext, page_context};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::link::MessagePage;
-use crate::jobs::Job;
 use crate::lifecycle::users as user_lifecycle;
-use crate::store::sessions as session_store;
 
 const RESET_URL: &str = "/account/?action=org.matrix.cross_signing_reset";
 const DEACTIVATE_URL: &str = "/account/?action=org.matrix.account_deactivate";
@@ -176,15 +174,11 @@ pub async fn deactivate_post(
         }
     }
     let user = &session.user;
-    if let Err(e) = user_lifecycle::set_deactivated(&state.store, state.clock.as_ref(), &user.username, true).await {
-        return PageError::internal(e).into_response();
-    }
-    let (user_id, now) = (user.id.clone(), state.now());
-    match state.store.write(move |c| session_store::finish_all_for_user(c, &user_id, now)).await {
-        Ok(n) => tracing::info!(user = %user.username, sessions = n, "account deactivated by its owner"),
+    // The same step as the admin API and the CLI: sessions end, the homeserver deactivates.
+    match user_lifecycle::deactivate(&state.lifecycle, &user.id, false).await {
+        Ok((_, n)) => tracing::info!(user = %user.username, sessions = n, "account deactivated by its owner"),
         Err(e) => return PageError::internal(e).into_response(),
     }
-    state.lifecycle.run_or_queue(Job::DeactivateUser { user_id: user.id.clone(), erase: false }).await;
     let page = MessagePage {
         ctx: page_context(&state, browser.csrf.clone(), None),
         title: "Your account was deleted".into(),

@@ -12,7 +12,6 @@ use super::{SESSIONS_URL, describe_user_agent, error_page, human_time, iso_time,
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
-use crate::lifecycle::{compat_sessions, oauth_sessions};
 use crate::model::Scope;
 use crate::store::sessions::{SessionActivity, SessionKind};
 use crate::store::{clients as client_store, compat as compat_store, sessions as session_store};
@@ -207,7 +206,7 @@ pub async fn end_post(State(state): State<AppState>, browser: Browser, Form(form
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let (user_id, id, now) = (session.user.id.clone(), form.id.clone(), state.now());
+    let (user_id, id) = (session.user.id.clone(), form.id.clone());
     // Only the user's own, still active sessions.
     let owned = {
         let (user_id, id) = (user_id.clone(), id.clone());
@@ -241,24 +240,18 @@ pub async fn end_post(State(state): State<AppState>, browser: Browser, Form(form
         }
         Err(e) => return PageError::internal(e).into_response(),
     }
-    let ended = match form.kind.as_str() {
-        "oauth" => oauth_sessions::finish(&state.store, &id, now).await.map(|_| ()),
-        "compat" => compat_sessions::finish(&state.store, &id, now).await.map(|_| ()),
-        _ => {
-            let bid = id.clone();
-            state.store.write(move |c| session_store::finish_browser(c, &bid, now)).await
-        }
+    let kind = match form.kind.as_str() {
+        "oauth" => SessionKind::OAuth2,
+        "compat" => SessionKind::Compat,
+        _ => SessionKind::Browser,
     };
-    if let Err(e) = ended {
+    // The same step as /oauth2/revoke, compat /logout and the admin API: the device goes too.
+    if let Err(e) = crate::lifecycle::sessions::end(&state.lifecycle, kind, &id).await {
         return PageError::internal(e).into_response();
     }
-    if form.kind == "browser" {
-        if id == session.id {
-            // Ending this very browser session is signing out.
-            return (browser.without_session(), Redirect::to("/login")).into_response();
-        }
-    } else {
-        state.lifecycle.sync_devices(&user_id).await;
+    if kind == SessionKind::Browser && id == session.id {
+        // Ending this very browser session is signing out.
+        return (browser.without_session(), Redirect::to("/login")).into_response();
     }
     (browser.jar, Redirect::to(&format!("{SESSIONS_URL}&notice=session_ended"))).into_response()
 }
