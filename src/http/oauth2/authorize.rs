@@ -199,7 +199,7 @@ pub async fn get(State(state): State<AppState>, browser: Browser, RawQuery(query
         nonce: params.get("nonce").map(String::from),
         response_mode,
         code_challenge: challenge,
-        code_challenge_method: method.or_else(|| None),
+        code_challenge_method: method,
         prompt: prompt.clone(),
         login_hint: params.get("login_hint").map(String::from),
         user_session_id: None,

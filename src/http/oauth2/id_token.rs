@@ -55,5 +55,5 @@ pub fn sign(state: &AppState, input: IdTokenInput<'_>) -> anyhow::Result<String>
     if let Some(nonce) = input.nonce {
         claims = claims.with_nonce(nonce);
     }
-    Ok(key.sign(claims)?)
+    key.sign(claims)
 }

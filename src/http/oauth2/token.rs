@@ -194,7 +194,7 @@ fn start_approved(
 }
 
 enum CodeOutcome {
-    Issued { approved: Approved, nonce: Option<String> },
+    Issued { approved: Box<Approved>, nonce: Option<String> },
     Replayed,
 }
 
@@ -262,7 +262,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
                 // Cannot happen inside the single writer; roll everything back if it does.
                 return Err(crate::store::StoreError::Conflict("authorization code exchange"));
             }
-            Ok(Ok(CodeOutcome::Issued { approved, nonce: grant.nonce }))
+            Ok(Ok(CodeOutcome::Issued { approved: Box::new(approved), nonce: grant.nonce }))
         })
         .await??;
 
@@ -272,7 +272,7 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
                 "the authorization code was already used; its session has been ended",
             ));
         }
-        CodeOutcome::Issued { approved, nonce } => (approved, nonce),
+        CodeOutcome::Issued { approved, nonce } => (*approved, nonce),
     };
     provision_device(state, client, &user, &scope).await;
     let mut body = base_response(&tokens, &scope);
@@ -364,7 +364,7 @@ async fn provision_device(state: &AppState, client: &Client, user: &User, scope:
 }
 
 enum DeviceOutcome {
-    Issued(Approved),
+    Issued(Box<Approved>),
     Error(OAuthError),
 }
 
@@ -419,11 +419,12 @@ async fn device_code(state: &AppState, client: &Client, params: &Params) -> Resu
             if !grant_store::exchange_device(c, &grant.id, &approved.tokens.session_id, now)? {
                 return Err(crate::store::StoreError::Conflict("device code exchange"));
             }
-            Ok(DeviceOutcome::Issued(approved))
+            Ok(DeviceOutcome::Issued(Box::new(approved)))
         })
         .await?;
     match outcome {
-        DeviceOutcome::Issued(Approved { tokens, scope, user, .. }) => {
+        DeviceOutcome::Issued(approved) => {
+            let Approved { tokens, scope, user, .. } = *approved;
             provision_device(state, client, &user, &scope).await;
             Ok(base_response(&tokens, &scope))
         }

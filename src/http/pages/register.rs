@@ -435,7 +435,7 @@ async fn start_pending(
     if let Err(e) = stored {
         return PageError::internal(e).into_response();
     }
-    let cookie = super::context::cookie(&state, PENDING_COOKIE, id.clone());
+    let cookie = super::context::cookie(state, PENDING_COOKIE, id.clone());
     (browser.jar.add(cookie), Redirect::to(&format!("/register/verify/{id}"))).into_response()
 }
 
