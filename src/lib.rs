@@ -155,6 +155,11 @@ impl App {
             lc.homeserver.clone(),
             lc.jobs.clone(),
             lc.clock.clone(),
+            lifecycle::expiry::worker_tasks(
+                &lc,
+                self.state.config.experimental.inactive_session_expiration.as_ref(),
+                self.state.metrics.sessions_expired.clone(),
+            ),
             stop_rx.clone(),
         ));
         let activity = tokio::spawn(lc.activity.clone().run(stop_rx.clone()));

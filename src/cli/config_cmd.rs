@@ -245,6 +245,15 @@ branding:
 #     admin_clients: ["01J0000000000000000000ADM1"]
 #     # Users who may request urn:synapse:admin:* and urn:mas:admin without `manage promote-admin`.
 #     admin_users: ["alice"]
+
+# Sessions not used for `ttl` seconds (600 to 7776000) are ended and their devices deleted from
+# the homeserver (MAS's experimental key). Off unless set; each kind can be kept.
+# experimental:
+#   inactive_session_expiration:
+#     ttl: 7776000
+#     expire_oauth_sessions: true
+#     expire_compat_sessions: true
+#     expire_user_sessions: true
 "#,
         rsa_kid = rsa.kid,
         rsa_pem = indent(&rsa.to_pem(), 8),

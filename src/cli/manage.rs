@@ -7,10 +7,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::password::PasswordManager;
 use crate::jobs::Job;
+use crate::lifecycle::personal_sessions::{self, NewPersonalSession};
 use crate::lifecycle::provisioning::Lifecycle;
 use crate::lifecycle::registration_tokens;
 use crate::lifecycle::users::{self, NewUser, UserError};
+use crate::model::Scope;
+use crate::model::scope::MATRIX_API;
 use crate::store::Store;
+use crate::store::personal::{Owner, PersonalFilter};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -75,6 +79,34 @@ pub enum Command {
         /// Let the token administer the homeserver (`urn:synapse:admin:*`).
         #[arg(long)]
         yes_i_want_to_grant_synapse_admin_privileges: bool,
+    },
+    /// Print a personal access token (`mpt_…`) acting as a user, for a bot or an admin tool; its
+    /// session id goes to stderr. A Matrix client token gets a device, created on the homeserver.
+    IssuePersonalToken {
+        username: String,
+        /// What the token is for (shown in lists and as the device's name).
+        #[arg(long)]
+        name: String,
+        /// The scope (default: the Matrix client API); a device scope is added to a Matrix one.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The Matrix device id (default: 10 random letters).
+        #[arg(long)]
+        device: Option<String>,
+        /// Seconds until the token expires (default: never).
+        #[arg(long)]
+        expires_in: Option<u32>,
+        /// Let the token administer the homeserver (`urn:synapse:admin:*`).
+        #[arg(long)]
+        yes_i_want_to_grant_synapse_admin_privileges: bool,
+    },
+    /// List personal access tokens (those acting as USERNAME, or all).
+    ListPersonalTokens {
+        username: Option<String>,
+    },
+    /// Revoke a personal access token by its session id; its device is deleted on the homeserver.
+    RevokePersonalToken {
+        session_id: String,
     },
     /// End every session of a user and delete their devices on the homeserver.
     KillSessions {
@@ -253,6 +285,86 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                 if admin { " (homeserver admin)" } else { "" }
             );
             println!("{}", tokens.access_token);
+        }
+        Command::IssuePersonalToken {
+            username,
+            name,
+            scope,
+            device,
+            expires_in,
+            yes_i_want_to_grant_synapse_admin_privileges: admin,
+        } => {
+            anyhow::ensure!(expires_in != Some(0), "--expires-in must be at least 1 second");
+            let user = users::find(&ctx.store, &username).await?;
+            let scope = Scope::parse(scope.as_deref().unwrap_or(MATRIX_API)).context("invalid --scope")?;
+            let new = NewPersonalSession {
+                owner: Owner::User(user.id.clone()),
+                actor_user_id: user.id.clone(),
+                human_name: name,
+                scope: personal_sessions::with_device(scope, device)?,
+                expires_in,
+                operator_grants_synapse_admin: admin,
+            };
+            let issued = personal_sessions::create(&ctx.lifecycle, &ctx.config.policy.data, new).await?;
+            if !issued.device_ready {
+                eprintln!("warning: the homeserver is unreachable; the device is created once it is back");
+            }
+            if user.locked_at.is_some() {
+                eprintln!("warning: {username} is locked: the token works once the user is unlocked");
+            }
+            let device = issued.session.device_id().map(|d| format!(", device {d}")).unwrap_or_default();
+            let expires = issued.expires_at.map(crate::lifecycle::registration::format_utc);
+            eprintln!(
+                "personal session {} for {}{device}, scope \"{}\", expires {}",
+                issued.session.id,
+                ctx.config.matrix.mxid(&user.username),
+                issued.session.scope,
+                expires.as_deref().unwrap_or("never")
+            );
+            println!("{}", issued.access_token);
+        }
+        Command::ListPersonalTokens { username } => {
+            let actor = match username {
+                Some(name) => Some(users::find(&ctx.store, &name).await?.id),
+                None => None,
+            };
+            let filter = PersonalFilter { actor_user_id: actor, ..PersonalFilter::default() };
+            let (list, everyone) = ctx
+                .store
+                .read(move |c| Ok((crate::store::personal::all(c, &filter)?, crate::store::users::list(c)?)))
+                .await?;
+            let now = clock.now();
+            let time = crate::lifecycle::registration::format_utc;
+            println!("{:<26}  {:<20}  {:<7}  {:<20}  {:<20}  NAME", "ID", "USER", "STATE", "EXPIRES", "LAST ACTIVE");
+            for d in list {
+                let s = &d.session;
+                let state = match (s.revoked_at, d.expires_at) {
+                    (Some(_), _) => "revoked",
+                    (None, Some(e)) if e <= now => "expired",
+                    _ => "active",
+                };
+                let user = everyone.iter().find(|u| u.id == s.actor_user_id).map(|u| u.username.as_str());
+                let expires = match (s.revoked_at, d.expires_at) {
+                    (Some(_), _) => "-".into(),
+                    (None, e) => e.map(time).unwrap_or_else(|| "never".into()),
+                };
+                println!(
+                    "{:<26}  {:<20}  {:<7}  {:<20}  {:<20}  {}",
+                    s.id,
+                    user.unwrap_or(&s.actor_user_id),
+                    state,
+                    expires,
+                    d.activity.last_active_at.map(time).unwrap_or_else(|| "never".into()),
+                    s.human_name
+                );
+            }
+        }
+        Command::RevokePersonalToken { session_id } => {
+            let id = ulid::Ulid::from_string(&session_id)
+                .map_err(|_| anyhow::anyhow!("{session_id} is not a personal session id (a ULID)"))?
+                .to_string();
+            let session = personal_sessions::revoke(&ctx.lifecycle, &id).await?;
+            println!("personal access token {} ({}) revoked", session.id, session.human_name);
         }
         Command::KillSessions { username, dry_run } => {
             let user = users::find(&ctx.store, &username).await?;

@@ -21,7 +21,7 @@ pub use account::{AccountConfig, BrandingConfig};
 pub use clients::{ClientAuthMethod, ClientConfig};
 pub use database::DatabaseConfig;
 pub use email::{EmailConfig, EmailTransportKind, SmtpMode};
-pub use experimental::ExperimentalConfig;
+pub use experimental::{ExperimentalConfig, InactiveSessionExpirationConfig};
 pub use http::{BindConfig, HttpConfig, ListenerConfig, Resource};
 pub use matrix::{HomeserverKind, MatrixConfig};
 pub use passwords::{PasswordScheme, PasswordsConfig};

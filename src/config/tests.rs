@@ -54,6 +54,30 @@ fn bad_configs_name_the_key() {
         ("matrix: {secret: s}\npolicy: {data: {admin_users: ['@alice:x']}}", "policy.data.admin_users[0]"),
         ("matrix: {secret: s}\npolicy: {data: {admins: []}}", "unknown field `admins`"),
         ("matrix: {secret: s}\npolicy: {wasm_module: x}", "unknown field `wasm_module`"),
+        (
+            "matrix: {secret: s}\nexperimental: {inactive_session_expiration: {ttl: 599}}",
+            "experimental.inactive_session_expiration.ttl",
+        ),
+        (
+            "matrix: {secret: s}\nexperimental: {inactive_session_expiration: {ttl: 7776001}}",
+            "experimental.inactive_session_expiration.ttl",
+        ),
+        (
+            "matrix: {secret: s}\nexperimental: {inactive_session_expiration: {ttl: -1}}",
+            "experimental.inactive_session_expiration.ttl",
+        ),
+        (
+            "matrix: {secret: s}\nexperimental: {inactive_session_expiration: {ttl: 30d}}",
+            "experimental.inactive_session_expiration.ttl",
+        ),
+        (
+            "matrix: {secret: s}\nexperimental: {inactive_session_expiration: {expire_user_sessions: false}}",
+            "missing field `ttl`",
+        ),
+        (
+            "matrix: {secret: s}\nexperimental: {inactive_session_expiration: {ttl: 600, expire_personal_sessions: true}}",
+            "unknown field `expire_personal_sessions`",
+        ),
     ];
     for (yaml, expected) in cases {
         let err = Config::parse(yaml, Path::new(".")).expect_err(yaml).to_string();
@@ -87,4 +111,39 @@ fn dump_redacts_secrets() {
     let dump = c.redacted_yaml();
     assert!(!dump.contains("SomeRandomSecret") && !dump.contains("AnotherRandomSecret"), "{dump}");
     assert!(format!("{c:?}").find("AnotherRandomSecret").is_none());
+}
+
+#[test]
+fn inactive_session_expiration_is_off_unless_set_and_takes_the_bounds() {
+    let off = Config::parse(SEED, Path::new(".")).unwrap();
+    assert_eq!(off.experimental.inactive_session_expiration, None);
+    assert!(!off.redacted_yaml().contains("inactive_session_expiration"));
+    for ttl in [600, 7_776_000] {
+        let yaml = format!(
+            "{SEED}experimental:\n  inactive_session_expiration: {{ttl: {ttl}, expire_compat_sessions: false}}\n"
+        );
+        let c = Config::parse(&yaml, Path::new(".")).unwrap().experimental.inactive_session_expiration.unwrap();
+        assert_eq!(
+            c,
+            InactiveSessionExpirationConfig {
+                ttl,
+                expire_compat_sessions: false,
+                expire_oauth_sessions: true,
+                expire_user_sessions: true
+            }
+        );
+    }
+}
+
+#[test]
+fn generated_config_mentions_inactive_session_expiration() {
+    let text = crate::cli::generate_config().unwrap();
+    assert!(Config::parse(&text, Path::new(".")).unwrap().experimental.inactive_session_expiration.is_none());
+    let uncommented = text
+        .replace("# experimental:", "experimental:")
+        .replace("#   inactive_session_expiration:", "  inactive_session_expiration:")
+        .replace("#     ttl:", "    ttl:")
+        .replace("#     expire_", "    expire_");
+    let c = Config::parse(&uncommented, Path::new(".")).unwrap();
+    assert_eq!(c.experimental.inactive_session_expiration, Some(InactiveSessionExpirationConfig::all(7_776_000)));
 }

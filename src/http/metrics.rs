@@ -13,6 +13,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
 use super::AppState;
+use crate::lifecycle::expiry::ExpiredLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GrantLabels {
@@ -39,6 +40,8 @@ pub struct Metrics {
     pub responses: Family<StatusLabels, Counter>,
     /// Session activity records written (shared with the tracker).
     pub activity_records: Counter,
+    /// Sessions ended by inactive-session expiry, by kind (given to the job worker's task).
+    pub sessions_expired: Family<ExpiredLabels, Counter>,
 }
 
 impl Metrics {
@@ -66,7 +69,21 @@ impl Metrics {
             "Session activity records written to the database",
             activity_records.clone(),
         );
-        Self { registry: Arc::new(registry), token_requests, introspections, logins, responses, activity_records }
+        let sessions_expired = Family::<ExpiredLabels, Counter>::default();
+        registry.register(
+            "sessions_expired",
+            "Sessions ended by experimental.inactive_session_expiration, by kind",
+            sessions_expired.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            token_requests,
+            introspections,
+            logins,
+            responses,
+            activity_records,
+            sessions_expired,
+        }
     }
 
     pub fn token(&self, grant_type: &str, result: &str) {

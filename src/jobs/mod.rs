@@ -1,6 +1,8 @@
 //! The durable job queue and its worker. Jobs carry only ids: each run reads the current state
 //! and pushes it whole to the homeserver, so retries are idempotent and converge.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -112,6 +114,11 @@ pub fn desired_devices(store: &Store, user_id: &str) -> Result<Vec<String>, Stor
                 }
             }
         }
+        for d in crate::store::personal::active_device_ids(c, user_id)? {
+            if !ids.contains(&d) {
+                ids.push(d);
+            }
+        }
         Ok(ids)
     })
 }
@@ -161,19 +168,35 @@ fn backoff(attempt: u32) -> i64 {
 const PERMANENT_FAILURE_ATTEMPTS: u32 = 5;
 const CLEANUP_EVERY: i64 = 3600;
 const RECONCILE_EVERY: i64 = 6 * 3600;
+/// Reconciliation also covers users whose sessions ended this recently (two full periods).
+const RECONCILE_ENDED_WITHIN: i64 = 2 * RECONCILE_EVERY;
 /// A session's last IP is forgotten after this long without activity (as MAS).
 const FORGET_IP_AFTER: i64 = 30 * 86_400;
 
-/// The background worker: runs due jobs, cleans up expired rows hourly and reconciles devices.
+/// What a periodic task returns to the worker.
+pub type TaskFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Work above this layer (e.g. `lifecycle::expiry`) that the worker runs every `every` seconds of
+/// the injected clock, between jobs; the first run is one period after start.
+pub struct Periodic {
+    pub name: &'static str,
+    pub every: i64,
+    pub run: Box<dyn Fn() -> TaskFuture + Send + Sync>,
+}
+
+/// The background worker: runs due jobs, cleans up expired rows hourly, reconciles devices and
+/// runs the `periodic` tasks.
 pub async fn run_worker(
     store: Store,
     hs: BoxHomeserver,
     queue: JobQueue,
     clock: BoxClock,
+    periodic: Vec<Periodic>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_cleanup = 0;
     let mut last_reconcile = clock.now();
+    let mut last_periodic = vec![clock.now(); periodic.len()];
     loop {
         if *stop.borrow() {
             return;
@@ -199,10 +222,20 @@ pub async fn run_worker(
         }
         if now - last_reconcile >= RECONCILE_EVERY {
             last_reconcile = now;
-            if let Ok(users) = store.read(sessions::users_with_sessions).await {
+            // Users whose last session ended recently count too: a crash between ending it and
+            // the device sync would otherwise leave that device on the homeserver for good.
+            let since = now - RECONCILE_ENDED_WITHIN;
+            if let Ok(users) = store.read(move |c| sessions::users_with_sessions(c, since)).await {
                 for user_id in users {
                     let _ = queue.enqueue(Job::SyncDevices { user_id }).await;
                 }
+            }
+        }
+        for (task, last) in periodic.iter().zip(&mut last_periodic) {
+            if now - *last >= task.every {
+                *last = now;
+                tracing::debug!(task = task.name, "periodic task");
+                (task.run)().await;
             }
         }
         let due = store.read(move |c| job_store::due(c, now, 20)).await.unwrap_or_default();

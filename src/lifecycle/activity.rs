@@ -49,6 +49,7 @@ struct Pending {
     oauth2: HashMap<String, Seen>,
     compat: HashMap<String, Seen>,
     browser: HashMap<String, Seen>,
+    personal: HashMap<String, Seen>,
 }
 
 impl Pending {
@@ -57,11 +58,12 @@ impl Pending {
             SessionKind::OAuth2 => &mut self.oauth2,
             SessionKind::Compat => &mut self.compat,
             SessionKind::Browser => &mut self.browser,
+            SessionKind::Personal => &mut self.personal,
         }
     }
 
     fn len(&self) -> usize {
-        self.oauth2.len() + self.compat.len() + self.browser.len()
+        self.oauth2.len() + self.compat.len() + self.browser.len() + self.personal.len()
     }
 
     fn is_empty(&self) -> bool {
@@ -85,6 +87,7 @@ impl Pending {
             (SessionKind::OAuth2, earlier.oauth2),
             (SessionKind::Compat, earlier.compat),
             (SessionKind::Browser, earlier.browser),
+            (SessionKind::Personal, earlier.personal),
         ];
         for (kind, map) in maps {
             let into = self.map(kind);
@@ -99,6 +102,7 @@ impl Pending {
             (SessionKind::OAuth2, &self.oauth2),
             (SessionKind::Compat, &self.compat),
             (SessionKind::Browser, &self.browser),
+            (SessionKind::Personal, &self.personal),
         ];
         all.into_iter()
             .flat_map(|(kind, map)| {
@@ -158,6 +162,11 @@ impl ActivityTracker {
     /// A browser session was used.
     pub fn record_browser(&self, session_id: &str, ip: Option<IpAddr>) {
         self.record(SessionKind::Browser, session_id, ip);
+    }
+
+    /// A personal access token's session was used.
+    pub fn record_personal(&self, session_id: &str, ip: Option<IpAddr>) {
+        self.record(SessionKind::Personal, session_id, ip);
     }
 
     pub fn record(&self, kind: SessionKind, session_id: &str, ip: Option<IpAddr>) {
@@ -263,7 +272,8 @@ mod tests {
         p.insert(SessionKind::OAuth2, "same", Seen { at: 1, ip: None });
         p.insert(SessionKind::Compat, "same", Seen { at: 2, ip: ip(3) });
         p.insert(SessionKind::Browser, "same", Seen { at: 3, ip: ip(4) });
-        assert_eq!(p.len(), 3);
+        p.insert(SessionKind::Personal, "same", Seen { at: 4, ip: None });
+        assert_eq!(p.len(), 4);
         let mut records = p.records();
         records.sort_by_key(|r| r.at);
         assert_eq!(
@@ -282,6 +292,7 @@ mod tests {
                     at: 3,
                     ip: Some("192.0.2.4".into())
                 },
+                ActivityRecord { kind: SessionKind::Personal, session_id: "same".into(), at: 4, ip: None },
             ]
         );
     }

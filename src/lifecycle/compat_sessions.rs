@@ -97,15 +97,17 @@ pub fn refresh(conn: &Connection, refresh_token: &str, ttl: i64, now: i64) -> St
     Ok(Some(CompatTokens { session, access_token, refresh_token, expires_in }))
 }
 
+/// Ends a compat session inside the caller's write: its tokens stop working at once. Returns it
+/// when it was active.
+pub fn end(conn: &Connection, session_id: &str, now: i64) -> StoreResult<Option<CompatSession>> {
+    let s = compat::session_by_id(conn, session_id)?;
+    Ok(if compat::finish_session(conn, session_id, now)? { s } else { None })
+}
+
 /// Ends a compat session (logout, account page, admin). Returns it when it was active.
 pub async fn finish(store: &Store, session_id: &str, now: i64) -> StoreResult<Option<CompatSession>> {
     let id = session_id.to_string();
-    store
-        .write(move |c| {
-            let s = compat::session_by_id(c, &id)?;
-            Ok(if compat::finish_session(c, &id, now)? { s } else { None })
-        })
-        .await
+    store.write(move |c| end(c, &id, now)).await
 }
 
 /// How introspection presents a compat session's scope.

@@ -79,12 +79,18 @@ pub fn check(
         }
         return Ok(());
     }
-    let admin = user.is_some_and(|u| u.can_request_admin || data.is_admin_user(&u.username));
+    let admin = user.is_some_and(|u| may_request_admin(u, data));
     if (scope.contains(SYNAPSE_ADMIN) || scope.contains(MAS_ADMIN)) && !admin {
         let which = if scope.contains(SYNAPSE_ADMIN) { SYNAPSE_ADMIN } else { MAS_ADMIN };
         return Err(format!("scope '{which}' not allowed: the user may not request administration"));
     }
     Ok(())
+}
+
+/// Whether the user may hold administration scopes: its `can_request_admin` flag, or its
+/// username in `policy.data.admin_users`.
+pub fn may_request_admin(user: &User, data: &PolicyData) -> bool {
+    user.can_request_admin || data.is_admin_user(&user.username)
 }
 
 #[cfg(test)]

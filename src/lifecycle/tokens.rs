@@ -1,17 +1,22 @@
-//! Looking up an OAuth token and deciding whether it works right now, written once for every
-//! surface that accepts one (introspection, the admin API).
+//! Looking up an OAuth or personal access token and deciding whether it works right now, written
+//! once for every surface that accepts one (introspection, the admin API).
 
+use crate::store::personal as personal_store;
+use crate::store::sessions::SessionKind;
 use crate::store::tokens::{self as token_store, TokenInfo};
 use crate::store::{Store, StoreResult};
 use crate::tokens::{TokenKind, hash_token};
 
-/// What the store knows about an OAuth access or refresh token (`None` for any other kind, and
-/// for tokens it does not know). Only the token's hash reaches the database.
+/// What the store knows about an OAuth access or refresh token or a personal access token
+/// (`None` for any other kind, and for tokens it does not know). Only the token's hash reaches
+/// the database. A personal token's user is the user it acts as, and its `client_id` the client
+/// that owns it, if a client does.
 pub async fn lookup(store: &Store, kind: TokenKind, token: &str) -> StoreResult<Option<TokenInfo>> {
     let hash = hash_token(token);
     match kind {
         TokenKind::AccessToken => store.read(move |c| token_store::introspect_access(c, &hash)).await,
         TokenKind::RefreshToken => store.read(move |c| token_store::introspect_refresh(c, &hash)).await,
+        TokenKind::PersonalAccessToken => store.read(move |c| personal_store::introspect(c, &hash)).await,
         _ => Ok(None),
     }
 }
@@ -22,13 +27,20 @@ pub fn is_active(info: &TokenInfo, now: i64) -> bool {
     !info.dead && !info.session_finished && info.user_valid && info.expires_at.is_none_or(|e| e > now)
 }
 
-/// The session behind a bearer access token (`mat_…`) that works at `now`; `None` for anything
+/// The session behind a bearer token that works at `now` — an OAuth access token (`mat_…`) or a
+/// personal access token (`mpt_…`) — and which kind of session that is; `None` for anything
 /// else: garbage, another kind of token, unknown, revoked, expired, or its session ended.
-pub async fn active_access_token(store: &Store, token: &str, now: i64) -> StoreResult<Option<TokenInfo>> {
-    if TokenKind::check(token) != Some(TokenKind::AccessToken) {
-        return Ok(None);
-    }
-    Ok(lookup(store, TokenKind::AccessToken, token).await?.filter(|info| is_active(info, now)))
+pub async fn active_access_token(
+    store: &Store,
+    token: &str,
+    now: i64,
+) -> StoreResult<Option<(SessionKind, TokenInfo)>> {
+    let (kind, session) = match TokenKind::check(token) {
+        Some(TokenKind::AccessToken) => (TokenKind::AccessToken, SessionKind::OAuth2),
+        Some(TokenKind::PersonalAccessToken) => (TokenKind::PersonalAccessToken, SessionKind::Personal),
+        _ => return Ok(None),
+    };
+    Ok(lookup(store, kind, token).await?.filter(|info| is_active(info, now)).map(|info| (session, info)))
 }
 
 #[cfg(test)]
@@ -46,7 +58,7 @@ mod tests {
             session_id: "S".into(),
             session_finished: false,
             scope: String::new(),
-            client_id: "C".into(),
+            client_id: Some("C".into()),
             user_id: None,
             username: None,
             user_valid: true,

@@ -193,14 +193,15 @@ pub async fn end_all_sessions(lc: &Lifecycle, user_id: &str) -> Result<usize, Us
     Ok(n)
 }
 
-/// Deactivates a user: marked deactivated (keeping the first time), every session ended, and
-/// the account deactivated on the homeserver (`erase`: its data erased too). Returns the user
-/// and how many sessions ended.
+/// Deactivates a user: marked deactivated (keeping the first time), every session ended, the
+/// personal access tokens it acts as or owns revoked (as MAS), and the account deactivated on the
+/// homeserver (`erase`: its data erased too). Returns the user and how many sessions ended.
 pub async fn deactivate(lc: &Lifecycle, user_id: &str, erase: bool) -> Result<(User, usize), UserError> {
     let user = get(&lc.store, user_id).await?;
     let at = user.deactivated_at.unwrap_or_else(|| lc.clock.now());
     let id = user.id.clone();
     lc.store.write(move |c| user_store::set_deactivated(c, &id, Some(at))).await?;
+    super::personal_sessions::revoke_all_for_user(lc, &user.id).await?;
     let ended = end_all_sessions(lc, &user.id).await?;
     lc.run_or_queue(Job::DeactivateUser { user_id: user.id.clone(), erase }).await;
     Ok((User { deactivated_at: Some(at), ..user }, ended))

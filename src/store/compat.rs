@@ -162,7 +162,7 @@ pub fn introspect(conn: &Connection, hash: &str, refresh: bool) -> StoreResult<O
                     session_id: r.get(4)?,
                     session_finished: r.get(5)?,
                     scope: String::new(),
-                    client_id: "legacy".into(),
+                    client_id: Some("legacy".into()),
                     user_id: r.get(6)?,
                     username: r.get(7)?,
                     user_valid: r.get(8)?,
@@ -311,4 +311,15 @@ pub fn detailed_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Detaile
     filter.and("compat_session_id = ?", [id.to_string().into()]);
     let page = page::fetch(conn, &DETAILED, &filter, &PageRequest::first(1), detailed_from_row, |d| &d.session.id)?;
     Ok(page.items.into_iter().next())
+}
+
+/// Active compat sessions last seen before `before`, least recently seen first, after `after`;
+/// at most `limit` (inactive-session expiry).
+pub fn idle_sessions(
+    conn: &Connection,
+    before: i64,
+    after: Option<&super::sessions::IdleCursor>,
+    limit: usize,
+) -> StoreResult<Vec<super::sessions::IdleSession>> {
+    super::sessions::idle_in(conn, "compat_sessions", "compat_session_id", before, after, limit)
 }

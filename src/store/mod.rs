@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod keys;
 pub mod page;
 pub mod pending_registrations;
+pub mod personal;
 pub mod registration_tokens;
 pub mod sessions;
 pub mod tokens;

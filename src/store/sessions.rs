@@ -11,6 +11,8 @@ pub enum SessionKind {
     OAuth2,
     Compat,
     Browser,
+    /// A personal access token's session (`personal_sessions`).
+    Personal,
 }
 
 /// A session seen at `at` (unix seconds), from `ip` when known.
@@ -38,17 +40,21 @@ pub fn record_activity(conn: &Connection, records: &[ActivityRecord]) -> StoreRe
                 "UPDATE user_sessions SET last_active_at = max(coalesce(last_active_at, 0), ?2),
                  last_active_ip = coalesce(?3, last_active_ip) WHERE user_session_id = ?1"
             }
+            SessionKind::Personal => {
+                "UPDATE personal_sessions SET last_active_at = max(coalesce(last_active_at, 0), ?2),
+                 last_active_ip = coalesce(?3, last_active_ip) WHERE personal_session_id = ?1"
+            }
         };
         conn.prepare_cached(sql)?.execute(params![r.session_id, r.at, r.ip])?;
     }
     Ok(())
 }
 
-/// Forgets where OAuth and browser sessions were seen from once they have been inactive since
-/// `before` (an IP is personal data, kept only as long as it helps the user). Returns how many.
+/// Forgets where OAuth, browser and personal sessions were seen from once they have been inactive
+/// since `before` (an IP is personal data, kept only as long as it helps the user). Returns how many.
 pub fn clear_stale_ips(conn: &Connection, before: i64) -> StoreResult<usize> {
     let mut n = 0;
-    for table in ["oauth2_sessions", "user_sessions"] {
+    for table in ["oauth2_sessions", "user_sessions", "personal_sessions"] {
         n += conn.execute(
             &format!(
                 "UPDATE {table} SET last_active_ip = NULL
@@ -181,13 +187,17 @@ pub fn finish_oauth(conn: &Connection, id: &str, now: i64) -> StoreResult<bool> 
     Ok(changed > 0)
 }
 
-/// Users with at least one active OAuth session (for the periodic device reconciliation).
-pub fn users_with_sessions(conn: &Connection) -> StoreResult<Vec<String>> {
+/// Users (not deactivated: deactivation removes their devices) with an OAuth, compat or personal
+/// session that is active or ended at or after `ended_since`, for the device reconciliation.
+pub fn users_with_sessions(conn: &Connection, ended_since: i64) -> StoreResult<Vec<String>> {
     let mut stmt = conn.prepare(
-        "SELECT user_id FROM oauth2_sessions WHERE user_id IS NOT NULL AND finished_at IS NULL
-         UNION SELECT user_id FROM compat_sessions WHERE finished_at IS NULL",
+        "SELECT user_id FROM (
+             SELECT user_id FROM oauth2_sessions WHERE user_id IS NOT NULL AND (finished_at IS NULL OR finished_at >= ?1)
+             UNION SELECT user_id FROM compat_sessions WHERE finished_at IS NULL OR finished_at >= ?1
+             UNION SELECT actor_user_id FROM personal_sessions WHERE revoked_at IS NULL OR revoked_at >= ?1
+         ) WHERE user_id IN (SELECT user_id FROM users WHERE deactivated_at IS NULL)",
     )?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
+    let rows = stmt.query_map([ended_since], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -372,4 +382,73 @@ pub fn browser_detailed_by_id(conn: &Connection, id: &str) -> StoreResult<Option
         &d.session.id
     })?;
     Ok(page.items.into_iter().next())
+}
+
+/// An active session not seen since before some time (inactive-session expiry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdleSession {
+    pub id: String,
+    pub user_id: String,
+    /// `last_active_at`, or `created_at` when the session was never seen.
+    pub last_seen: i64,
+}
+
+impl IdleSession {
+    /// Where the next page of a listing resumes: after this session.
+    pub fn cursor(&self) -> IdleCursor {
+        (self.last_seen, self.id.clone())
+    }
+}
+
+/// `(last_seen, id)` of the last session of a page of idle sessions.
+pub type IdleCursor = (i64, String);
+
+/// Active OAuth sessions of users last seen before `before`, least recently seen first, after
+/// `after`; at most `limit`. Sessions without a user (`client_credentials`) are not listed.
+pub fn idle_oauth(
+    conn: &Connection,
+    before: i64,
+    after: Option<&IdleCursor>,
+    limit: usize,
+) -> StoreResult<Vec<IdleSession>> {
+    idle_in(conn, "oauth2_sessions", "oauth2_session_id", before, after, limit)
+}
+
+/// Active browser sessions last seen before `before`, as `idle_oauth`.
+pub fn idle_browser(
+    conn: &Connection,
+    before: i64,
+    after: Option<&IdleCursor>,
+    limit: usize,
+) -> StoreResult<Vec<IdleSession>> {
+    idle_in(conn, "user_sessions", "user_session_id", before, after, limit)
+}
+
+/// Idle active sessions of one session table (`table` and `key` are constants, never input).
+pub(super) fn idle_in(
+    conn: &Connection,
+    table: &str,
+    key: &str,
+    before: i64,
+    after: Option<&IdleCursor>,
+    limit: usize,
+) -> StoreResult<Vec<IdleSession>> {
+    let (after_seen, after_id) = after.map_or((i64::MIN, ""), |(seen, id)| (*seen, id.as_str()));
+    let mut stmt = conn.prepare_cached(&idle_sql(table, key))?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = stmt.query_map(params![before, after_seen, after_id, limit], |r| {
+        Ok(IdleSession { id: r.get(0)?, user_id: r.get(1)?, last_seen: r.get(2)? })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The listing of `idle_in`: it walks the `*_last_seen` index of active sessions (V9).
+pub(crate) fn idle_sql(table: &str, key: &str) -> String {
+    format!(
+        "SELECT {key}, user_id, coalesce(last_active_at, created_at) FROM {table}
+         WHERE finished_at IS NULL AND user_id IS NOT NULL
+           AND coalesce(last_active_at, created_at) < ?1
+           AND (coalesce(last_active_at, created_at), {key}) > (?2, ?3)
+         ORDER BY coalesce(last_active_at, created_at), {key} LIMIT ?4"
+    )
 }

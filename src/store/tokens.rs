@@ -144,7 +144,8 @@ pub struct TokenInfo {
     pub session_id: String,
     pub session_finished: bool,
     pub scope: String,
-    pub client_id: String,
+    /// The session's OAuth client (`None` for a personal session a user owns).
+    pub client_id: Option<String>,
     pub user_id: Option<String>,
     pub username: Option<String>,
     pub user_valid: bool,
@@ -180,7 +181,7 @@ pub fn introspect_refresh(conn: &Connection, hash: &str) -> StoreResult<Option<T
         .optional()?)
 }
 
-fn info_from_row(r: &rusqlite::Row) -> rusqlite::Result<TokenInfo> {
+pub(crate) fn info_from_row(r: &rusqlite::Row) -> rusqlite::Result<TokenInfo> {
     Ok(TokenInfo {
         token_id: r.get(0)?,
         created_at: r.get(1)?,

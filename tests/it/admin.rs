@@ -11,15 +11,15 @@ use crate::flows::{
 use crate::helpers::{SYNAPSE_CLIENT_ID, TestApp, merged_yaml, spawn_app, spawn_app_with};
 use crate::register::{Calls, fake_homeserver};
 
-const ADMIN_CLIENT: &str = "01J0000000000000000000ADM1";
+pub(crate) const ADMIN_CLIENT: &str = "01J0000000000000000000ADM1";
 const ADMIN_SECRET: &str = "admin-client-secret";
-const PASSWORD: &str = "correct horse battery staple wombat";
+pub(crate) const PASSWORD: &str = "correct horse battery staple wombat";
 const API: &str = "/api/admin/v1";
 const DEVICE_SCOPE: &str = "openid urn:matrix:client:api:* urn:matrix:client:device:ADMINTEST01";
 
 /// The test config with the `adminapi` resource on the main listener, the flows' clients plus an
 /// admin client (listed in `policy.data.admin_clients`) and the recording fake homeserver.
-async fn admin_app(extra: &str) -> (TestApp, Calls) {
+pub(crate) async fn admin_app(extra: &str) -> (TestApp, Calls) {
     let (endpoint, calls) = fake_homeserver().await;
     let mut base: serde_yaml::Value = serde_yaml::from_str(&clients_patch()).expect("clients patch");
     let admin_client: serde_yaml::Value = serde_yaml::from_str(&format!(
@@ -52,14 +52,20 @@ async fn client_token(app: &TestApp, client_id: &str, secret: &str, scope: &str)
     app.client.post(app.url("/oauth2/token")).basic_auth(client_id, Some(secret)).form(&form).send().await.unwrap()
 }
 
-async fn admin_token(app: &TestApp) -> String {
+pub(crate) async fn admin_token(app: &TestApp) -> String {
     let res = client_token(app, ADMIN_CLIENT, ADMIN_SECRET, "urn:mas:admin").await;
     assert_eq!(res.status(), 200, "admin client_credentials");
     res.json::<Value>().await.unwrap()["access_token"].as_str().expect("access token").to_string()
 }
 
 /// An admin API call: the status and the JSON body (`null` when there is none).
-async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+pub(crate) async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let url = app.url(&format!("{API}{path}"));
     let mut req = app.client.request(method.parse().expect("method"), url);
     if let Some(t) = token {
@@ -75,15 +81,15 @@ async fn call(app: &TestApp, method: &str, path: &str, token: Option<&str>, body
 }
 
 /// What the fake homeserver was sent for `name`, in order.
-fn calls_to(calls: &Calls, name: &str) -> Vec<Value> {
+pub(crate) fn calls_to(calls: &Calls, name: &str) -> Vec<Value> {
     calls.lock().unwrap().iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect()
 }
 
-fn title(body: &Value) -> &str {
+pub(crate) fn title(body: &Value) -> &str {
     body["errors"][0]["title"].as_str().unwrap_or_else(|| panic!("no error title in {body}"))
 }
 
-async fn user_id(app: &TestApp, username: &str) -> String {
+pub(crate) async fn user_id(app: &TestApp, username: &str) -> String {
     let name = username.to_string();
     let user = app.state.store.read(move |c| user_store::by_username(c, &name)).await.unwrap();
     user.expect("user exists").id

@@ -1,12 +1,14 @@
 //! The admin REST API at `/api/admin/v1` (listener resource `adminapi`), shaped as MAS's: JSON:API
 //! like envelopes (`{data: {type, id, attributes, links}, links}`), cursor pagination and
-//! `{errors: [{title}]}`. Every route needs `Authorization: Bearer <access token>` whose session is
-//! active and carries `urn:mas:admin`. Handlers read through the store and change state only
-//! through lifecycle functions, the ones the CLI and the pages use.
+//! `{errors: [{title}]}`. Every route needs `Authorization: Bearer <access token>` (an OAuth access
+//! token or a personal access token) whose session is active and carries `urn:mas:admin`. Handlers
+//! read through the store and change state only through lifecycle functions, the ones the CLI and
+//! the pages use.
 
 mod clients;
 mod emails;
 mod params;
+mod personal_sessions;
 mod registration_tokens;
 mod sessions;
 mod site;
@@ -24,12 +26,15 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::client_ip::ClientIp;
 use crate::lifecycle::emails::EmailError;
+use crate::lifecycle::personal_sessions::PersonalError;
+use crate::lifecycle::policy;
 use crate::lifecycle::registration_tokens::TokenError;
 use crate::lifecycle::tokens;
 use crate::lifecycle::users::UserError;
 use crate::model::Scope;
 use crate::model::scope::MAS_ADMIN;
 use crate::store::page::{Page, PageRequest};
+use crate::store::sessions::SessionKind;
 use crate::store::{StoreError, StoreResult};
 use params::{IncludeCount, Pagination, link, rfc3339};
 
@@ -45,6 +50,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(sessions::router())
         .merge(clients::router())
         .merge(registration_tokens::router())
+        .merge(personal_sessions::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .fallback(unknown_route)
         .layer(axum::middleware::map_response(no_store));
@@ -61,18 +67,23 @@ async fn unknown_route() -> AdminError {
     AdminError::not_found("Not found")
 }
 
-/// Who calls: the OAuth session of the bearer token (for the audit log).
+/// Who calls: the session of the bearer token (for the audit log, and as the owner of the
+/// personal sessions it creates).
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// An OAuth 2.0 session, or a personal session (personal access token).
+    pub kind: SessionKind,
     pub session_id: String,
-    pub client_id: String,
+    /// The OAuth client of the session (for a personal session, the client that owns it, if any).
+    pub client_id: Option<String>,
+    /// The session's user (for a personal session, the user it acts as).
     pub user_id: Option<String>,
 }
 
 async fn authenticate(State(state): State<AppState>, ClientIp(ip): ClientIp, mut req: Request, next: Next) -> Response {
     match caller(&state, req.headers()).await {
         Ok(caller) => {
-            state.lifecycle.activity.record_oauth2(&caller.session_id, Some(ip));
+            state.lifecycle.activity.record(caller.kind, &caller.session_id, Some(ip));
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
@@ -81,7 +92,9 @@ async fn authenticate(State(state): State<AppState>, ClientIp(ip): ClientIp, mut
 }
 
 /// Checks the bearer token. Every failure reads the same whatever the reason (unknown, expired,
-/// revoked, finished session, locked user), and the token is never logged.
+/// revoked, finished session, locked user), and the token is never logged. A personal access
+/// token's user must still be allowed to request administration (it may have been demoted since
+/// the token was issued).
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, AdminError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Err(AdminError::unauthorized("Missing authorization header", "Bearer"));
@@ -94,15 +107,26 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, AdminEr
         .map(|(_, t)| t.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AdminError::unauthorized("Invalid authorization header", "Bearer error=\"invalid_request\""))?;
-    let Some(info) = tokens::active_access_token(&state.store, token, state.now()).await? else {
+    let Some((kind, info)) = tokens::active_access_token(&state.store, token, state.now()).await? else {
         return Err(AdminError::unauthorized("Invalid access token", "Bearer error=\"invalid_token\""));
     };
-    if !Scope::parse(&info.scope).unwrap_or_default().contains(MAS_ADMIN) {
+    let missing_scope = || {
         let mut e = AdminError::new(StatusCode::FORBIDDEN, "Missing urn:mas:admin scope");
         e.challenge = Some("Bearer error=\"insufficient_scope\", scope=\"urn:mas:admin\"");
-        return Err(e);
+        e
+    };
+    let scope = Scope::parse(&info.scope).unwrap_or_default();
+    if !scope.contains(MAS_ADMIN) {
+        return Err(missing_scope());
     }
-    Ok(Caller { session_id: info.session_id, client_id: info.client_id, user_id: info.user_id })
+    if kind == SessionKind::Personal {
+        let actor = info.user_id.clone().unwrap_or_default();
+        let user = state.store.read(move |c| crate::store::users::by_id(c, &actor)).await?;
+        if !user.is_some_and(|u| policy::may_request_admin(&u, &state.config.policy.data)) {
+            return Err(missing_scope());
+        }
+    }
+    Ok(Caller { kind, session_id: info.session_id, client_id: info.client_id, user_id: info.user_id })
 }
 
 /// An admin API error: `{"errors": [{"title": …}]}` with its status.
@@ -198,6 +222,26 @@ impl From<TokenError> for AdminError {
                 AdminError::bad_request(format!("Registration token with ID {id} is not revoked"))
             }
             TokenError::Store(e) => AdminError::internal(e),
+        }
+    }
+}
+
+impl From<PersonalError> for AdminError {
+    fn from(e: PersonalError) -> Self {
+        match e {
+            PersonalError::ActorNotFound(id) => AdminError::not_found(format!("User ID {id} not found")),
+            PersonalError::ActorDeactivated(_) => AdminError::new(StatusCode::GONE, "User is not active"),
+            PersonalError::InvalidName => AdminError::bad_request("human_name must be 1 to 255 characters"),
+            PersonalError::InvalidScope(why) => AdminError::bad_request(format!("Invalid scope: {why}")),
+            PersonalError::NotFound(id) => AdminError::not_found(format!("Personal session with ID {id} not found")),
+            PersonalError::AlreadyRevoked(id) => {
+                AdminError::conflict(format!("Personal session with ID {id} is already revoked"))
+            }
+            PersonalError::Revoked(id) => {
+                AdminError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("Personal session with ID {id} is revoked"))
+            }
+            PersonalError::NotOwner => AdminError::new(StatusCode::FORBIDDEN, "Session does not belong to you"),
+            PersonalError::Store(e) => AdminError::internal(e),
         }
     }
 }

@@ -74,6 +74,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
         return Ok(inactive());
     }
     // No IP: the caller is the homeserver, not the user's device.
+    if kind == TokenKind::PersonalAccessToken {
+        state.lifecycle.activity.record_personal(&info.session_id, None);
+        return Ok(personal_answer(&info, now));
+    }
     state.lifecycle.activity.record_oauth2(&info.session_id, None);
     if kind == TokenKind::AccessToken && info.first_used_at.is_none() {
         // First use: the refresh-token replay tolerance ends once a successor token was used.
@@ -88,7 +92,9 @@ fn answer(info: &TokenInfo, kind: TokenKind, now: i64) -> Value {
     let mut m = Map::new();
     m.insert("active".into(), json!(true));
     m.insert("scope".into(), json!(scope.to_string()));
-    m.insert("client_id".into(), json!(info.client_id));
+    if let Some(client_id) = &info.client_id {
+        m.insert("client_id".into(), json!(client_id));
+    }
     if let Some(u) = &info.username {
         m.insert("username".into(), json!(u));
     }
@@ -105,6 +111,17 @@ fn answer(info: &TokenInfo, kind: TokenKind, now: i64) -> Value {
     m.insert("nbf".into(), json!(info.created_at));
     m.insert("jti".into(), json!(info.token_id));
     Value::Object(m)
+}
+
+/// Personal access tokens, as MAS answers them: the user is the one the token acts as, `client_id`
+/// the owning client (absent when a user owns it), the device only in the (normalised) scope,
+/// and no `jti`.
+fn personal_answer(info: &TokenInfo, now: i64) -> Value {
+    let mut v = answer(info, TokenKind::PersonalAccessToken, now);
+    if let Some(m) = v.as_object_mut() {
+        m.remove("jti");
+    }
+    v
 }
 
 /// Compat tokens: `client_id` "legacy", the device as `device_id` when the homeserver says it
