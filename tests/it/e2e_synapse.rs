@@ -469,6 +469,17 @@ async fn tokens_work_end_to_end(mode: SynapseMode) {
     assert_eq!(status, 403, "admin API without the admin scope: {body}{}", env.logs());
     assert_eq!(body["errcode"], "M_FORBIDDEN", "admin API without the admin scope: {body}");
 
+    // 6. A bot's personal access token: accepted by Synapse with its device, which exists there.
+    env.step("personal access token for a bot (CLI)");
+    let pat =
+        env.cli_ok(&["manage", "issue-personal-token", "root", "--name", "Reminder bot", "--device", "ROOTBOTDEV01"]);
+    let pat = pat.trim().to_string();
+    assert!(pat.starts_with("mpt_"), "issue-personal-token printed {pat:?}");
+    env.expect_whoami(&pat, "root", "ROOTBOTDEV01").await;
+    assert!(env.synapse_devices("root").contains(&"ROOTBOTDEV01".to_string()), "{}", env.logs());
+    let (status, body) = env.sync(&pat).await;
+    assert_eq!(status, 200, "/sync with a personal access token: {body}{}", env.logs());
+
     // The compat logout (through nginx, to the appliance) removes its device.
     env.step("compat logout through nginx");
     let (status, body) = env
