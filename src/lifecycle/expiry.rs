@@ -236,32 +236,19 @@ pub fn worker_tasks(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::User;
     use crate::store::sessions::{BrowserSession, OAuthSession};
-    use crate::store::users;
 
     const DAY: i64 = 86_400;
 
     fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::migrate(&mut conn).unwrap();
+        let conn = crate::store::test_support::memory_db();
         conn.execute("INSERT INTO oauth2_clients (client_id, metadata, created_at) VALUES ('client', '{}', 0)", [])
             .unwrap();
         conn
     }
 
     fn user(conn: &Connection, name: &str) -> String {
-        let u = User {
-            id: ulid::Ulid::new().to_string(),
-            username: name.into(),
-            display_name: None,
-            created_at: 0,
-            locked_at: None,
-            deactivated_at: None,
-            can_request_admin: false,
-        };
-        users::insert(conn, &u).unwrap();
-        u.id
+        crate::store::test_support::insert_user(conn, name)
     }
 
     fn oauth(conn: &Connection, user_id: Option<&str>, created_at: i64) -> String {

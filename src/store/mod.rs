@@ -278,3 +278,33 @@ pub(crate) fn opt<T>(r: rusqlite::Result<T>) -> StoreResult<Option<T>> {
         Err(e) => Err(e.into()),
     }
 }
+
+/// Fixtures for unit tests that need a migrated database.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use rusqlite::Connection;
+
+    use crate::model::User;
+
+    /// A migrated in-memory database.
+    pub fn memory_db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    /// Inserts a plain user named `name`; returns its id.
+    pub fn insert_user(conn: &Connection, name: &str) -> String {
+        let u = User {
+            id: ulid::Ulid::new().to_string(),
+            username: name.into(),
+            display_name: None,
+            created_at: 0,
+            locked_at: None,
+            deactivated_at: None,
+            can_request_admin: false,
+        };
+        super::users::insert(conn, &u).unwrap();
+        u.id
+    }
+}

@@ -243,27 +243,13 @@ pub fn all(conn: &Connection, f: &PersonalFilter) -> StoreResult<Vec<DetailedPer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::User;
-    use crate::store::users;
 
     fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::migrate(&mut conn).unwrap();
-        conn
+        crate::store::test_support::memory_db()
     }
 
     fn user(conn: &Connection, name: &str) -> String {
-        let u = User {
-            id: ulid::Ulid::new().to_string(),
-            username: name.into(),
-            display_name: None,
-            created_at: 0,
-            locked_at: None,
-            deactivated_at: None,
-            can_request_admin: false,
-        };
-        users::insert(conn, &u).unwrap();
-        u.id
+        crate::store::test_support::insert_user(conn, name)
     }
 
     fn session(conn: &Connection, owner: Owner, actor: &str, scope: &str) -> PersonalSession {
