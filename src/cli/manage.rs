@@ -421,7 +421,7 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
         }
         Command::ListUsers => {
             let list = ctx.store.read(crate::store::users::list).await?;
-            println!("{:<26}  {:<24}  {:<11}  {:<5}  {}", "ID", "USERNAME", "STATE", "ADMIN", "DISPLAY NAME");
+            println!("{:<26}  {:<24}  {:<11}  {:<5}  DISPLAY NAME", "ID", "USERNAME", "STATE", "ADMIN");
             for u in list {
                 let state = match (u.locked_at, u.deactivated_at) {
                     (_, Some(_)) => "deactivated",
