@@ -433,3 +433,72 @@ async fn ending_another_session_keeps_the_personal_device() {
     assert_eq!(devices_synced(&calls).last(), Some(&json!(["ALICEBOT01"])));
     assert_eq!(introspect(&app, &token).await["active"], true);
 }
+
+/// A token acting as a user shows on that user's sessions page, and the user can end it there.
+#[tokio::test]
+async fn the_user_sees_tokens_acting_as_them_and_can_revoke_them() {
+    let (app, calls) = admin_app("").await;
+    register_user(&app, "alice", PASSWORD, false).await;
+    let (ok, stdout, stderr) =
+        manage(&app, &["issue-personal-token", "alice", "--name", "Reminder bot", "--device", "BOTDEVICE09"]).await;
+    assert!(ok, "{stderr}");
+    let token = stdout.trim().to_string();
+
+    let browser = crate::flows::signed_in(&app, "alice", PASSWORD).await;
+    let list = browser.get(app.url("/account/?action=org.matrix.sessions_list")).send().await.unwrap();
+    let html = list.text().await.unwrap();
+    assert!(html.contains("Reminder bot") && html.contains("BOTDEVICE09"), "{html}");
+    let view = browser
+        .get(app.url("/account/?action=org.matrix.device_view&device_id=BOTDEVICE09"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(view.contains("Personal access token"), "{view}");
+    let csrf = crate::flows::csrf_of(&view);
+    let id = view
+        .split("name=\"id\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the session id in the form")
+        .to_string();
+    let before = devices_synced(&calls).len();
+    let res = browser
+        .post(app.url("/account/sessions/end"))
+        .form(&[("csrf", csrf.as_str()), ("kind", "personal"), ("id", id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(introspect(&app, &token).await["active"], false);
+    let synced = devices_synced(&calls);
+    assert!(synced.len() > before && synced.last() == Some(&json!([])), "{synced:?}");
+
+    // Another user's token cannot be ended from this account.
+    register_user(&app, "bob", PASSWORD, false).await;
+    let (ok, stdout, _) = manage(&app, &["issue-personal-token", "bob", "--name", "Bob's bot"]).await;
+    assert!(ok);
+    let bobs = stdout.trim().to_string();
+    let bob_session = app
+        .state
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT personal_session_id FROM personal_sessions WHERE human_name = 'Bob''s bot'",
+                [],
+                |r| r.get::<_, String>(0),
+            )?)
+        })
+        .await
+        .unwrap();
+    let res = browser
+        .post(app.url("/account/sessions/end"))
+        .form(&[("csrf", csrf.as_str()), ("kind", "personal"), ("id", bob_session.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(introspect(&app, &bobs).await["active"], true);
+}

@@ -12,6 +12,7 @@ use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
 use crate::model::User;
+use crate::store::personal::{self as personal_store, PersonalFilter};
 use crate::store::{sessions as session_store, users as user_store};
 
 /// Longest display name accepted (Synapse's limit).
@@ -53,7 +54,11 @@ async fn build(
             let emails = user_store::emails(c, &user_id)?;
             let count = session_store::active_oauth_for_user(c, &user_id)?.len()
                 + crate::store::compat::active_for_user(c, &user_id)?.len()
-                + session_store::active_browser_with_activity(c, &user_id)?.len();
+                + session_store::active_browser_with_activity(c, &user_id)?.len()
+                + personal_store::count(
+                    c,
+                    &PersonalFilter { actor_user_id: Some(user_id.clone()), active: Some(true), ..Default::default() },
+                )?;
             Ok((emails, count))
         })
         .await?;

@@ -13,6 +13,7 @@ use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
 use crate::model::Scope;
+use crate::store::personal::{self as personal_store, PersonalFilter};
 use crate::store::sessions::{SessionActivity, SessionKind};
 use crate::store::{clients as client_store, compat as compat_store, sessions as session_store};
 
@@ -86,6 +87,7 @@ fn base_view(now: i64, kind: &'static str, id: String, created_at: i64, activity
         kind_label: match kind {
             "oauth" => "App",
             "compat" => "Legacy sign-in",
+            "personal" => "Personal access token",
             _ => "Browser",
         },
         device_id: None,
@@ -108,7 +110,7 @@ async fn load(
     current_browser: Option<&str>,
 ) -> Result<(Vec<SessionView>, Vec<SessionView>), PageError> {
     let id = user_id.to_string();
-    let (oauth, compat, browsers) = state
+    let (oauth, compat, browsers, personal) = state
         .store
         .read(move |c| {
             let mut oauth = Vec::new();
@@ -118,7 +120,10 @@ async fn load(
             }
             let compat = compat_store::active_with_activity(c, &id)?;
             let browsers = session_store::active_browser_with_activity(c, &id)?;
-            Ok((oauth, compat, browsers))
+            // Tokens that act as this user (bots, admin tools), whoever issued them.
+            let acting = PersonalFilter { actor_user_id: Some(id.clone()), active: Some(true), ..Default::default() };
+            let personal = personal_store::all(c, &acting)?;
+            Ok((oauth, compat, browsers, personal))
         })
         .await?;
     let now = state.now();
@@ -137,6 +142,13 @@ async fn load(
         v.title = s.human_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "Matrix client".into());
         v.device_id = Some(s.device_id.clone());
         apps.push((s.created_at, v));
+    }
+    for d in personal {
+        let a = with_pending(state, SessionKind::Personal, &d.session.id, d.activity);
+        let mut v = base_view(now, "personal", d.session.id.clone(), d.session.created_at, a);
+        v.title = d.session.human_name.clone();
+        v.device_id = d.session.device_id();
+        apps.push((d.session.created_at, v));
     }
     apps.sort_by_key(|a| std::cmp::Reverse(a.0));
     let mut browser_views = Vec::new();
@@ -221,6 +233,8 @@ pub async fn end_post(State(state): State<AppState>, browser: Browser, Form(form
                         .is_some_and(|s| s.user_id == user_id && s.finished_at.is_none()),
                     "browser" => session_store::browser_by_id(c, &id)?
                         .is_some_and(|s| s.user_id == user_id && s.finished_at.is_none()),
+                    "personal" => personal_store::session_by_id(c, &id)?
+                        .is_some_and(|s| s.actor_user_id == user_id && s.revoked_at.is_none()),
                     _ => false,
                 })
             })
@@ -243,6 +257,7 @@ pub async fn end_post(State(state): State<AppState>, browser: Browser, Form(form
     let kind = match form.kind.as_str() {
         "oauth" => SessionKind::OAuth2,
         "compat" => SessionKind::Compat,
+        "personal" => SessionKind::Personal,
         _ => SessionKind::Browser,
     };
     // The same step as /oauth2/revoke, compat /logout and the admin API: the device goes too.
