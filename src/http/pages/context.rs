@@ -206,3 +206,9 @@ pub fn describe_scopes(scope: &crate::model::Scope) -> Vec<ScopeView> {
     }
     out
 }
+
+/// `?notice=…`: which confirmation a page shows after a redirect.
+#[derive(serde::Deserialize, Default)]
+pub struct NoticeQuery {
+    pub notice: Option<String>,
+}

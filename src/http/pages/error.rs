@@ -68,43 +68,23 @@ impl ErrorPageContent {
     }
 }
 
-/// Rendered with a minimal context, so an error page never depends on the failing request's
-/// state; the page middleware then re-renders it with the branding (see `ErrorPageContent`).
+/// The response carries what the page says; the page middleware (on every router) renders it
+/// with the service's branding, so an error never depends on the failing handler's state. The
+/// body here is only the plain fallback for when that rendering fails.
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
-        let content = ErrorPageContent {
-            title: self.title.clone(),
-            message: self.message.clone(),
-            details: self.details.clone(),
-        };
-        let ctx = PageContext {
-            service_name: "Account".into(),
-            css_url: "/assets/app.css".into(),
-            js_url: "/assets/app.js".into(),
-            logo_url: "/assets/logo.svg".into(),
-            favicon_url: "/assets/favicon.svg".into(),
-            csrf_token: String::new(),
-            user: None,
-            tos_uri: None,
-            policy_uri: None,
-            imprint: None,
-            server_name: String::new(),
-        };
-        let page = ErrorPage {
-            ctx,
-            title: self.title.clone(),
-            message: self.message.clone(),
+        let fallback = format!(
+            "<!doctype html><html lang=\"en\"><title>{}</title><h1>{}</h1><p>{}</p></html>",
+            html_escape(&self.title),
+            html_escape(&self.title),
+            html_escape(&self.message)
+        );
+        let mut res = (self.status, Html(fallback)).into_response();
+        res.extensions_mut().insert(ErrorPageContent {
+            title: self.title,
+            message: self.message,
             details: self.details,
-            back_url: None,
-        };
-        let mut res = match page.render() {
-            Ok(html) => (self.status, Html(html)).into_response(),
-            Err(_) => {
-                (self.status, Html(format!("<!doctype html><title>Error</title><p>{}</p>", html_escape(&self.message))))
-                    .into_response()
-            }
-        };
-        res.extensions_mut().insert(content);
+        });
         res
     }
 }

@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::Cookie;
 use serde::Deserialize;
 
-use super::context::{Browser, PageContext};
+use super::context::{Browser, NoticeQuery, PageContext};
 use super::error::{PageError, render};
 use super::login::{localpart_of, login_url, safe_next, sign_in_and_continue};
 use crate::email;
@@ -448,11 +448,6 @@ struct VerifyPage {
     minutes: i64,
     error: Option<String>,
     notice: Option<&'static str>,
-}
-
-#[derive(Deserialize, Default)]
-pub struct NoticeQuery {
-    notice: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use super::{error_page, signed_in};
 use crate::email::{self, CodeCheck};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::pages::context::{Browser, PageContext, Session};
+use crate::http::pages::context::{Browser, NoticeQuery, PageContext, Session};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::login::login_url;
 use crate::store::email_codes::{self, EmailVerification};
@@ -42,11 +42,6 @@ struct VerifyPage {
     minutes: i64,
     error: Option<String>,
     notice: Option<&'static str>,
-}
-
-#[derive(Deserialize, Default)]
-pub struct NoticeQuery {
-    notice: Option<String>,
 }
 
 fn notice_text(notice: Option<&str>) -> Option<&'static str> {
