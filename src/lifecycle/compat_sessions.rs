@@ -86,8 +86,13 @@ fn issue(
 }
 
 /// Rotates a refresh token; the previous access token stops working at once.
+/// A locked or deactivated user gets nothing, and the token is not spent.
 pub fn refresh(conn: &Connection, refresh_token: &str, ttl: i64, now: i64) -> StoreResult<Option<CompatTokens>> {
-    let Some((session, old_access)) = compat::consume_refresh(conn, &hash_token(refresh_token), now)? else {
+    let hash = hash_token(refresh_token);
+    if !compat::introspect(conn, &hash, true)?.is_some_and(|(info, _, _)| info.user_valid) {
+        return Ok(None);
+    }
+    let Some((session, old_access)) = compat::consume_refresh(conn, &hash, now)? else {
         return Ok(None);
     };
     if let Some(id) = old_access {

@@ -122,6 +122,13 @@ pub fn rotate(
     if session.finished_at.is_some() || token.revoked_at.is_some() {
         return Ok(RefreshOutcome::Invalid("the session has ended"));
     }
+    // A locked or deactivated user gets nothing new, and nothing is spent: after an unlock the
+    // same refresh token still works.
+    if let Some(user_id) = &session.user_id {
+        if !crate::store::users::by_id(conn, user_id)?.is_some_and(|u| u.is_valid()) {
+            return Ok(RefreshOutcome::Invalid("the user is locked or deactivated"));
+        }
+    }
     if token.consumed_at.is_some() {
         let successor = match &token.next_refresh_token_id {
             Some(id) => token_store::refresh_by_id(conn, id)?,
