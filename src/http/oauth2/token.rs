@@ -194,8 +194,14 @@ fn start_approved(
 }
 
 enum CodeOutcome {
-    Issued { approved: Box<Approved>, nonce: Option<String> },
-    Replayed,
+    Issued {
+        approved: Box<Approved>,
+        nonce: Option<String>,
+    },
+    /// The code was used before; the session it issued (of this user, if any) was ended.
+    Replayed {
+        ended_for: Option<String>,
+    },
 }
 
 async fn authorization_code(state: &AppState, client: &Client, params: &Params) -> Result<Value, OAuthError> {
@@ -219,10 +225,11 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
             }
             if grant.exchanged_at.is_some() {
                 // RFC 6749 §4.1.2: a reused code revokes what it granted.
+                let mut ended_for = None;
                 if let Some(session_id) = &grant.oauth2_session_id {
-                    oauth_sessions::end(c, session_id, now)?;
+                    ended_for = oauth_sessions::end(c, session_id, now)?.and_then(|s| s.user_id);
                 }
-                return Ok(Ok(CodeOutcome::Replayed));
+                return Ok(Ok(CodeOutcome::Replayed { ended_for }));
             }
             let fulfilled_at = grant.fulfilled_at.unwrap_or(grant.created_at);
             if now > fulfilled_at + CODE_TTL {
@@ -267,7 +274,11 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
         .await??;
 
     let (Approved { tokens, scope, user, auth_time }, nonce) = match outcome {
-        CodeOutcome::Replayed => {
+        CodeOutcome::Replayed { ended_for } => {
+            // The ended session's device goes from the homeserver, as after a logout.
+            if let Some(user_id) = ended_for {
+                state.lifecycle.sync_devices(&user_id).await;
+            }
             return Err(OAuthError::invalid_grant(
                 "the authorization code was already used; its session has been ended",
             ));
