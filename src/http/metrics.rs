@@ -42,6 +42,8 @@ pub struct Metrics {
     pub activity_records: Counter,
     /// Sessions ended by inactive-session expiry, by kind (given to the job worker's task).
     pub sessions_expired: Family<ExpiredLabels, Counter>,
+    /// Password recovery requests once settled: sent, no_account, failed, limited.
+    pub recovery_requests: Family<ResultLabels, Counter>,
 }
 
 impl Metrics {
@@ -75,6 +77,12 @@ impl Metrics {
             "Sessions ended by experimental.inactive_session_expiration, by kind",
             sessions_expired.clone(),
         );
+        let recovery_requests = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "password_recovery_requests",
+            "Password recovery requests by outcome (sent, no_account, failed, limited)",
+            recovery_requests.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             token_requests,
@@ -83,11 +91,16 @@ impl Metrics {
             responses,
             activity_records,
             sessions_expired,
+            recovery_requests,
         }
     }
 
     pub fn token(&self, grant_type: &str, result: &str) {
         self.token_requests.get_or_create(&GrantLabels { grant_type: grant_type.into(), result: result.into() }).inc();
+    }
+
+    pub fn recovery_request(&self, result: &str) {
+        self.recovery_requests.get_or_create(&ResultLabels { result: result.into() }).inc();
     }
 
     pub fn render(&self) -> String {

@@ -9,13 +9,45 @@ use std::time::{Duration, Instant};
 use appliance::lifecycle::users::{self, NewUser};
 use serde_json::Value;
 
-use crate::flows::{csrf_of, get, location, login, post, post_text, signed_in};
-use crate::helpers::{TestApp, free_port, spawn_app_with, tempdir};
+use crate::flows::{
+    clients_patch, code_login, compat_refresh, csrf_of, get, introspect_any, location, login, post, post_text, refresh,
+    signed_in,
+};
+use crate::helpers::{TestApp, free_port, merged_yaml, spawn_app_with, tempdir};
 use crate::synapse_harness::{SynapseMode, python_command};
 
 const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "a brand new passphrase";
 const ALICE_EMAIL: &str = "alice@example.org";
+const OAUTH_SCOPE: &str =
+    "urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:OAUTHDEV01";
+
+/// Waits until `n` password recovery requests have settled, by the
+/// `appliance_password_recovery_requests_total` metric; returns the counts by result.
+async fn recovery_requests_settled(app: &TestApp, n: u64) -> Vec<(String, u64)> {
+    let start = Instant::now();
+    loop {
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let mut counts: Vec<(String, u64)> = metrics
+            .lines()
+            .filter_map(|l| l.strip_prefix("appliance_password_recovery_requests_total{result=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .map(|(result, n)| (result.to_string(), n.trim().parse().expect("a count")))
+            .collect();
+        counts.sort();
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        assert!(total <= n, "more recovery requests settled than made: {counts:?}");
+        if total == n {
+            return counts;
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "only {counts:?} of {n} recovery requests settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn compat_refresh_status(app: &TestApp, refresh_token: &str) -> u16 {
+    compat_refresh(app, refresh_token).await.status().as_u16()
+}
 
 /// The SMTP server: each message becomes `<n>.json` with to, from, reply_to, subject, text, html.
 const SMTP_SCRIPT: &str = r#"
@@ -366,15 +398,23 @@ async fn codes_expire_allow_five_attempts_and_resends_are_limited() {
 #[tokio::test]
 async fn recovery_by_email_resets_the_password_once() {
     let smtp = Smtp::start();
-    let app = spawn_app_with(&patch(smtp.port, true, GENEROUS)).await;
+    let app = spawn_app_with(&merged_yaml(&clients_patch(), &patch(smtp.port, true, GENEROUS))).await;
     register(&app, "alice", vec![ALICE_EMAIL.into()]).await;
-    // Alice is signed in elsewhere (a browser session and a compat session).
+    // Alice is signed in elsewhere (a browser session, a compat session and an OAuth session).
     let elsewhere = signed_in(&app, "alice", PASSWORD).await;
     let body = serde_json::json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
-        "password": PASSWORD, "device_id": "OTHERDEVICE"});
+        "password": PASSWORD, "device_id": "OTHERDEVICE", "refresh_token": true});
     let res = app.client.post(app.url("/_matrix/client/v3/login")).json(&body).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    let compat_token = res.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let compat = res.json::<Value>().await.unwrap();
+    let compat_token = compat["access_token"].as_str().unwrap().to_string();
+    let compat_refresh = compat["refresh_token"].as_str().unwrap().to_string();
+    let oauth = code_login(&app, "alice", PASSWORD, OAUTH_SCOPE).await;
+    let oauth_token = oauth["access_token"].as_str().unwrap().to_string();
+    let oauth_refresh = oauth["refresh_token"].as_str().unwrap().to_string();
+    for token in [&compat_token, &compat_refresh, &oauth_token, &oauth_refresh] {
+        assert_eq!(introspect_any(&app, token).await["active"], true, "{token} before the recovery");
+    }
 
     // The login page offers recovery.
     let client = app.new_client();
@@ -461,9 +501,12 @@ async fn recovery_by_email_resets_the_password_once() {
     let res = elsewhere.get(app.url("/account/")).send().await.unwrap();
     assert_eq!(res.status(), 303);
     assert!(location(&res).starts_with("/login"));
-    let whoami =
-        app.client.get(app.url("/_matrix/client/v3/account/whoami")).bearer_auth(&compat_token).send().await.unwrap();
-    assert_ne!(whoami.status(), 200);
+    // Every token of those sessions is dead for the homeserver (introspection) and for refresh.
+    for token in [&compat_token, &compat_refresh, &oauth_token, &oauth_refresh] {
+        assert_eq!(introspect_any(&app, token).await["active"], false, "{token} after \"sign out everywhere\"");
+    }
+    assert_eq!(compat_refresh_status(&app, &compat_refresh).await, 401);
+    assert_eq!(refresh(&app, &oauth_refresh).await.status(), 400);
 
     // The new password works, the old one does not.
     let res = login(&app, &app.new_client(), "/account/", "alice", PASSWORD).await;
@@ -472,6 +515,8 @@ async fn recovery_by_email_resets_the_password_once() {
 
     // Without the checkbox, other sessions stay.
     let other = signed_in(&app, "alice", NEW_PASSWORD).await;
+    let kept = code_login(&app, "alice", NEW_PASSWORD, OAUTH_SCOPE).await;
+    let kept = kept["access_token"].as_str().unwrap().to_string();
     post_text(&app, &client, "/recover", &[("csrf", &csrf), ("email", ALICE_EMAIL)]).await;
     let link = link_of(&app, &smtp.wait_for(2).await);
     let (status, html) = post_text(
@@ -484,6 +529,7 @@ async fn recovery_by_email_resets_the_password_once() {
     assert_eq!(status, 200, "{html}");
     assert!(!html.contains("signed out"));
     assert_eq!(other.get(app.url("/account/")).send().await.unwrap().status(), 200);
+    assert_eq!(introspect_any(&app, &kept).await["active"], true, "the OAuth session stays");
 
     // Links expire after 10 minutes.
     post_text(&app, &client, "/recover", &[("csrf", &csrf), ("email", ALICE_EMAIL)]).await;
@@ -508,7 +554,9 @@ async fn recovery_for_an_unknown_address_looks_the_same_and_sends_nothing() {
     assert_eq!(status, known_status);
     assert_eq!(unknown.replace(unknown_address, ALICE_EMAIL), known, "the pages must not differ");
     smtp.wait_for(1).await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Both requests settled (a mail goes out before its request counts as sent).
+    let settled = recovery_requests_settled(&app, 2).await;
+    assert_eq!(settled, [("no_account".to_string(), 1), ("sent".to_string(), 1)], "{settled:?}");
     let messages = smtp.messages();
     assert_eq!(messages.len(), 1, "only the known address gets mail: {messages:?}");
     assert_eq!(messages[0]["rcpt_tos"], serde_json::json!([ALICE_EMAIL]));
@@ -532,7 +580,8 @@ async fn recovery_is_rate_limited_per_ip_and_per_address() {
         assert!(html.contains("Check your email"));
     }
     smtp.wait_for(1).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let settled = recovery_requests_settled(&app, 2).await;
+    assert_eq!(settled, [("limited".to_string(), 1), ("sent".to_string(), 1)], "{settled:?}");
     assert_eq!(smtp.messages().len(), 1);
     // Per IP: the fourth request is refused.
     let (status, _) = post_text(&app, &client, "/recover", &[("csrf", &csrf), ("email", "x@example.org")]).await;

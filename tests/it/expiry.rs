@@ -233,13 +233,19 @@ async fn off_by_default_nothing_expires() {
     let browser = signed_in(&app, "alice", PASSWORD).await;
     let before = calls.lock().unwrap().len();
 
-    // A day later, with the worker awake for a few rounds.
+    // A day later the worker's six-hourly device reconciliation runs; the periodic tasks (an
+    // expiry run, were it configured) run in the same round before its jobs, so once alice's
+    // device sync arrived that round is over.
     app.clock.advance(86_000);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while device_syncs(&calls, before).is_empty() {
+        assert!(Instant::now() < deadline, "the worker did not reconcile alice's devices");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(active_counts(&app).await, (1, 1, 2));
     assert!(active(&app, &oauth).await && active(&app, &compat).await);
     assert!(signed_in_still(&app, &browser).await);
-    // The six-hourly device reconciliation may have run: it keeps both devices.
+    // The reconciliation keeps both devices.
     for devices in device_syncs(&calls, before) {
         assert_eq!(devices, ["DEFAULTOFF", "DEFAULTOFF2"]);
     }
@@ -257,9 +263,24 @@ async fn the_worker_expires_idle_sessions_on_its_own_and_counts_them() {
     let compat = compat_login(&app, "WORKERCOMP").await;
     let before = calls.lock().unwrap().len();
 
-    // Not yet idle for long enough: the worker's runs leave everything alone.
+    // Not yet idle for long enough: the worker's first run leaves everything alone. A run shows
+    // in the metric (its kinds appear, counted 0) only once it is over.
     app.clock.advance(expiry::RUN_EVERY + 1);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if metrics.lines().any(|l| l.starts_with("appliance_sessions_expired_total{kind=\"oauth2\"}")) {
+            assert!(
+                ["oauth2", "compat"].iter().all(|k| metrics
+                    .lines()
+                    .any(|l| l == format!("appliance_sessions_expired_total{{kind=\"{k}\"}} 0"))),
+                "the first run ended sessions:\n{metrics}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker did not run the expiry task:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(active_counts(&app).await, (1, 1, 1));
 
     // Past the ttl and past the next run: without anyone asking (introspection would count as

@@ -411,6 +411,19 @@ impl ServeProcess {
         self.child.id()
     }
 
+    /// Waits until the reader thread has seen the end of stderr (the process closed it, e.g. by
+    /// exiting), so `stderr_text` holds every line; panics after `timeout`.
+    pub fn wait_for_stderr_end(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stderr still open after {timeout:?}"),
+            }
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         self.stderr.lock().map(|v| v.join("\n")).unwrap_or_default()
     }

@@ -112,27 +112,36 @@ pub async fn post(
     }
     // Over the per-address limit nothing is sent, but the page does not tell (it would say
     // nothing about the account either way; it just keeps answers uniform).
+    // Each request is counted once it is settled (`appliance_password_recovery_requests_total`).
     if state.limiters.recovery_per_address.check(&address.to_lowercase()).is_ok() {
         let (state, address) = (state.clone(), address.clone());
         tokio::spawn(async move {
-            if let Err(e) = send_recovery(&state, &address).await {
-                tracing::error!(error = %e, "password recovery mail not sent");
-            }
+            let result = match send_recovery(&state, &address).await {
+                Ok(true) => "sent",
+                Ok(false) => "no_account",
+                Err(e) => {
+                    tracing::error!(error = %e, "password recovery mail not sent");
+                    "failed"
+                }
+            };
+            state.metrics.recovery_request(result);
         });
     } else {
         tracing::info!("password recovery: per-address limit reached; nothing sent");
+        state.metrics.recovery_request("limited");
     }
     let page = SentPage { ctx: browser.context(&state), email: address, minutes: RECOVERY_TTL_SECS / 60 };
     (browser.jar, render(&page)).into_response()
 }
 
-/// Creates a ticket and mails the link, when an active account with a password uses `address`.
-async fn send_recovery(state: &AppState, address: &str) -> anyhow::Result<()> {
+/// Creates a ticket and mails the link, when an active account with a password uses `address`;
+/// `false` when no such account does (nothing sent).
+async fn send_recovery(state: &AppState, address: &str) -> anyhow::Result<bool> {
     let lookup = address.to_string();
     let user = state.store.read(move |c| user_store::by_email(c, &lookup)).await?;
     let Some(user) = user.filter(|u| u.deactivated_at.is_none() && u.locked_at.is_none()) else {
         tracing::info!("password recovery requested for an address no active account uses; nothing sent");
-        return Ok(());
+        return Ok(false);
     };
     let secret = crate::crypto::random_alnum(32);
     let now = state.now();
@@ -155,7 +164,7 @@ async fn send_recovery(state: &AppState, address: &str) -> anyhow::Result<()> {
     let link = state.url(&format!("/recover/{secret}"));
     let mxid = state.config.matrix.mxid(&user.username);
     email::send_recovery_link(state, address, &mxid, &link).await?;
-    Ok(())
+    Ok(true)
 }
 
 /// The ticket and its user while the link still works; `None` when used, expired or unknown.

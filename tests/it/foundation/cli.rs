@@ -62,11 +62,11 @@ fn config_sync_adds_updates_prunes_and_dry_run_changes_nothing() {
     };
 
     // Add: a dry run on a fresh database plans both and writes nothing.
-    let out = sync(&clients_patch("s1", true), &["--dry-run"]);
+    let out = sync(&clients_patch("first-secret-s1", true), &["--dry-run"]);
     assert!(out.contains(&format!("would add client {SYNAPSE_CLIENT_ID}")), "{out}");
     assert!(out.contains(&format!("would add client {CLIENT_A}")), "{out}");
     assert!(clients_in(&db).is_empty());
-    let out = sync(&clients_patch("s1", true), &[]);
+    let out = sync(&clients_patch("first-secret-s1", true), &[]);
     assert!(out.contains("2 added"), "{out}");
     let clients = clients_in(&db);
     assert_eq!(clients.len(), 2);
@@ -78,9 +78,9 @@ fn config_sync_adds_updates_prunes_and_dry_run_changes_nothing() {
     let synapse = clients.iter().find(|c| c.id == SYNAPSE_CLIENT_ID).expect("synapse client");
     assert_eq!(synapse.metadata.token_endpoint_auth_method, "client_secret_basic");
     let stored = synapse.encrypted_secret.as_deref().expect("secret stored");
-    assert!(!stored.contains("s1"), "secret stored in clear");
-    assert_eq!(secret_of(&db, SYNAPSE_CLIENT_ID).as_deref(), Some("s1"));
-    let out = sync(&clients_patch("s1", true), &[]);
+    assert!(!stored.contains("first-secret-s1"), "secret stored in clear");
+    assert_eq!(secret_of(&db, SYNAPSE_CLIENT_ID).as_deref(), Some("first-secret-s1"));
+    let out = sync(&clients_patch("first-secret-s1", true), &[]);
     assert!(out.contains("0 added, 0 updated, 2 unchanged"), "{out}");
 
     // A client registered at runtime is not the config's to prune.
@@ -102,26 +102,26 @@ fn config_sync_adds_updates_prunes_and_dry_run_changes_nothing() {
 
     // Update: a changed secret; the dry run leaves every row as it was.
     let before = snapshot(&db);
-    let out = sync(&clients_patch("s2", true), &["--dry-run"]);
+    let out = sync(&clients_patch("second-secret-s2", true), &["--dry-run"]);
     assert!(out.contains(&format!("would update client {SYNAPSE_CLIENT_ID}")), "{out}");
     assert!(out.contains("dry run"), "{out}");
     assert_eq!(snapshot(&db), before);
-    let out = sync(&clients_patch("s2", true), &[]);
+    let out = sync(&clients_patch("second-secret-s2", true), &[]);
     assert!(out.contains("1 updated"), "{out}");
-    assert_eq!(secret_of(&db, SYNAPSE_CLIENT_ID).as_deref(), Some("s2"));
+    assert_eq!(secret_of(&db, SYNAPSE_CLIENT_ID).as_deref(), Some("second-secret-s2"));
     let after: Vec<_> = snapshot(&db);
     let created = |rows: &[ClientRow]| rows.iter().find(|r| r.0 == SYNAPSE_CLIENT_ID).map(|r| r.4);
     assert_eq!(created(&after), created(&before), "created_at changed");
 
     // Prune: without --prune a removed client stays (and is reported); --dry-run keeps it too.
-    let out = sync(&clients_patch("s2", false), &[]);
+    let out = sync(&clients_patch("second-secret-s2", false), &[]);
     assert!(out.contains(CLIENT_A) && out.contains("--prune"), "{out}");
     assert!(ids(&db).contains(&CLIENT_A.to_string()));
     let before = snapshot(&db);
-    let out = sync(&clients_patch("s2", false), &["--prune", "--dry-run"]);
+    let out = sync(&clients_patch("second-secret-s2", false), &["--prune", "--dry-run"]);
     assert!(out.contains(&format!("would delete client {CLIENT_A}")), "{out}");
     assert_eq!(snapshot(&db), before);
-    let out = sync(&clients_patch("s2", false), &["--prune"]);
+    let out = sync(&clients_patch("second-secret-s2", false), &["--prune"]);
     assert!(out.contains(&format!("deleted client {CLIENT_A}")), "{out}");
     let mut left = ids(&db);
     left.sort();
@@ -516,8 +516,8 @@ async fn serve_runs_the_repo_style_config_and_stops_on_sigterm() {
         .terminate(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("no exit within 10 s of SIGTERM:\n{}", server.stderr_text()));
     assert!(status.success(), "exit {status}:\n{}", server.stderr_text());
-    // Let the reader thread drain the last lines.
-    std::thread::sleep(Duration::from_millis(100));
+    // Every line written before the exit has been read.
+    server.wait_for_stderr_end(Duration::from_secs(10));
     let log = server.stderr_text();
     assert_eq!(log.lines().filter(|l| l.contains("listening on")).count(), 1, "{log}");
     let listening = log.lines().find(|l| l.contains("listening on")).unwrap_or_default();
