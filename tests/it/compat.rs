@@ -223,3 +223,178 @@ async fn issue_compatibility_token_cli() {
     assert!(info["scope"].as_str().unwrap().contains("urn:synapse:admin:*"));
     assert!(info.get("expires_in").is_none(), "long-lived");
 }
+
+/// A compat password login for `device` with a refresh token: the login answer.
+async fn device_login(app: &TestApp, device: &str) -> Value {
+    let body = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": "correct horse battery", "device_id": device, "refresh_token": true});
+    let (status, body) = login(app, body).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn token(body: &Value, field: &str) -> String {
+    body[field].as_str().unwrap_or_else(|| panic!("no {field} in {body}")).to_string()
+}
+
+#[tokio::test]
+async fn logout_all_ends_every_compat_session_and_nothing_else() {
+    let (endpoint, calls) = crate::register::fake_homeserver().await;
+    let app = spawn_app_with(&crate::helpers::merged_yaml(
+        &clients_patch(),
+        &format!("matrix: {{endpoint: \"{endpoint}\"}}"),
+    ))
+    .await;
+    register_user(&app, "alice", "correct horse battery", false).await;
+    register_user(&app, "bob", "correct horse battery", false).await;
+    let one = device_login(&app, "COMPATONE1").await;
+    let two = device_login(&app, "COMPATTWO2").await;
+    let oauth = code_login(
+        &app,
+        "alice",
+        "correct horse battery",
+        "urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:OAUTHDEV01",
+    )
+    .await;
+    let (status, bob) =
+        login(&app, json!({"type": "m.login.password", "user": "bob", "password": "correct horse battery"})).await;
+    assert_eq!(status, 200, "{bob}");
+    let alive = [
+        token(&one, "access_token"),
+        token(&one, "refresh_token"),
+        token(&two, "access_token"),
+        token(&two, "refresh_token"),
+        token(&oauth, "access_token"),
+        token(&bob, "access_token"),
+    ];
+    for t in &alive {
+        assert_eq!(introspect_any(&app, t).await["active"], true, "{t}");
+    }
+    let logout_all = |body: Value| {
+        app.client
+            .post(app.url("/_matrix/client/v3/logout/all"))
+            .bearer_auth(token(&one, "access_token"))
+            .json(&body)
+            .send()
+    };
+
+    // Without the client's word that only compat sessions are fine, nothing happens (as MAS).
+    let res = logout_all(json!({})).await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.json::<Value>().await.unwrap()["errcode"], "M_UNRECOGNIZED");
+    for t in &alive {
+        assert_eq!(introspect_any(&app, t).await["active"], true, "{t} after a refused logout/all");
+    }
+
+    let before = calls.lock().unwrap().len();
+    let res = logout_all(json!({"io.element.only_compat_is_fine": true})).await.unwrap();
+    assert_eq!(res.status(), 200);
+    // Both compat sessions of alice are over: access and refresh tokens.
+    for t in &alive[..4] {
+        assert_eq!(introspect_any(&app, t).await["active"], false, "{t} after logout/all");
+    }
+    assert_eq!(compat_refresh(&app, &token(&two, "refresh_token")).await.status(), 401);
+    // Her OAuth session and bob's compat session are untouched.
+    assert_eq!(introspect_any(&app, &alive[4]).await["active"], true, "alice's OAuth session");
+    assert_eq!(introspect_any(&app, &alive[5]).await["active"], true, "bob's compat session");
+    // The homeserver keeps only the OAuth session's device (the sync ran before the answer).
+    let syncs: Vec<Value> = calls.lock().unwrap()[before..]
+        .iter()
+        .filter(|(call, body)| call == "sync_devices" && body["localpart"] == "alice")
+        .map(|(_, body)| body["devices"].clone())
+        .collect();
+    assert_eq!(syncs, [json!(["OAUTHDEV01"])], "device syncs after logout/all");
+    // The token that asked is dead too.
+    let res = logout_all(json!({"io.element.only_compat_is_fine": true})).await.unwrap();
+    assert_eq!(res.status(), 401);
+}
+
+/// Through the SSO redirect, sign-in and confirmation: the `loginToken` handed to the client.
+async fn sso_login_token(app: &TestApp) -> String {
+    let browser = app.new_client();
+    let res = browser
+        .get(app.url("/_matrix/client/v3/login/sso/redirect?redirectUrl=https%3A%2F%2Fclient.example%2Fdone"))
+        .send()
+        .await
+        .unwrap();
+    let path = location(&res).trim_start_matches(app.base.as_str()).to_string();
+    login_page(app, &browser, &path).await;
+    let html = browser.get(app.url(&path)).send().await.unwrap().text().await.unwrap();
+    let res = browser.post(app.url(&path)).form(&[("csrf", csrf_of(&html).as_str())]).send().await.unwrap();
+    redirect_params(&location(&res))["loginToken"].clone()
+}
+
+#[tokio::test]
+async fn the_sso_login_token_expires_after_30_seconds() {
+    let app = app().await;
+    let late = sso_login_token(&app).await;
+    let in_time = sso_login_token(&app).await;
+    app.clock.advance(30);
+    let (s, body) = login(&app, json!({"type": "m.login.token", "token": in_time})).await;
+    assert_eq!(s, 200, "a 30-second-old login token: {body}");
+    app.clock.advance(1);
+    let (s, body) = login(&app, json!({"type": "m.login.token", "token": late})).await;
+    assert_eq!((s, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "a 31-second-old login token: {body}");
+}
+
+#[tokio::test]
+async fn a_deactivated_user_cannot_log_in_and_their_tokens_are_dead() {
+    let app = app().await;
+    let before = device_login(&app, "BEFOREDEV1").await;
+    let sso_token = sso_login_token(&app).await;
+    let alice = appliance::lifecycle::users::find(&app.state.store, "alice").await.unwrap();
+    appliance::lifecycle::users::deactivate(&app.state.lifecycle, &alice.id, false).await.unwrap();
+
+    let (s, body) =
+        login(&app, json!({"type": "m.login.password", "user": "alice", "password": "correct horse battery"})).await;
+    assert_eq!((s, body["errcode"].as_str()), (403, Some("M_USER_DEACTIVATED")), "{body}");
+    // A wrong password says nothing about the account.
+    let (s, body) = login(&app, json!({"type": "m.login.password", "user": "alice", "password": "wrong"})).await;
+    assert_eq!((s, body["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{body}");
+    // A login token issued before the deactivation does not sign in either.
+    let (s, body) = login(&app, json!({"type": "m.login.token", "token": sso_token})).await;
+    assert_ne!(s, 200, "{body}");
+    assert!(body.get("access_token").is_none(), "{body}");
+    assert_eq!(introspect_any(&app, &token(&before, "access_token")).await["active"], false);
+    assert_eq!(compat_refresh(&app, &token(&before, "refresh_token")).await.status(), 401);
+}
+
+#[tokio::test]
+async fn email_login_when_allowed() {
+    let patch = crate::helpers::merged_yaml(&clients_patch(), "account: {login_with_email_allowed: true}");
+    let app = spawn_app_with(&patch).await;
+    let s = &app.state;
+    appliance::lifecycle::users::register(
+        &s.store,
+        &s.passwords,
+        s.clock.as_ref(),
+        appliance::lifecycle::users::NewUser {
+            username: "alice".into(),
+            password: Some("correct horse battery".into()),
+            emails: vec!["alice@example.org".into()],
+            display_name: None,
+            admin: false,
+        },
+    )
+    .await
+    .unwrap();
+    let by_email = |address: &str, password: &str| {
+        json!({"type": "m.login.password", "identifier": {"type": "m.id.thirdparty", "medium": "email",
+            "address": address}, "password": password})
+    };
+    let (s, body) = login(&app, by_email("alice@example.org", "correct horse battery")).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["user_id"], "@alice:localhost");
+    assert_eq!(introspect_any(&app, &token(&body, "access_token")).await["username"], "alice");
+    for (body, what) in [
+        (by_email("alice@example.org", "wrong"), "a wrong password"),
+        (by_email("nobody@example.org", "correct horse battery"), "an unknown address"),
+    ] {
+        let (s, answer) = login(&app, body).await;
+        assert_eq!((s, answer["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "{what}: {answer}");
+    }
+    let msisdn = json!({"type": "m.login.password", "identifier": {"type": "m.id.thirdparty", "medium": "msisdn",
+        "address": "+15550100"}, "password": "correct horse battery"});
+    let (s, answer) = login(&app, msisdn).await;
+    assert_eq!((s, answer["errcode"].as_str()), (403, Some("M_FORBIDDEN")), "a phone number: {answer}");
+}

@@ -31,7 +31,7 @@ use crate::synapse_harness::{self as harness, Nginx, Synapse, SynapseConfig, Syn
 const SEED_CLIENT_SECRET: &str = "SomeRandomSecret";
 const SEED_MATRIX_SECRET: &str = "AnotherRandomSecret";
 const SERVER_NAME: &str = "localhost";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 const API: &str = "urn:matrix:org.matrix.msc2967.client:api:*";
 const DEVICE_PREFIX: &str = "urn:matrix:org.matrix.msc2967.client:device:";
@@ -57,11 +57,11 @@ impl Drop for Env {
 }
 
 /// Runs a blocking harness call without stalling the in-process server.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
-fn cli_text(out: &Output) -> String {
+pub(crate) fn cli_text(out: &Output) -> String {
     format!(
         "exit {}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
@@ -158,23 +158,23 @@ impl Env {
         )
     }
 
-    fn cli(&self, args: &[&str]) -> Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> Output {
         blocking(|| self.app.run_cli(args))
     }
 
-    fn cli_ok(&self, args: &[&str]) -> String {
+    pub(crate) fn cli_ok(&self, args: &[&str]) -> String {
         let out = self.cli(args);
         assert!(out.status.success(), "`appliance {}` failed: {}{}", args.join(" "), cli_text(&out), self.logs());
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn register(&self, name: &str, extra: &[&str]) -> String {
+    pub(crate) fn register(&self, name: &str, extra: &[&str]) -> String {
         let mut args = vec!["manage", "register-user", name, "--password", PASSWORD];
         args.extend_from_slice(extra);
         self.cli_ok(&args)
     }
 
-    async fn user_id_of(&self, name: &str) -> String {
+    pub(crate) async fn user_id_of(&self, name: &str) -> String {
         appliance::lifecycle::users::find(&self.app.state.store, name)
             .await
             .unwrap_or_else(|e| panic!("user {name} not in the appliance's db: {e}"))
@@ -189,7 +189,7 @@ impl Env {
     }
 
     /// The user as Synapse knows it: Modern `query_user`, Legacy the admin API (admin_token).
-    async fn synapse_user(&self, localpart: &str) -> (StatusCode, Value) {
+    pub(crate) async fn synapse_user(&self, localpart: &str) -> (StatusCode, Value) {
         let url = match self.mode {
             SynapseMode::Modern => self.synapse.url(&format!("/_synapse/mas/query_user?localpart={localpart}")),
             SynapseMode::Legacy => {
@@ -239,7 +239,7 @@ impl Env {
         assert_eq!(body["device_id"], device, "whoami: {body}");
     }
 
-    async fn sync(&self, token: &str) -> (StatusCode, Value) {
+    pub(crate) async fn sync(&self, token: &str) -> (StatusCode, Value) {
         let url = self.nginx.url("/_matrix/client/v3/sync?timeout=0");
         self.send(self.http.get(url).bearer_auth(token)).await
     }
@@ -250,7 +250,7 @@ impl Env {
         self.send(self.http.get(self.synapse.url(path)).bearer_auth(token)).await
     }
 
-    async fn refresh(&self, refresh_token: &str) -> Value {
+    pub(crate) async fn refresh(&self, refresh_token: &str) -> Value {
         let (status, body) = self
             .send(self.http.post(self.app.url("/oauth2/token")).form(&[
                 ("grant_type", "refresh_token"),
@@ -276,7 +276,7 @@ impl Env {
 
     /// The appliance's own answer to Synapse's question about `token` (Modern: Bearer secret;
     /// Legacy: the seed's client 0000000000000000000SYNAPSE with client_secret_basic).
-    async fn introspect(&self, token: &str) -> Value {
+    pub(crate) async fn introspect(&self, token: &str) -> Value {
         let req = self.http.post(self.app.url("/oauth2/introspect"));
         let req = match self.mode {
             SynapseMode::Modern => req.bearer_auth(&self.secret),
@@ -296,15 +296,15 @@ impl Env {
     }
 }
 
-fn scope(device: &str, extra: &str) -> String {
+pub(crate) fn scope(device: &str, extra: &str) -> String {
     format!("openid {API} {DEVICE_PREFIX}{device} {extra}").trim().to_string()
 }
 
-fn access_token(tokens: &Value) -> String {
+pub(crate) fn access_token(tokens: &Value) -> String {
     tokens["access_token"].as_str().unwrap_or_else(|| panic!("no access_token in {tokens}")).to_string()
 }
 
-fn refresh_token(tokens: &Value) -> String {
+pub(crate) fn refresh_token(tokens: &Value) -> String {
     tokens["refresh_token"].as_str().unwrap_or_else(|| panic!("no refresh_token in {tokens}")).to_string()
 }
 
