@@ -187,7 +187,7 @@ pub async fn register(
                 }
             }
             user_store::insert(c, &row)?;
-            user_store::add_password(c, &row.id, &hash, version, None, now)?;
+            user_store::set_password(c, &row.id, &hash, version, now)?;
             if let Some(url) = &terms {
                 token_store::accept_terms(c, &row.id, url, now)?;
             }
@@ -239,7 +239,7 @@ pub async fn complete_pending(
                 return Err(StoreError::Conflict("pending registration"));
             }
             user_store::insert(c, &row)?;
-            user_store::add_password(c, &row.id, &p.password_hash, p.password_version, None, now)?;
+            user_store::set_password(c, &row.id, &p.password_hash, p.password_version, now)?;
             if let Some(url) = &p.accepted_terms {
                 token_store::accept_terms(c, &row.id, url, now)?;
             }

@@ -73,7 +73,7 @@ pub async fn register(
         .write(move |c| {
             user_store::insert(c, &row)?;
             if let Some((version, hash)) = &hash {
-                user_store::add_password(c, &row.id, hash, *version, None, now)?;
+                user_store::set_password(c, &row.id, hash, *version, now)?;
             }
             for e in &emails {
                 user_store::add_email(c, &row.id, e, now)?;
@@ -99,7 +99,7 @@ pub async fn set_password(
     let user = find(store, username).await?;
     let (version, hash) = passwords.hash(password).await?;
     let now = clock.now();
-    store.write(move |c| user_store::add_password(c, &user.id, &hash, version, None, now)).await?;
+    store.write(move |c| user_store::set_password(c, &user.id, &hash, version, now)).await?;
     Ok(())
 }
 
@@ -152,7 +152,7 @@ pub async fn set_password_of(
     let user = get(store, user_id).await?;
     let (version, hash) = passwords.hash(password).await?;
     let now = clock.now();
-    store.write(move |c| user_store::add_password(c, &user.id, &hash, version, None, now)).await?;
+    store.write(move |c| user_store::set_password(c, &user.id, &hash, version, now)).await?;
     Ok(())
 }
 

@@ -215,6 +215,16 @@ pub fn migrate(conn: &mut Connection) -> StoreResult<Vec<String>> {
     Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
 }
 
+/// Applies the embedded migrations up to `version` (tests of a migration start from the one before).
+#[cfg(test)]
+pub(crate) fn migrate_to(conn: &mut Connection, version: i32) -> StoreResult<()> {
+    embedded::migrations::runner()
+        .set_target(refinery::Target::Version(version))
+        .run(conn)
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(())
+}
+
 /// Applies migrations to the database at `path` and returns what was applied.
 pub fn migrate_path(path: &Path) -> StoreResult<Vec<String>> {
     let mut conn = open_write_connection(path)?;

@@ -74,7 +74,7 @@ pub struct StoredPassword {
     pub version: u16,
 }
 
-/// The newest password of a user (older rows are kept as history).
+/// The user's password (one row per user; the newest wins should older rows remain).
 pub fn current_password(conn: &Connection, user_id: &str) -> StoreResult<Option<StoredPassword>> {
     Ok(conn
         .query_row(
@@ -86,20 +86,26 @@ pub fn current_password(conn: &Connection, user_id: &str) -> StoreResult<Option<
         .optional()?)
 }
 
-pub fn add_password(
-    conn: &Connection,
-    user_id: &str,
-    hash: &str,
-    version: u16,
-    upgraded_from: Option<&str>,
-    now: i64,
-) -> StoreResult<()> {
+/// Sets a user's password, replacing any earlier one.
+pub fn set_password(conn: &Connection, user_id: &str, hash: &str, version: u16, now: i64) -> StoreResult<()> {
+    conn.execute("DELETE FROM user_passwords WHERE user_id = ?1", [user_id])?;
     conn.execute(
-        "INSERT INTO user_passwords (user_password_id, user_id, hashed_password, version, upgraded_from_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![ulid::Ulid::new().to_string(), user_id, hash, version, upgraded_from, now],
+        "INSERT INTO user_passwords (user_password_id, user_id, hashed_password, version, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![ulid::Ulid::new().to_string(), user_id, hash, version, now],
     )?;
     Ok(())
+}
+
+/// Replaces a verified hash by its re-hash under the current scheme, in place. Does nothing when
+/// the password changed meanwhile (the newer password wins); returns whether it replaced it.
+pub fn upgrade_password(conn: &Connection, stored: &StoredPassword, hash: &str, version: u16) -> StoreResult<bool> {
+    let changed = conn.execute(
+        "UPDATE user_passwords SET hashed_password = ?3, version = ?4
+         WHERE user_password_id = ?1 AND hashed_password = ?2",
+        params![stored.id, stored.hash, hash, version],
+    )?;
+    Ok(changed == 1)
 }
 
 pub fn add_email(conn: &Connection, user_id: &str, email: &str, now: i64) -> StoreResult<()> {
@@ -225,4 +231,74 @@ pub fn page_emails(conn: &Connection, f: &EmailFilter, request: &PageRequest) ->
 
 pub fn count_emails(conn: &Connection, f: &EmailFilter) -> StoreResult<usize> {
     page::count(conn, &EMAILS, &email_filter(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, params};
+
+    use super::*;
+    use crate::store::test_support::{insert_user, memory_db};
+
+    fn rows(conn: &Connection, user_id: &str) -> Vec<String> {
+        let mut stmt =
+            conn.prepare("SELECT hashed_password FROM user_passwords WHERE user_id = ?1 ORDER BY created_at").unwrap();
+        stmt.query_map([user_id], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn setting_a_password_replaces_the_earlier_one() {
+        let conn = memory_db();
+        let id = insert_user(&conn, "bob");
+        set_password(&conn, &id, "first", 1, 10).unwrap();
+        set_password(&conn, &id, "second", 1, 20).unwrap();
+        assert_eq!(rows(&conn, &id), ["second"]);
+    }
+
+    #[test]
+    fn an_upgrade_replaces_in_place_unless_the_password_changed_meanwhile() {
+        let conn = memory_db();
+        let id = insert_user(&conn, "bob");
+        set_password(&conn, &id, "old", 1, 10).unwrap();
+        let stored = current_password(&conn, &id).unwrap().unwrap();
+        assert!(upgrade_password(&conn, &stored, "rehashed", 2).unwrap());
+        assert_eq!(rows(&conn, &id), ["rehashed"]);
+        assert_eq!(current_password(&conn, &id).unwrap().unwrap().version, 2);
+
+        // A password change that lands between verification and upgrade wins.
+        set_password(&conn, &id, "changed", 2, 30).unwrap();
+        assert!(!upgrade_password(&conn, &stored, "stale", 2).unwrap());
+        assert_eq!(rows(&conn, &id), ["changed"]);
+    }
+
+    #[test]
+    fn the_migration_keeps_only_the_newest_password_of_each_user() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::migrate_to(&mut conn, 9).unwrap();
+        let bob = crate::store::test_support::insert_user(&conn, "bob");
+        let eve = crate::store::test_support::insert_user(&conn, "eve");
+        // What logins used to leave: a chain of re-hashes, each pointing at the one before.
+        let mut previous: Option<String> = None;
+        for (i, hash) in ["h1", "h2", "h3", "h4"].iter().enumerate() {
+            let id = format!("01PW{i}");
+            conn.execute(
+                "INSERT INTO user_passwords (user_password_id, user_id, hashed_password, version, upgraded_from_id, created_at)
+                 VALUES (?1, ?2, ?3, 1, ?4, ?5)",
+                params![id, bob, hash, previous, 100 + i as i64],
+            )
+            .unwrap();
+            previous = Some(id);
+        }
+        conn.execute(
+            "INSERT INTO user_passwords (user_password_id, user_id, hashed_password, version, created_at)
+             VALUES ('01PWEVE', ?1, 'only', 1, 5)",
+            [&eve],
+        )
+        .unwrap();
+        crate::store::migrate(&mut conn).unwrap();
+        assert_eq!(rows(&conn, &bob), ["h4"]);
+        assert_eq!(current_password(&conn, &bob).unwrap().unwrap().hash, "h4");
+        assert_eq!(rows(&conn, &eve), ["only"]);
+        conn.execute_batch("PRAGMA foreign_key_check").unwrap();
+    }
 }

@@ -20,6 +20,7 @@ mod locked;
 mod oauth;
 mod oauth_extras;
 mod oauth_library;
+mod passwords;
 mod personal;
 mod register;
 mod register_email;

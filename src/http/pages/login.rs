@@ -168,7 +168,7 @@ pub async fn verify_password(state: &AppState, localpart: &str, password: String
         state.passwords.dummy_verify(password).await;
         return Err(LoginFailure::Invalid);
     };
-    let verified = match state.passwords.verify(password, stored.version, stored.hash).await {
+    let verified = match state.passwords.verify(password, stored.version, stored.hash.clone()).await {
         Ok(v) => v,
         Err(crate::crypto::password::PasswordError::Mismatch) => return Err(LoginFailure::Invalid),
         Err(e) => return Err(LoginFailure::Internal(PageError::internal(e))),
@@ -177,10 +177,9 @@ pub async fn verify_password(state: &AppState, localpart: &str, password: String
         return Err(LoginFailure::Locked);
     }
     if let Some((version, hash)) = verified.upgraded {
-        let (user_id, from, now) = (user.id.clone(), stored.id, state.now());
         state
             .store
-            .write(move |c| user_store::add_password(c, &user_id, &hash, version, Some(&from), now))
+            .write(move |c| user_store::upgrade_password(c, &stored, &hash, version))
             .await
             .map_err(|e| LoginFailure::Internal(PageError::internal(e)))?;
     }

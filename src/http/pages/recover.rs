@@ -291,7 +291,7 @@ pub async fn ticket_post(
             if !email_codes::use_ticket(c, &ticket_id, &user_id, now)? {
                 return Ok(None);
             }
-            user_store::add_password(c, &user_id, &hash, version, None, now)?;
+            user_store::set_password(c, &user_id, &hash, version, now)?;
             let ended = if end_sessions { Some(session_store::finish_all_for_user(c, &user_id, now)?) } else { None };
             Ok(Some(ended))
         })

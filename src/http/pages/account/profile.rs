@@ -200,7 +200,7 @@ pub async fn password_post(
         Err(e) => return PageError::internal(e).into_response(),
     };
     let (user_id, now) = (session.user.id.clone(), state.now());
-    if let Err(e) = state.store.write(move |c| user_store::add_password(c, &user_id, &hash, version, None, now)).await {
+    if let Err(e) = state.store.write(move |c| user_store::set_password(c, &user_id, &hash, version, now)).await {
         return PageError::internal(e).into_response();
     }
     (browser.jar, Redirect::to("/account/?notice=password_changed")).into_response()
