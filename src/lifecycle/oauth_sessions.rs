@@ -48,6 +48,18 @@ pub fn start(
 
 /// Issues a fresh access token (and refresh token) for a session.
 pub fn issue(conn: &Connection, session_id: &str, with_refresh: bool, ttl: i64, now: i64) -> StoreResult<IssuedTokens> {
+    issue_after(conn, session_id, with_refresh, None, ttl, now)
+}
+
+/// `issue`, recording the refresh token whose rotation issued the new pair.
+fn issue_after(
+    conn: &Connection,
+    session_id: &str,
+    with_refresh: bool,
+    parent: Option<&str>,
+    ttl: i64,
+    now: i64,
+) -> StoreResult<IssuedTokens> {
     let access_token = TokenKind::AccessToken.generate();
     let access = AccessToken {
         id: ulid::Ulid::new().to_string(),
@@ -68,6 +80,7 @@ pub fn issue(conn: &Connection, session_id: &str, with_refresh: bool, ttl: i64, 
             consumed_at: None,
             revoked_at: None,
             next_refresh_token_id: None,
+            parent_refresh_token_id: parent.map(String::from),
         };
         token_store::insert_refresh(conn, &refresh, &hash_token(&token))?;
         Some((token, refresh.id))
@@ -100,9 +113,25 @@ pub struct IssuedTokensSummary {
     pub expires_in: i64,
 }
 
-/// Refresh-token rotation with MAS's replay tolerance: a consumed token may be presented again
-/// while its successor's access token is still unused (the client lost the response); the
-/// successor is then revoked and a new pair issued.
+/// Whether a token issued by a rotation has been used: rotated itself, or its access token
+/// presented. An access token already cleaned up (expired long ago) counts as used.
+fn successor_used(conn: &Connection, successor: &RefreshToken) -> StoreResult<bool> {
+    if successor.consumed_at.is_some() {
+        return Ok(true);
+    }
+    Ok(match &successor.access_token_id {
+        Some(id) => token_store::access_by_id(conn, id)?.is_none_or(|a| a.first_used_at.is_some()),
+        None => true,
+    })
+}
+
+/// Refresh-token rotation (RFC 9700 §4.14.2) with a replay tolerance for the client's own races.
+///
+/// A consumed token presented again is tolerated while no token its rotations issued has been
+/// used (the client lost the response, or refreshed from two tabs at once): a new pair is issued
+/// beside the earlier ones, which keep working, so neither racing request logs the client out.
+/// Once any successor was used, the consumed token can only be in a thief's (or a victim's) hands:
+/// the whole session ends. MAS instead revokes the unused successor and merely refuses reuse.
 pub fn rotate(
     conn: &Connection,
     client_id: &str,
@@ -130,39 +159,29 @@ pub fn rotate(
         }
     }
     if token.consumed_at.is_some() {
-        let successor = match &token.next_refresh_token_id {
-            Some(id) => token_store::refresh_by_id(conn, id)?,
-            None => None,
-        };
-        let Some(successor) = successor.filter(|s| s.consumed_at.is_none() && s.revoked_at.is_none()) else {
-            return Ok(RefreshOutcome::Invalid("refresh token already used"));
-        };
-        let successor_access = match &successor.access_token_id {
-            Some(id) => token_store::access_by_id(conn, id)?,
-            None => None,
-        };
-        if successor_access.as_ref().is_some_and(|a| a.first_used_at.is_some()) {
-            return Ok(RefreshOutcome::Invalid("refresh token already used"));
-        }
-        token_store::revoke_refresh(conn, &successor.id, now)?;
-        if let Some(a) = successor_access {
-            token_store::revoke_access(conn, &a.id, now)?;
+        for successor in token_store::successors(conn, &token)? {
+            if successor.revoked_at.is_none() && successor_used(conn, &successor)? {
+                end(conn, &session.id, now)?;
+                return Ok(RefreshOutcome::Invalid(
+                    "refresh token reused after its successor was used; the session has been ended",
+                ));
+            }
         }
     }
-    let issued = issue(conn, &session.id, true, ttl, now)?;
+    let issued = issue_after(conn, &session.id, true, Some(&token.id), ttl, now)?;
     let next_id = issued
         .refresh_token_id
         .clone()
         .ok_or_else(|| StoreError::Corrupt("rotation issued no refresh token".into()))?;
     if token.consumed_at.is_none() {
         if !token_store::consume_refresh(conn, &token.id, &next_id, now)? {
-            return Ok(RefreshOutcome::Invalid("refresh token already used"));
+            return Err(StoreError::Conflict("refresh token rotation"));
+        }
+        if let Some(old_access) = &token.access_token_id {
+            token_store::revoke_access(conn, old_access, now)?;
         }
     } else {
         token_store::set_next_refresh(conn, &token.id, &next_id)?;
-    }
-    if let Some(old_access) = &token.access_token_id {
-        token_store::revoke_access(conn, old_access, now)?;
     }
     Ok(RefreshOutcome::Rotated(Box::new(IssuedTokensSummary {
         session,

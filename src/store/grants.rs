@@ -10,6 +10,7 @@ pub struct AuthorizationGrant {
     pub client_id: String,
     pub redirect_uri: String,
     /// Whether the request carried `redirect_uri` (then the token request must repeat it).
+    pub redirect_uri_given: bool,
     pub scope: String,
     pub state: Option<String>,
     pub nonce: Option<String>,
@@ -28,7 +29,7 @@ pub struct AuthorizationGrant {
 
 const GRANT_COLUMNS: &str = "grant_id, client_id, redirect_uri, scope, state, nonce, response_mode, code_challenge,
     code_challenge_method, prompt, login_hint, user_session_id, oauth2_session_id, created_at, fulfilled_at,
-    exchanged_at, cancelled_at";
+    exchanged_at, cancelled_at, redirect_uri_given";
 
 fn grant_from_row(r: &Row) -> rusqlite::Result<AuthorizationGrant> {
     Ok(AuthorizationGrant {
@@ -49,14 +50,15 @@ fn grant_from_row(r: &Row) -> rusqlite::Result<AuthorizationGrant> {
         fulfilled_at: r.get(14)?,
         exchanged_at: r.get(15)?,
         cancelled_at: r.get(16)?,
+        redirect_uri_given: r.get(17)?,
     })
 }
 
 pub fn insert_grant(conn: &Connection, g: &AuthorizationGrant) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO oauth2_authorization_grants (grant_id, client_id, redirect_uri, scope, state, nonce, response_mode,
-             code_challenge, code_challenge_method, prompt, login_hint, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             code_challenge, code_challenge_method, prompt, login_hint, created_at, redirect_uri_given)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         params![
             g.id,
             g.client_id,
@@ -69,7 +71,8 @@ pub fn insert_grant(conn: &Connection, g: &AuthorizationGrant) -> StoreResult<()
             g.code_challenge_method,
             g.prompt,
             g.login_hint,
-            g.created_at
+            g.created_at,
+            g.redirect_uri_given
         ],
     )?;
     Ok(())

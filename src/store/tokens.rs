@@ -23,6 +23,8 @@ pub struct RefreshToken {
     pub consumed_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub next_refresh_token_id: Option<String>,
+    /// The token whose rotation issued this one.
+    pub parent_refresh_token_id: Option<String>,
 }
 
 pub fn insert_access(conn: &Connection, t: &AccessToken, hash: &str) -> StoreResult<()> {
@@ -36,9 +38,10 @@ pub fn insert_access(conn: &Connection, t: &AccessToken, hash: &str) -> StoreRes
 
 pub fn insert_refresh(conn: &Connection, t: &RefreshToken, hash: &str) -> StoreResult<()> {
     conn.execute(
-        "INSERT INTO oauth2_refresh_tokens (refresh_token_id, oauth2_session_id, token_hash, access_token_id, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![t.id, t.session_id, hash, t.access_token_id, t.created_at],
+        "INSERT INTO oauth2_refresh_tokens (refresh_token_id, oauth2_session_id, token_hash, access_token_id, created_at,
+             parent_refresh_token_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![t.id, t.session_id, hash, t.access_token_id, t.created_at, t.parent_refresh_token_id],
     )?;
     Ok(())
 }
@@ -67,7 +70,8 @@ pub fn access_by_id(conn: &Connection, id: &str) -> StoreResult<Option<AccessTok
 }
 
 const REFRESH_COLUMNS: &str =
-    "refresh_token_id, oauth2_session_id, access_token_id, created_at, consumed_at, revoked_at, next_refresh_token_id";
+    "refresh_token_id, oauth2_session_id, access_token_id, created_at, consumed_at, revoked_at,
+    next_refresh_token_id, parent_refresh_token_id";
 
 fn refresh_from_row(r: &rusqlite::Row) -> rusqlite::Result<RefreshToken> {
     Ok(RefreshToken {
@@ -78,6 +82,7 @@ fn refresh_from_row(r: &rusqlite::Row) -> rusqlite::Result<RefreshToken> {
         consumed_at: r.get(4)?,
         revoked_at: r.get(5)?,
         next_refresh_token_id: r.get(6)?,
+        parent_refresh_token_id: r.get(7)?,
     })
 }
 
@@ -89,6 +94,18 @@ pub fn refresh_by_hash(conn: &Connection, hash: &str) -> StoreResult<Option<Refr
 pub fn refresh_by_id(conn: &Connection, id: &str) -> StoreResult<Option<RefreshToken>> {
     let sql = format!("SELECT {REFRESH_COLUMNS} FROM oauth2_refresh_tokens WHERE refresh_token_id = ?1");
     opt(conn.query_row(&sql, [id], refresh_from_row))
+}
+
+/// The tokens issued by rotating `parent` (more than one when the client refreshed concurrently
+/// or retried), plus its recorded successor for tokens issued before parents were recorded.
+pub fn successors(conn: &Connection, parent: &RefreshToken) -> StoreResult<Vec<RefreshToken>> {
+    let sql = format!(
+        "SELECT {REFRESH_COLUMNS} FROM oauth2_refresh_tokens
+         WHERE parent_refresh_token_id = ?1 OR refresh_token_id = ?2"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![parent.id, parent.next_refresh_token_id], refresh_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Marks `id` consumed and points it at its successor; false when it was consumed meanwhile.
@@ -198,6 +215,9 @@ pub(crate) fn info_from_row(r: &rusqlite::Row) -> rusqlite::Result<TokenInfo> {
     })
 }
 
+/// How long a consumed refresh token is remembered (seconds).
+pub const REUSE_DETECTION_WINDOW: i64 = 7 * 24 * 3600;
+
 /// Deletes expired and long-dead rows; returns how many went.
 pub fn cleanup(conn: &Connection, now: i64) -> StoreResult<usize> {
     let hour_ago = now - 3600;
@@ -205,7 +225,12 @@ pub fn cleanup(conn: &Connection, now: i64) -> StoreResult<usize> {
         "DELETE FROM oauth2_access_tokens WHERE (expires_at IS NOT NULL AND expires_at < ?1) OR revoked_at < ?1",
         [hour_ago],
     )?;
-    n += conn.execute("DELETE FROM oauth2_refresh_tokens WHERE revoked_at < ?1 OR consumed_at < ?1", [hour_ago])?;
+    // Consumed refresh tokens are kept a week, so a stolen one presented late still ends its
+    // session (reuse detection) instead of being merely unknown.
+    n += conn.execute(
+        "DELETE FROM oauth2_refresh_tokens WHERE revoked_at < ?1 OR consumed_at < ?2",
+        [hour_ago, now - REUSE_DETECTION_WINDOW],
+    )?;
     n += conn.execute("DELETE FROM client_assertion_jtis WHERE expires_at < ?1", [now])?;
     Ok(n)
 }

@@ -25,5 +25,6 @@ mod personal;
 mod register;
 mod register_email;
 mod registration;
+mod security;
 mod synapse_harness;
 mod token_refusals;

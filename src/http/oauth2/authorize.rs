@@ -194,6 +194,7 @@ pub async fn get(State(state): State<AppState>, browser: Browser, RawQuery(query
         id: ulid::Ulid::new().to_string(),
         client_id: client.id.clone(),
         redirect_uri,
+        redirect_uri_given: params.get("redirect_uri").is_some(),
         scope: scope.to_string(),
         state: target.state.clone(),
         nonce: params.get("nonce").map(String::from),

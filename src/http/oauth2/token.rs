@@ -235,8 +235,18 @@ async fn authorization_code(state: &AppState, client: &Client, params: &Params) 
             if now > fulfilled_at + CODE_TTL {
                 return Ok(Err(OAuthError::invalid_grant("the authorization code has expired")));
             }
-            if redirect_uri.as_deref().is_some_and(|r| r != grant.redirect_uri) {
-                return Ok(Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request")));
+            // RFC 6749 §4.1.3: when the authorization request carried redirect_uri, the token
+            // request must carry the same one; when it did not, a given one must still match.
+            match redirect_uri.as_deref() {
+                Some(r) if r != grant.redirect_uri => {
+                    return Ok(Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request")));
+                }
+                None if grant.redirect_uri_given => {
+                    return Ok(Err(OAuthError::invalid_grant(
+                        "redirect_uri is required: the authorization request carried one",
+                    )));
+                }
+                _ => {}
             }
             match (&grant.code_challenge, &verifier) {
                 (Some(challenge), Some(v)) => {
