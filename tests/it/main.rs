@@ -3,6 +3,7 @@
 mod account;
 mod activity;
 mod admin;
+mod admin_spec;
 mod browser;
 mod browser_walk;
 mod client_auth;

@@ -1,19 +1,31 @@
 //! `/oauth2-clients`: the registered and configured OAuth clients (never their secrets).
 
+use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::openapi::{Answer, Filter, Op, Routes};
 use super::params::Query;
 use super::{AdminError, IdPath, Resource, single};
 use crate::http::AppState;
 use crate::model::Client;
 use crate::store::clients as client_store;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/oauth2-clients", get(list)).route("/oauth2-clients/{id}", get(get_one))
+const FILTERS: &[Filter] =
+    &[Filter::OneOf("client-kind", &["static", "dynamic"], "Declared in the config, or registered dynamically")];
+
+pub fn routes() -> Routes {
+    Routes::new("oauth2-client")
+        .route(
+            Op::get("/oauth2-clients", "listOAuth2Clients", "List OAuth 2.0 clients", Answer::List("OAuth2Client"))
+                .filters(FILTERS),
+            list,
+        )
+        .route(
+            Op::get("/oauth2-clients/{id}", "getOAuth2Client", "Get an OAuth 2.0 client", Answer::One("OAuth2Client")),
+            get_one,
+        )
 }
 
 #[derive(Serialize)]

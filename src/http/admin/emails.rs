@@ -4,19 +4,32 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{Query, json_body, parse_ulid};
 use super::{AdminError, Caller, IdPath, Resource, created, single};
 use crate::http::AppState;
 use crate::lifecycle::emails;
 use crate::store::users::{self as user_store, EmailFilter, UserEmail};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/user-emails", get(list).post(add)).route("/user-emails/{id}", get(get_one).delete(delete))
+const FILTERS: &[Filter] = &[Filter::Id("user", "Emails of this user"), Filter::Text("email", "This address")];
+
+pub fn routes() -> Routes {
+    Routes::new("user-email")
+        .route(
+            Op::get("/user-emails", "listUserEmails", "List emails", Answer::List("UserEmail")).filters(FILTERS),
+            list,
+        )
+        .route(
+            Op::post("/user-emails", "addUserEmail", "Add an email to a user", Answer::Created("UserEmail"))
+                .body(Body::Required("AddUserEmailRequest")),
+            add,
+        )
+        .route(Op::get("/user-emails/{id}", "getUserEmail", "Get an email", Answer::One("UserEmail")), get_one)
+        .route(Op::delete("/user-emails/{id}", "deleteUserEmail", "Remove an email"), delete)
 }
 
 #[derive(Serialize)]

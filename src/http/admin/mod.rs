@@ -7,6 +7,7 @@
 
 mod clients;
 mod emails;
+pub mod openapi;
 mod params;
 mod personal_sessions;
 mod registration_tokens;
@@ -14,11 +15,14 @@ mod sessions;
 mod site;
 mod users;
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -41,20 +45,27 @@ use params::{IncludeCount, Pagination, link, rfc3339};
 /// Where the API is mounted.
 pub const PREFIX: &str = "/api/admin/v1";
 
-/// The admin API; every route is behind the bearer-token check.
+/// Every operation of the API, routed and documented (see `openapi`).
+pub fn routes() -> openapi::Routes {
+    site::routes()
+        .merge(users::routes())
+        .merge(emails::routes())
+        .merge(sessions::routes())
+        .merge(clients::routes())
+        .merge(registration_tokens::routes())
+        .merge(personal_sessions::routes())
+}
+
+/// The admin API, every route behind the bearer-token check, and its OpenAPI document at
+/// `/api/spec.json` (public, as MAS's).
 pub fn router(state: &AppState) -> Router<AppState> {
-    let api = Router::new()
-        .merge(site::router())
-        .merge(users::router())
-        .merge(emails::router())
-        .merge(sessions::router())
-        .merge(clients::router())
-        .merge(registration_tokens::router())
-        .merge(personal_sessions::router())
+    let (api, ops) = routes().into_parts();
+    let spec = Arc::new(openapi::document(&ops, state.config.http.public_base.as_str()));
+    let api = api
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), authenticate))
         .fallback(unknown_route)
         .layer(axum::middleware::map_response(no_store));
-    Router::new().nest(PREFIX, api)
+    Router::new().nest(PREFIX, api).route("/api/spec.json", get(move || async move { Json(spec.as_ref().clone()) }))
 }
 
 /// Answers carry accounts and invite codes: no cache keeps them.

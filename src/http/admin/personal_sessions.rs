@@ -6,11 +6,11 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{NoFields, Query, json_body, optional_json_body};
 use super::{AdminError, Caller, IdPath, Resource, created, single, time};
 use crate::http::AppState;
@@ -19,12 +19,64 @@ use crate::model::Scope;
 use crate::store::personal::{self as personal_store, DetailedPersonal, Owner, PersonalFilter};
 use crate::store::sessions::SessionKind;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/personal-sessions", get(list).post(add))
-        .route("/personal-sessions/{id}", get(get_one))
-        .route("/personal-sessions/{id}/revoke", post(revoke))
-        .route("/personal-sessions/{id}/regenerate", post(regenerate))
+const FILTERS: &[Filter] = &[
+    Filter::Id("owner_user", "Owned by this user"),
+    Filter::Id("owner_client", "Owned by this client"),
+    Filter::Id("actor_user", "Acting as this user"),
+    Filter::OneOf("status", &["active", "revoked"], "Active or revoked"),
+];
+
+pub fn routes() -> Routes {
+    Routes::new("personal-session")
+        .route(
+            Op::get(
+                "/personal-sessions",
+                "listPersonalSessions",
+                "List personal sessions",
+                Answer::List("PersonalSession"),
+            )
+            .filters(FILTERS),
+            list,
+        )
+        .route(
+            Op::post(
+                "/personal-sessions",
+                "createPersonalSession",
+                "Issue a personal access token",
+                Answer::Created("PersonalSession"),
+            )
+            .body(Body::Required("AddPersonalSessionRequest")),
+            add,
+        )
+        .route(
+            Op::get(
+                "/personal-sessions/{id}",
+                "getPersonalSession",
+                "Get a personal session",
+                Answer::One("PersonalSession"),
+            ),
+            get_one,
+        )
+        .route(
+            Op::post(
+                "/personal-sessions/{id}/revoke",
+                "revokePersonalSession",
+                "Revoke a personal session",
+                Answer::One("PersonalSession"),
+            )
+            .body(Body::Optional("Empty")),
+            revoke,
+        )
+        .route(
+            Op::post(
+                "/personal-sessions/{id}/regenerate",
+                "regeneratePersonalSession",
+                "Replace the token of a personal session",
+                Answer::Created("PersonalSession"),
+            )
+            .body(Body::Optional("RegeneratePersonalSessionRequest")),
+            regenerate,
+        )
 }
 
 #[derive(Serialize)]

@@ -4,23 +4,81 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
+use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{NoFields, Query, json_body, optional_json_body, parse_rfc3339};
 use super::{AdminError, Caller, IdPath, Resource, created, single, single_at, time};
 use crate::http::AppState;
 use crate::lifecycle::registration_tokens as tokens;
 use crate::store::registration_tokens::{self as token_store, RegistrationToken, TokenFilter};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/user-registration-tokens", get(list).post(add))
-        .route("/user-registration-tokens/{id}", get(get_one).put(update))
-        .route("/user-registration-tokens/{id}/revoke", post(revoke))
-        .route("/user-registration-tokens/{id}/unrevoke", post(unrevoke))
+const FILTERS: &[Filter] = &[
+    Filter::Bool("used", "Used at least once"),
+    Filter::Bool("revoked", "Revoked"),
+    Filter::Bool("expired", "Past its expiry"),
+    Filter::Bool("valid", "Usable now"),
+];
+
+pub fn routes() -> Routes {
+    let token = Answer::One("UserRegistrationToken");
+    Routes::new("user-registration-token")
+        .route(
+            Op::get(
+                "/user-registration-tokens",
+                "listUserRegistrationTokens",
+                "List registration tokens",
+                Answer::List("UserRegistrationToken"),
+            )
+            .filters(FILTERS),
+            list,
+        )
+        .route(
+            Op::post(
+                "/user-registration-tokens",
+                "addUserRegistrationToken",
+                "Create a registration token",
+                Answer::Created("UserRegistrationToken"),
+            )
+            .body(Body::Required("AddUserRegistrationTokenRequest")),
+            add,
+        )
+        .route(
+            Op::get("/user-registration-tokens/{id}", "getUserRegistrationToken", "Get a registration token", token),
+            get_one,
+        )
+        .route(
+            Op::put(
+                "/user-registration-tokens/{id}",
+                "updateUserRegistrationToken",
+                "Change expiry or usage limit",
+                token,
+            )
+            .body(Body::Required("UpdateUserRegistrationTokenRequest")),
+            update,
+        )
+        .route(
+            Op::post(
+                "/user-registration-tokens/{id}/revoke",
+                "revokeUserRegistrationToken",
+                "Revoke a registration token",
+                token,
+            )
+            .body(Body::Optional("Empty")),
+            revoke,
+        )
+        .route(
+            Op::post(
+                "/user-registration-tokens/{id}/unrevoke",
+                "unrevokeUserRegistrationToken",
+                "Undo a revocation",
+                token,
+            )
+            .body(Body::Optional("Empty")),
+            unrevoke,
+        )
 }
 
 #[derive(Serialize)]

@@ -4,12 +4,12 @@
 
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{NoFields, Query, optional_json_body};
 use super::{AdminError, Caller, IdPath, Resource, single, single_at, time};
 use crate::http::AppState;
@@ -21,17 +21,88 @@ use crate::store::sessions::{
     self as session_store, BrowserSession, Detailed, OAuthSession, SessionActivity, SessionFilter, SessionKind,
 };
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/user-sessions", get(list::<UserSessionResource>))
-        .route("/user-sessions/{id}", get(get_one::<UserSessionResource>))
-        .route("/user-sessions/{id}/finish", post(finish::<UserSessionResource>))
-        .route("/compat-sessions", get(list::<CompatSessionResource>))
-        .route("/compat-sessions/{id}", get(get_one::<CompatSessionResource>))
-        .route("/compat-sessions/{id}/finish", post(finish::<CompatSessionResource>))
-        .route("/oauth2-sessions", get(list::<OAuth2SessionResource>))
-        .route("/oauth2-sessions/{id}", get(get_one::<OAuth2SessionResource>))
-        .route("/oauth2-sessions/{id}/finish", post(finish::<OAuth2SessionResource>))
+const USER: Filter = Filter::Id("user", "Sessions of this user");
+const STATUS: Filter = Filter::OneOf("status", &["active", "finished"], "Active or finished");
+
+pub fn routes() -> Routes {
+    let finishing =
+        |path, id, summary, schema| Op::post(path, id, summary, Answer::One(schema)).body(Body::Optional("Empty"));
+    Routes::new("user-session")
+        .route(
+            Op::get("/user-sessions", "listUserSessions", "List browser sessions", Answer::List("UserSession"))
+                .filters(&[USER, STATUS]),
+            list::<UserSessionResource>,
+        )
+        .route(
+            Op::get("/user-sessions/{id}", "getUserSession", "Get a browser session", Answer::One("UserSession")),
+            get_one::<UserSessionResource>,
+        )
+        .route(
+            finishing("/user-sessions/{id}/finish", "finishUserSession", "End a browser session", "UserSession"),
+            finish::<UserSessionResource>,
+        )
+        .merge(
+            Routes::new("compat-session")
+                .route(
+                    Op::get(
+                        "/compat-sessions",
+                        "listCompatSessions",
+                        "List legacy (compat) sessions",
+                        Answer::List("CompatSession"),
+                    )
+                    .filters(&[USER, STATUS]),
+                    list::<CompatSessionResource>,
+                )
+                .route(
+                    Op::get(
+                        "/compat-sessions/{id}",
+                        "getCompatSession",
+                        "Get a compat session",
+                        Answer::One("CompatSession"),
+                    ),
+                    get_one::<CompatSessionResource>,
+                )
+                .route(
+                    finishing(
+                        "/compat-sessions/{id}/finish",
+                        "finishCompatSession",
+                        "End a compat session",
+                        "CompatSession",
+                    ),
+                    finish::<CompatSessionResource>,
+                ),
+        )
+        .merge(
+            Routes::new("oauth2-session")
+                .route(
+                    Op::get(
+                        "/oauth2-sessions",
+                        "listOAuth2Sessions",
+                        "List OAuth 2.0 sessions",
+                        Answer::List("OAuth2Session"),
+                    )
+                    .filters(&[USER, Filter::Id("client", "Sessions of this client"), STATUS]),
+                    list::<OAuth2SessionResource>,
+                )
+                .route(
+                    Op::get(
+                        "/oauth2-sessions/{id}",
+                        "getOAuth2Session",
+                        "Get an OAuth 2.0 session",
+                        Answer::One("OAuth2Session"),
+                    ),
+                    get_one::<OAuth2SessionResource>,
+                )
+                .route(
+                    finishing(
+                        "/oauth2-sessions/{id}/finish",
+                        "finishOAuth2Session",
+                        "End an OAuth 2.0 session",
+                        "OAuth2Session",
+                    ),
+                    finish::<OAuth2SessionResource>,
+                ),
+        )
 }
 
 /// What differs between the three kinds of session.

@@ -1,14 +1,19 @@
 //! `/site-config` and `/version`: what this server allows, and which build it is.
 
+use axum::Json;
 use axum::extract::State;
-use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
 
+use super::openapi::{Answer, Op, Routes};
 use crate::http::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/site-config", get(site_config)).route("/version", get(version))
+pub fn routes() -> Routes {
+    Routes::new("server")
+        .route(
+            Op::get("/site-config", "siteConfig", "What this server allows", Answer::Plain("SiteConfig")),
+            site_config,
+        )
+        .route(Op::get("/version", "version", "Which version this is", Answer::Plain("Version")), version)
 }
 
 #[tracing::instrument(name = "http.admin.site_config", skip_all)]

@@ -5,11 +5,11 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{NoFields, Query, json_body, optional_json_body};
 use super::{AdminError, Caller, IdPath, Resource, TextPath, single, single_at, time};
 use crate::http::AppState;
@@ -18,17 +18,51 @@ use crate::lifecycle::users::{self, NewUser};
 use crate::model::User;
 use crate::store::users::{self as user_store, UserFilter, UserStatus};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/users", get(list).post(add))
-        .route("/users/by-username/{username}", get(by_username))
-        .route("/users/{id}", get(get_one))
-        .route("/users/{id}/set-password", post(set_password))
-        .route("/users/{id}/set-admin", post(set_admin))
-        .route("/users/{id}/lock", post(lock))
-        .route("/users/{id}/unlock", post(unlock))
-        .route("/users/{id}/deactivate", post(deactivate))
-        .route("/users/{id}/reactivate", post(reactivate))
+const FILTERS: &[Filter] = &[
+    Filter::Bool("admin", "Users who may request admin scopes"),
+    Filter::OneOf("status", &["active", "locked", "deactivated"], "The user's state"),
+    Filter::Text("search", "Part of the username"),
+];
+
+pub fn routes() -> Routes {
+    let user = Answer::One("User");
+    Routes::new("user")
+        .route(Op::get("/users", "listUsers", "List users", Answer::List("User")).filters(FILTERS), list)
+        .route(
+            Op::post("/users", "createUser", "Create a user (and provision it on the homeserver)", user)
+                .body(Body::Required("AddUserRequest")),
+            add,
+        )
+        .route(
+            Op::get("/users/by-username/{username}", "getUserByUsername", "Get a user by username", user),
+            by_username,
+        )
+        .route(Op::get("/users/{id}", "getUser", "Get a user", user), get_one)
+        .route(
+            Op::post("/users/{id}/set-password", "setUserPassword", "Set the user's password", Answer::NoContent)
+                .body(Body::Required("SetPasswordRequest")),
+            set_password,
+        )
+        .route(
+            Op::post("/users/{id}/set-admin", "userSetAdmin", "Allow or forbid admin scopes", user)
+                .body(Body::Required("SetAdminRequest")),
+            set_admin,
+        )
+        .route(Op::post("/users/{id}/lock", "lockUser", "Lock the user", user).body(Body::Optional("Empty")), lock)
+        .route(
+            Op::post("/users/{id}/unlock", "unlockUser", "Unlock the user", user).body(Body::Optional("Empty")),
+            unlock,
+        )
+        .route(
+            Op::post("/users/{id}/deactivate", "deactivateUser", "Deactivate the user and end their sessions", user)
+                .body(Body::Optional("DeactivateRequest")),
+            deactivate,
+        )
+        .route(
+            Op::post("/users/{id}/reactivate", "reactivateUser", "Reactivate the user", user)
+                .body(Body::Optional("Empty")),
+            reactivate,
+        )
 }
 
 /// A user (MAS's attributes; there are no guest accounts here).
