@@ -4,6 +4,7 @@ pub mod admin;
 pub mod assets;
 pub mod client_ip;
 pub mod compat;
+pub mod cors;
 pub mod discovery;
 pub mod error;
 pub mod health;

@@ -8,21 +8,24 @@ use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, admin, assets, compat, discovery, health, metrics, middleware, oauth2, pages};
+use super::{AppState, admin, assets, compat, cors, discovery, health, metrics, middleware, oauth2, pages};
 use crate::config::Resource;
 
 pub fn build(state: AppState, resources: &[Resource]) -> Router {
     let mut router = Router::new();
     for resource in resources {
         router = match resource {
-            Resource::Discovery => router.merge(discovery::router()),
-            Resource::Oauth => router.merge(discovery::keys_router()).merge(oauth2::router()),
+            // APIs a browser app may call from another origin carry CORS; pages do not.
+            Resource::Discovery => router.merge(cors::api(discovery::router())),
+            Resource::Oauth => router
+                .merge(cors::api(discovery::keys_router().merge(oauth2::api_router())))
+                .merge(oauth2::authorize_router()),
             Resource::Human => router.merge(pages::router()),
-            Resource::Compat => router.merge(compat::router()),
+            Resource::Compat => router.merge(cors::api(compat::api_router())).merge(compat::sso_router()),
             Resource::Assets => router.merge(assets::router()),
             Resource::Health => router.merge(health::router()),
             Resource::Prometheus => router.merge(metrics::router()),
-            Resource::Adminapi => router.merge(admin::router(&state)),
+            Resource::Adminapi => router.merge(cors::api(admin::router(&state))),
         };
     }
     router

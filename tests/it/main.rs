@@ -9,6 +9,7 @@ mod browser_walk;
 mod client_auth;
 mod client_ip;
 mod compat;
+mod cors;
 mod csrf;
 mod e2e_lifecycle;
 mod e2e_synapse;

@@ -12,12 +12,18 @@ use axum::routing::{get, post};
 
 use super::AppState;
 
-pub fn router() -> Router<AppState> {
+/// The API a legacy client calls (from a browser app too: see `http::cors`).
+pub fn api_router() -> Router<AppState> {
     Router::new()
         .route("/_matrix/client/{version}/login", get(login::flows).post(login::post))
         .route("/_matrix/client/{version}/logout", post(logout::logout))
         .route("/_matrix/client/{version}/logout/all", post(logout::logout_all))
         .route("/_matrix/client/{version}/refresh", post(refresh::post))
+}
+
+/// The legacy SSO redirect, which the user's browser navigates to (no CORS: it leads to pages).
+pub fn sso_router() -> Router<AppState> {
+    Router::new()
         .route("/_matrix/client/{version}/login/sso/redirect", get(sso::redirect))
         .route("/_matrix/client/{version}/login/sso/redirect/", get(sso::redirect))
         .route("/_matrix/client/{version}/login/sso/redirect/{idp}", get(sso::redirect_idp))
