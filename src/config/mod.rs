@@ -25,7 +25,7 @@ pub use experimental::{ExperimentalConfig, InactiveSessionExpirationConfig};
 pub use http::{BindConfig, HttpConfig, ListenerConfig, Resource};
 pub use matrix::{HomeserverKind, MatrixConfig};
 pub use passwords::{PasswordAlgorithm, PasswordScheme, PasswordsConfig};
-pub use policy::{PolicyConfig, PolicyData};
+pub use policy::{ClientRegistrationPolicy, PolicyConfig, PolicyData};
 pub use rate_limiting::{RateLimit, RateLimitingConfig};
 pub use secrets::{KeyConfig, SecretsConfig};
 

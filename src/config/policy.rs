@@ -22,6 +22,31 @@ pub struct PolicyData {
     /// as if their `can_request_admin` flag were set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub admin_users: Vec<String>,
+    /// What dynamic client registration accepts beyond MAS's default policy.
+    #[serde(default, skip_serializing_if = "ClientRegistrationPolicy::is_default")]
+    pub client_registration: ClientRegistrationPolicy,
+}
+
+/// `policy.data.client_registration` (MAS's names; all off by default). For development setups,
+/// e.g. a web client served from `http://localhost:3000`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRegistrationPolicy {
+    /// Accept `http://` and loopback-host URIs (client_uri, redirect_uris, logo/tos/policy URIs).
+    #[serde(default)]
+    pub allow_insecure_uris: bool,
+    /// Accept redirect and logo/tos/policy URIs on another host than the client_uri.
+    #[serde(default)]
+    pub allow_host_mismatch: bool,
+    /// Accept a registration without client_uri.
+    #[serde(default)]
+    pub allow_missing_client_uri: bool,
+}
+
+impl ClientRegistrationPolicy {
+    fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl PolicyData {

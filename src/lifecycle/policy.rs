@@ -123,8 +123,11 @@ mod tests {
 
     #[test]
     fn policy_data_grants_administration() {
-        let data =
-            PolicyData { admin_clients: vec!["01J0000000000000000000ADM1".into()], admin_users: vec!["alice".into()] };
+        let data = PolicyData {
+            admin_clients: vec!["01J0000000000000000000ADM1".into()],
+            admin_users: vec!["alice".into()],
+            ..Default::default()
+        };
         let cc = GrantKind::ClientCredentials;
         assert!(check(&s(MAS_ADMIN), cc, None, "01J0000000000000000000ADM1", &data).is_ok());
         assert!(check(&s(MAS_ADMIN), cc, None, "01j0000000000000000000adm1", &data).is_ok());

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use crate::config::ClientAuthMethod;
+use crate::config::{ClientAuthMethod, ClientRegistrationPolicy};
 use crate::crypto::{random_alnum, sha256_hex};
 use crate::http::AppState;
 use crate::http::error::OAuthError;
@@ -80,7 +80,7 @@ pub async fn post(State(state): State<AppState>, body: Bytes) -> Response {
 async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError> {
     let metadata = normalise(parse(body)?, &state.keys.algs())?;
     check_public_suffixes(&metadata)?;
-    let violations = policy_violations(&metadata);
+    let violations = policy_violations(&metadata, state.config.policy.data.client_registration);
     if !violations.is_empty() {
         return Err(policy_error(&violations));
     }
@@ -265,8 +265,11 @@ fn check_public_suffixes(m: &ClientMetadata) -> Result<(), OAuthError> {
     Ok(())
 }
 
-/// https on a non-loopback host.
-fn secure_url(url: &Url) -> bool {
+/// https on a non-loopback host; with `insecure`, any http(s) URL with a host.
+fn secure_url(url: &Url, insecure: bool) -> bool {
+    if insecure {
+        return matches!(url.scheme(), "https" | "http") && url.host_str().is_some_and(|h| !h.is_empty());
+    }
     url.scheme() == "https" && url.host_str().is_some_and(|h| !LOOPBACK_HOSTS.contains(&h) && h != "0.0.0.0")
 }
 
@@ -294,19 +297,24 @@ fn valid_native_redirect(url: &Url, client_host: Option<&str>) -> bool {
     }
 }
 
-/// MAS's default `client_registration` policy. Host comparisons are skipped when the
-/// client_uri is unusable, which is itself always a violation.
-fn policy_violations(m: &ClientMetadata) -> Vec<String> {
+/// MAS's `client_registration` policy, with the relaxations `policy.data.client_registration`
+/// turns on. Host comparisons are skipped when the client_uri is unusable, which is itself
+/// always a violation.
+fn policy_violations(m: &ClientMetadata, policy: ClientRegistrationPolicy) -> Vec<String> {
     let mut v: Vec<String> = Vec::new();
+    let insecure = policy.allow_insecure_uris;
     let parse = |u: &Option<String>| u.as_deref().and_then(|u| Url::parse(u).ok());
     let client_uri = parse(&m.client_uri);
     let client_host = client_uri.as_ref().and_then(|u| u.host_str().map(str::to_owned));
     let client_host = client_host.as_deref();
-    let host_ok = |u: &Url| client_host.is_none_or(|c| u.host_str().is_some_and(|h| is_subdomain(c, h)));
+    let host_ok = |u: &Url| {
+        policy.allow_host_mismatch || client_host.is_none_or(|c| u.host_str().is_some_and(|h| is_subdomain(c, h)))
+    };
 
     match (&m.client_uri, &client_uri) {
+        (None, _) if policy.allow_missing_client_uri => {}
         (None, _) => v.push("missing client_uri".into()),
-        (Some(_), Some(u)) if secure_url(u) => {}
+        (Some(_), Some(u)) if secure_url(u, insecure) => {}
         (Some(_), _) => v.push("invalid client_uri".into()),
     }
     for (name, value) in [("tos_uri", &m.tos_uri), ("policy_uri", &m.policy_uri), ("logo_uri", &m.logo_uri)] {
@@ -315,7 +323,7 @@ fn policy_violations(m: &ClientMetadata) -> Vec<String> {
             v.push(format!("invalid {name}"));
             continue;
         };
-        if !secure_url(&u) {
+        if !secure_url(&u, insecure) {
             v.push(format!("invalid {name}"));
         }
         if !host_ok(&u) {
@@ -327,8 +335,9 @@ fn policy_violations(m: &ClientMetadata) -> Vec<String> {
     }
     let native = m.application_type.as_deref() == Some("native");
     for uri in &m.redirect_uris {
-        let ok = Url::parse(uri)
-            .is_ok_and(|u| (native && valid_native_redirect(&u, client_host)) || (secure_url(&u) && host_ok(&u)));
+        let ok = Url::parse(uri).is_ok_and(|u| {
+            (native && valid_native_redirect(&u, client_host)) || (secure_url(&u, insecure) && host_ok(&u))
+        });
         if !ok {
             v.push(format!("invalid redirect_uri: {uri}"));
         }
@@ -373,7 +382,7 @@ mod tests {
     fn check(body: &Value) -> Result<ClientMetadata, OAuthError> {
         let m = normalise(parse(body.to_string().as_bytes())?, &["ES256", "RS256"])?;
         check_public_suffixes(&m)?;
-        let violations = policy_violations(&m);
+        let violations = policy_violations(&m, ClientRegistrationPolicy::default());
         if violations.is_empty() { Ok(m) } else { Err(policy_error(&violations)) }
     }
 
@@ -448,6 +457,28 @@ mod tests {
             let body = if *base == PKJ { with(&with(X, PKJ).to_string(), changes) } else { with(base, changes) };
             assert_eq!(check(&body).map_or_else(|e| e.error, |_| "ok"), *expected, "{body}");
         }
+    }
+
+    #[test]
+    fn the_relaxations_of_policy_data_client_registration() {
+        let violations = |body: &str, policy| {
+            let m = normalise(parse(with(W, body).to_string().as_bytes()).unwrap(), &["RS256"]).unwrap();
+            policy_violations(&m, policy)
+        };
+        let local = r#"{"client_uri": "http://127.0.0.1:3000/", "redirect_uris": ["http://127.0.0.1:3000/cb"]}"#;
+        let other_host = r#"{"redirect_uris": ["https://elsewhere.example.org/cb"]}"#;
+        let no_client_uri = r#"{"client_uri": null, "redirect_uris": ["https://app.example.com/cb"]}"#;
+        let strict = ClientRegistrationPolicy::default();
+        for body in [local, other_host, no_client_uri] {
+            assert!(!violations(body, strict).is_empty(), "{body}");
+        }
+        let insecure = ClientRegistrationPolicy { allow_insecure_uris: true, ..strict };
+        assert_eq!(violations(local, insecure), Vec::<String>::new());
+        assert!(!violations(r#"{"redirect_uris": ["ftp://app.example.com/cb"]}"#, insecure).is_empty());
+        let mismatch = ClientRegistrationPolicy { allow_host_mismatch: true, ..strict };
+        assert_eq!(violations(other_host, mismatch), Vec::<String>::new());
+        let missing = ClientRegistrationPolicy { allow_missing_client_uri: true, ..strict };
+        assert_eq!(violations(no_client_uri, missing), Vec::<String>::new());
     }
 
     #[test]
