@@ -89,4 +89,6 @@ else
     command -v nginx >/dev/null 2>&1 || { log "nginx: still not on PATH after apt-get"; exit 1; }
 fi
 
+bash "$repo/tests/e2e/webclient.sh"  # the cross-origin test web client (matrix-js-sdk bundle)
+
 log "done in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"

@@ -30,3 +30,4 @@ mod registration;
 mod security;
 mod synapse_harness;
 mod token_refusals;
+mod webclient;
