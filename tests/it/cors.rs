@@ -154,3 +154,37 @@ async fn pages_and_the_authorization_endpoint_carry_no_cors_headers() {
         }
     }
 }
+
+/// element-admin at its real origin registers itself with this metadata (MAS's default policy
+/// accepts it, with no relaxation), cross-origin: the preflight and the answer are readable.
+#[tokio::test]
+async fn element_admins_registration_from_its_origin_is_accepted() {
+    let (app, _calls) = admin_app("").await;
+    let origin = "https://admin.element.io";
+    let res = app
+        .client
+        .request(Method::OPTIONS, app.url("/oauth2/registration"))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!((res.status().as_u16(), header(&res, "access-control-allow-origin")), (200, Some("*")));
+    let body = json!({
+        "application_type": "web",
+        "client_name": "Element Admin",
+        "client_uri": "https://admin.element.io/",
+        "redirect_uris": ["https://admin.element.io/callback"],
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+    });
+    let res =
+        app.client.post(app.url("/oauth2/registration")).header("origin", origin).json(&body).send().await.unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(header(&res, "access-control-allow-origin"), Some("*"));
+    let answer: Value = res.json().await.unwrap();
+    assert!(answer["client_id"].is_string(), "{answer}");
+    assert_eq!(answer["application_type"], "web", "{answer}");
+}
