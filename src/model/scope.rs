@@ -1,5 +1,6 @@
 //! OAuth scopes and the Matrix scope grammar (stable and MSC2967 unstable forms).
 
+use std::collections::HashSet;
 use std::fmt;
 
 pub const OPENID: &str = "openid";
@@ -11,24 +12,37 @@ pub const MATRIX_DEVICE_PREFIX_UNSTABLE: &str = "urn:matrix:org.matrix.msc2967.c
 pub const SYNAPSE_ADMIN: &str = "urn:synapse:admin:*";
 pub const MAS_ADMIN: &str = "urn:mas:admin";
 
+/// The most tokens one scope may hold: a Matrix client asks for about five. Scopes arrive before
+/// the caller is authenticated, so parsing stops at the cap.
+pub const MAX_SCOPE_TOKENS: usize = 64;
+
 /// An ordered set of scope tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope(Vec<String>);
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid scope token {0:?}")]
-pub struct ScopeParseError(pub String);
+pub enum ScopeParseError {
+    #[error("invalid scope token {0:?}")]
+    Token(String),
+    #[error("more than {MAX_SCOPE_TOKENS} scope tokens")]
+    TooMany,
+}
 
 impl Scope {
     /// Parses a space-separated scope string (RFC 6749 §3.3).
+    /// Linear in the input: a hash set finds repeats, and parsing stops past `MAX_SCOPE_TOKENS`.
     pub fn parse(s: &str) -> Result<Self, ScopeParseError> {
         let mut tokens: Vec<String> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
         for t in s.split(' ').filter(|t| !t.is_empty()) {
             let ok = t.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
             if !ok {
-                return Err(ScopeParseError(t.to_string()));
+                return Err(ScopeParseError::Token(t.chars().take(64).collect()));
             }
-            if !tokens.iter().any(|x| x == t) {
+            if seen.insert(t) {
+                if tokens.len() == MAX_SCOPE_TOKENS {
+                    return Err(ScopeParseError::TooMany);
+                }
                 tokens.push(t.to_string());
             }
         }
@@ -67,8 +81,9 @@ impl Scope {
     /// (how introspection reports it, so either kind of homeserver understands it).
     pub fn normalised(&self) -> Scope {
         let mut out = self.0.clone();
+        let mut seen: HashSet<String> = self.0.iter().cloned().collect();
         let mut add = |t: String| {
-            if !out.contains(&t) {
+            if seen.insert(t.clone()) {
                 out.push(t);
             }
         };
@@ -105,8 +120,9 @@ impl fmt::Display for Scope {
 impl FromIterator<String> for Scope {
     fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
         let mut s = Scope::default();
+        let mut seen = HashSet::new();
         for t in iter {
-            if !s.0.contains(&t) {
+            if seen.insert(t.clone()) {
                 s.0.push(t);
             }
         }
@@ -129,5 +145,10 @@ mod tests {
         assert!(n.contains(MATRIX_API) && n.contains("urn:matrix:client:device:ABCDEFGHIJ"));
         assert!(Scope::parse("bad\"quote").is_err());
         assert_eq!(Scope::parse("a  a b").unwrap().to_string(), "a b");
+        let at_cap: Vec<String> = (0..MAX_SCOPE_TOKENS).map(|i| format!("t{i}")).collect();
+        assert_eq!(Scope::parse(&at_cap.join(" ")).unwrap().iter().count(), MAX_SCOPE_TOKENS);
+        // Repeats do not count towards the cap; one more distinct token does.
+        assert!(Scope::parse(&format!("{} t0 t1", at_cap.join(" "))).is_ok());
+        assert!(matches!(Scope::parse(&format!("{} more", at_cap.join(" "))), Err(ScopeParseError::TooMany)));
     }
 }

@@ -1,20 +1,47 @@
 //! Form parameters per RFC 6749: parameters must not repeat; an empty value counts as absent.
+//!
+//! Parsing runs before the caller is authenticated, so its cost must not grow faster than the
+//! body: one pass, a hash set for the repeat check, and a cap on the number of parameters (no
+//! OAuth request needs more than a couple of dozen). Past the cap parsing stops at once.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use axum::body::Bytes;
 
 use crate::http::error::OAuthError;
 
+/// The most parameters one request may carry (an authorization request uses about 15).
+pub const MAX_PARAMS: usize = 64;
+
+/// Lengths of parameters that are stored before anyone signed in (an authorization or device
+/// grant), so one request cannot park kilobytes in the database.
+pub const MAX_STATE_LENGTH: usize = 2048;
+pub const MAX_NONCE_LENGTH: usize = 512;
+pub const MAX_LOGIN_HINT_LENGTH: usize = 512;
+pub const MAX_SCOPE_LENGTH: usize = 4096;
+pub const MAX_PROMPT_LENGTH: usize = 64;
+pub const MAX_REDIRECT_URI_LENGTH: usize = 2048;
+
 #[derive(Debug, Default)]
-pub struct Params(Vec<(String, String)>);
+pub struct Params(HashMap<String, String>);
 
 impl Params {
     pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
-        let mut out: Vec<(String, String)> = Vec::new();
+        let mut out: HashMap<String, String> = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
-            if out.iter().any(|(seen, _)| *seen == k) {
-                return Err(OAuthError::invalid_request(format!("parameter {k} is repeated")));
+            if out.len() >= MAX_PARAMS {
+                return Err(OAuthError::invalid_request(format!("more than {MAX_PARAMS} parameters")));
             }
-            out.push((k.into_owned(), v.into_owned()));
+            match out.entry(k.into_owned()) {
+                Entry::Occupied(seen) => {
+                    let name: String = seen.key().chars().take(64).collect();
+                    return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(v.into_owned());
+                }
+            }
         }
         Ok(Self(out))
     }
@@ -28,10 +55,53 @@ impl Params {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// `invalid_request` naming the first parameter longer than its limit.
+    pub fn check_lengths(&self, limits: &[(&str, usize)]) -> Result<(), OAuthError> {
+        for (name, max) in limits {
+            if self.0.get(*name).is_some_and(|v| v.len() > *max) {
+                return Err(OAuthError::invalid_request(format!("{name} is longer than {max} bytes")));
+            }
+        }
+        Ok(())
     }
 
     pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
         self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing {name}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeats_and_caps() {
+        let p = Params::parse(b"a=1&b=&c=3").unwrap();
+        assert_eq!((p.get("a"), p.get("b"), p.get("c"), p.get("d")), (Some("1"), None, Some("3"), None));
+        let e = Params::parse(b"a=1&b=2&a=3").unwrap_err();
+        assert_eq!(e.description.as_deref(), Some("parameter a is repeated"));
+        let many: String = (0..MAX_PARAMS).map(|i| format!("k{i}=v&")).collect();
+        assert!(Params::parse(many.as_bytes()).is_ok());
+        let e = Params::parse(format!("{many}one=more").as_bytes()).unwrap_err();
+        assert_eq!(e.error, "invalid_request");
+    }
+
+    #[test]
+    fn lengths_are_checked() {
+        let p = Params::parse(format!("state={}&nonce=n", "s".repeat(MAX_STATE_LENGTH + 1)).as_bytes()).unwrap();
+        assert!(p.check_lengths(&[("nonce", 1)]).is_ok());
+        let e = p.check_lengths(&[("nonce", 1), ("state", MAX_STATE_LENGTH)]).unwrap_err();
+        assert_eq!(e.description.as_deref(), Some("state is longer than 2048 bytes"));
+    }
+
+    #[test]
+    fn a_worst_case_body_is_refused_in_linear_time() {
+        // 256 KiB of distinct keys: quadratic before (about 50k² comparisons), now it stops at the cap.
+        let body: String = (0..50_000).map(|i| format!("{i:x}&")).collect();
+        let e = Params::parse(body.as_bytes()).unwrap_err();
+        assert_eq!(e.description.as_deref(), Some("more than 64 parameters"));
     }
 }
