@@ -220,7 +220,7 @@ pub const FIRST_CODE_NOT_SENT: &str = "The email could not be sent. Check the ad
 /// Whether a code may be sent to `address` for a client at `ip`: takes one from the per-IP limit
 /// and, when that allows it, one from the per-address limit.
 pub fn may_send_code(state: &AppState, ip: IpAddr, address: &str) -> bool {
-    state.limiters.email_per_ip.check(&ip.to_string()).is_ok()
+    state.limiters.email_per_ip.check_ip(ip).is_ok()
         && state.limiters.email_per_address.check(&address.to_lowercase()).is_ok()
 }
 

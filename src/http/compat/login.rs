@@ -168,14 +168,13 @@ async fn password_login(state: &AppState, ip: std::net::IpAddr, req: &Value) -> 
         retry_after_ms: Some(ms),
         ..MatrixError::new(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", "Too many requests")
     };
-    state.limiters.login_per_ip.check(&ip.to_string()).map_err(rate_limited)?;
+    state.limiters.login_per_ip.check_ip(ip).map_err(rate_limited)?;
     let Some(localpart) = localpart else {
         state.passwords.dummy_verify(password).await;
         return Err(forbidden("Invalid username/password"));
     };
-    if !state.limiters.login_per_account.would_allow(&localpart) {
-        return Err(rate_limited(30_000));
-    }
+    // Every attempt against an account counts, as in MAS.
+    state.limiters.login_per_account.check(&localpart).map_err(rate_limited)?;
     match verify_password(state, &localpart, password).await {
         Ok(user) => Ok(user),
         Err(LoginFailure::Locked) => {
@@ -190,10 +189,7 @@ async fn password_login(state: &AppState, ip: std::net::IpAddr, req: &Value) -> 
                 Err(MatrixError::new(StatusCode::UNAUTHORIZED, "M_USER_LOCKED", "This account has been locked"))
             }
         }
-        Err(LoginFailure::Invalid) => {
-            let _ = state.limiters.login_per_account.check(&localpart);
-            Err(forbidden("Invalid username/password"))
-        }
+        Err(LoginFailure::Invalid) => Err(forbidden("Invalid username/password")),
         Err(LoginFailure::Internal(e)) => Err(MatrixError::internal(e.message)),
     }
 }

@@ -123,8 +123,8 @@ pub async fn post(
     let Some(localpart) = localpart_of(&form.username, &state.config.matrix.homeserver) else {
         return fail(browser, "Invalid username or password.");
     };
-    if state.limiters.login_per_ip.check(&ip.to_string()).is_err()
-        || !state.limiters.login_per_account.would_allow(&localpart)
+    // Every attempt against an account counts, as in MAS.
+    if state.limiters.login_per_ip.check_ip(ip).is_err() || state.limiters.login_per_account.check(&localpart).is_err()
     {
         state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "rate_limited".into() }).inc();
         return fail(browser, "Too many attempts. Wait a minute and try again.");
@@ -136,7 +136,6 @@ pub async fn post(
         }
         Err(LoginFailure::Locked) => fail(browser, "This account is locked. Contact the administrator of this server."),
         Err(LoginFailure::Invalid) => {
-            let _ = state.limiters.login_per_account.check(&localpart);
             state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "failure".into() }).inc();
             fail(browser, "Invalid username or password.")
         }

@@ -107,7 +107,7 @@ pub async fn post(
     if !email::valid_address(&address) {
         return fail(browser, StatusCode::BAD_REQUEST, "Enter an email address, like alice@example.org.");
     }
-    if state.limiters.recovery_per_ip.check(&ip.to_string()).is_err() {
+    if state.limiters.recovery_per_ip.check_ip(ip).is_err() {
         return fail(browser, StatusCode::TOO_MANY_REQUESTS, "Too many requests. Wait a while and try again.");
     }
     // Over the per-address limit nothing is sent, but the page does not tell (it would say

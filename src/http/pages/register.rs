@@ -262,7 +262,7 @@ pub async fn post(
     };
 
     // 2. Attempts that reach the database and the homeserver are rate limited per client IP.
-    if state.limiters.registration.check(&ip.to_string()).is_err() {
+    if state.limiters.registration.check_ip(ip).is_err() {
         p.form_error = Some("Too many sign-ups from your network. Wait a while and try again.".into());
         return refuse(browser, p, StatusCode::TOO_MANY_REQUESTS);
     }

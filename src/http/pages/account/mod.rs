@@ -191,15 +191,12 @@ async fn reauthenticate(state: &AppState, username: &str, password: String) -> R
     if password.is_empty() {
         return Err(Reauth::Wrong);
     }
-    if !state.limiters.login_per_account.would_allow(username) {
+    if state.limiters.login_per_account.check(username).is_err() {
         return Err(Reauth::RateLimited);
     }
     match verify_password(state, username, password).await {
         Ok(_) => Ok(()),
-        Err(LoginFailure::Invalid | LoginFailure::Locked) => {
-            let _ = state.limiters.login_per_account.check(username);
-            Err(Reauth::Wrong)
-        }
+        Err(LoginFailure::Invalid | LoginFailure::Locked) => Err(Reauth::Wrong),
         Err(LoginFailure::Internal(e)) => Err(Reauth::Internal(e)),
     }
 }
