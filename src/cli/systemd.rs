@@ -5,6 +5,8 @@
 /// `Type=notify`: the server reports readiness once its listeners are bound. State lives in
 /// `/var/lib/appliance` (`StateDirectory=`, created and chowned by systemd) and the config in
 /// `/etc/appliance` (`ConfigurationDirectory=`); everything else is read-only to the service.
+/// `LimitNOFILE=` leaves room for `http.max_connections` (4096 by default) plus the database and
+/// listeners; the server warns at start when the limit it got is lower.
 pub fn unit(binary: &str, config: &str, user: &str) -> String {
     format!(
         r#"[Unit]
@@ -20,6 +22,7 @@ Group={user}
 Restart=on-failure
 RestartSec=2s
 TimeoutStopSec=30s
+LimitNOFILE=65536
 
 StateDirectory=appliance
 StateDirectoryMode=0700
@@ -72,6 +75,7 @@ mod tests {
             "StateDirectory=appliance",
             "ConfigurationDirectory=appliance",
             "Restart=on-failure",
+            "LimitNOFILE=65536",
             "NoNewPrivileges=yes",
             "ProtectSystem=strict",
             "ProtectHome=yes",

@@ -18,6 +18,28 @@ pub struct HttpConfig {
     pub trusted_proxies: Vec<String>,
     #[serde(default = "default_listeners")]
     pub listeners: Vec<ListenerConfig>,
+    /// Seconds a client has to send a complete request header, counted from when it connected or
+    /// first wrote to a kept-alive connection; then the connection is closed.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: u64,
+    /// Seconds a connection may sit with nothing moving: an idle keep-alive connection between
+    /// requests, a stalled request body, a client that stops reading its response.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u64,
+    /// Open connections across all listeners; above it new ones are answered 503 and closed.
+    /// The systemd unit's `LimitNOFILE` leaves room for it.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_header_read_timeout() -> u64 {
+    10
+}
+fn default_idle_timeout() -> u64 {
+    75
+}
+fn default_max_connections() -> usize {
+    4096
 }
 
 impl Default for HttpConfig {
@@ -27,6 +49,9 @@ impl Default for HttpConfig {
             issuer: None,
             trusted_proxies: default_trusted_proxies(),
             listeners: default_listeners(),
+            header_read_timeout: default_header_read_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -139,6 +164,16 @@ impl HttpConfig {
         }
         for (i, cidr) in self.trusted_proxies.iter().enumerate() {
             parse_cidr(cidr).map_err(|m| ConfigError::new(format!("http.trusted_proxies[{i}]"), m))?;
+        }
+        for (path, secs) in
+            [("http.header_read_timeout", self.header_read_timeout), ("http.idle_timeout", self.idle_timeout)]
+        {
+            if !(1..=3600).contains(&secs) {
+                return Err(ConfigError::new(path, "must be between 1 and 3600 seconds"));
+            }
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(ConfigError::new("http.max_connections", "must be between 1 and 1000000"));
         }
         if self.listeners.is_empty() {
             return Err(ConfigError::new("http.listeners", "at least one listener is required"));

@@ -14,6 +14,8 @@ pub mod oauth2;
 pub mod pages;
 pub mod ratelimit;
 pub mod router;
+pub mod server;
 pub mod state;
+pub mod too_large;
 
 pub use state::AppState;

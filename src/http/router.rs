@@ -8,7 +8,7 @@ use axum::response::IntoResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 
-use super::{AppState, admin, assets, compat, cors, discovery, health, metrics, middleware, oauth2, pages};
+use super::{AppState, admin, assets, compat, cors, discovery, health, metrics, middleware, oauth2, pages, too_large};
 use crate::config::Resource;
 
 pub fn build(state: AppState, resources: &[Resource]) -> Router {
@@ -30,8 +30,9 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
     }
     router
         .fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(too_large::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(too_large::in_endpoint_shape))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
-        .layer(RequestBodyLimitLayer::new(256 * 1024))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),
