@@ -150,29 +150,33 @@ impl App {
             self.local_addrs().iter().map(|(name, addr)| format!("http://{addr} ({name})")).collect();
         let mut tasks = tokio::task::JoinSet::new();
         let lc = self.state.lifecycle.clone();
+        let mut periodic = lifecycle::expiry::worker_tasks(
+            &lc,
+            self.state.config.experimental.inactive_session_expiration.as_ref(),
+            self.state.metrics.sessions_expired.clone(),
+        );
+        periodic.push(lifecycle::clients::unused_dynamic_clients_task(
+            &lc,
+            self.state.config.experimental.dynamic_client_ttl,
+        ));
         let worker = tokio::spawn(jobs::run_worker(
             lc.store.clone(),
             lc.homeserver.clone(),
             lc.jobs.clone(),
             lc.clock.clone(),
-            lifecycle::expiry::worker_tasks(
-                &lc,
-                self.state.config.experimental.inactive_session_expiration.as_ref(),
-                self.state.metrics.sessions_expired.clone(),
-            ),
+            periodic,
             stop_rx.clone(),
         ));
         let activity = tokio::spawn(lc.activity.clone().run(stop_rx.clone()));
+        let connections = http::server::Connections::new(
+            self.state.config.http.max_connections,
+            http::server::Timeouts {
+                header_read: std::time::Duration::from_secs(self.state.config.http.header_read_timeout),
+                idle: std::time::Duration::from_secs(self.state.config.http.idle_timeout),
+            },
+        );
         for l in self.listeners {
-            let mut rx = stop_rx.clone();
-            let service = l.router.into_make_service_with_connect_info::<SocketAddr>();
-            tasks.spawn(async move {
-                axum::serve(l.listener, service)
-                    .with_graceful_shutdown(async move {
-                        let _ = rx.wait_for(|stop| *stop).await;
-                    })
-                    .await
-            });
+            tasks.spawn(http::server::serve(l.listener, l.router, connections.clone(), stop_rx.clone()));
         }
         tracing::info!("listening on {}; issuer {}", summary.join(", "), self.state.config.http.issuer());
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);

@@ -18,6 +18,14 @@ pub struct ExperimentalConfig {
     /// Sessions unused for a while are ended (MAS's key); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inactive_session_expiration: Option<InactiveSessionExpirationConfig>,
+    /// Seconds after which a dynamically registered client that never completed a grant is
+    /// deleted (anyone may register one; an application that is still in use registers again).
+    #[serde(default = "default_dynamic_client_ttl")]
+    pub dynamic_client_ttl: i64,
+}
+
+fn default_dynamic_client_ttl() -> i64 {
+    86400
 }
 
 /// `experimental.inactive_session_expiration`: sessions whose last activity is older than `ttl`
@@ -77,6 +85,7 @@ impl Default for ExperimentalConfig {
             compat_token_ttl: default_ttl(),
             browser_session_ttl: default_browser_ttl(),
             inactive_session_expiration: None,
+            dynamic_client_ttl: default_dynamic_client_ttl(),
         }
     }
 }
@@ -91,6 +100,9 @@ impl ExperimentalConfig {
         }
         if !(300..=365 * 86400).contains(&self.browser_session_ttl) {
             return Err(ConfigError::new("experimental.browser_session_ttl", "must be between 300 seconds and a year"));
+        }
+        if !(600..=365 * 86400).contains(&self.dynamic_client_ttl) {
+            return Err(ConfigError::new("experimental.dynamic_client_ttl", "must be between 600 seconds and a year"));
         }
         if let Some(expiry) = &self.inactive_session_expiration {
             expiry.validate()?;

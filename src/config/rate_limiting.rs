@@ -24,6 +24,28 @@ pub struct RateLimitingConfig {
     /// Verification emails sent (account emails, registration), per client IP and per address.
     #[serde(default)]
     pub email_authentication: AddressLimits,
+    /// Authorization requests (`/authorize`) per client IP: each one stores a grant.
+    #[serde(default = "default_authorization")]
+    pub authorization: RateLimit,
+    /// Device authorizations started (`/oauth2/device`) per client IP.
+    #[serde(default = "default_device_authorization")]
+    pub device_authorization: RateLimit,
+    /// Dynamic client registrations (`/oauth2/registration`) per client IP.
+    #[serde(default = "default_client_registration")]
+    pub client_registration: RateLimit,
+    /// Legacy SSO logins started (`/_matrix/client/*/login/sso/redirect`) per client IP.
+    #[serde(default = "default_authorization")]
+    pub compat_sso: RateLimit,
+}
+
+fn default_authorization() -> RateLimit {
+    RateLimit { burst: 30, per_second: 0.5 }
+}
+fn default_device_authorization() -> RateLimit {
+    RateLimit { burst: 10, per_second: 0.1 }
+}
+fn default_client_registration() -> RateLimit {
+    RateLimit { burst: 20, per_second: 1.0 / 60.0 }
 }
 
 /// A limit per client IP and one per email address (MAS's defaults: 3 at once, then one every
@@ -84,6 +106,10 @@ impl Default for RateLimitingConfig {
             registration: default_registration(),
             account_recovery: AddressLimits::default(),
             email_authentication: AddressLimits::default(),
+            authorization: default_authorization(),
+            device_authorization: default_device_authorization(),
+            client_registration: default_client_registration(),
+            compat_sso: default_authorization(),
         }
     }
 }
@@ -98,6 +124,10 @@ impl RateLimitingConfig {
             ("rate_limiting.account_recovery.per_address", self.account_recovery.per_address),
             ("rate_limiting.email_authentication.per_ip", self.email_authentication.per_ip),
             ("rate_limiting.email_authentication.per_address", self.email_authentication.per_address),
+            ("rate_limiting.authorization", self.authorization),
+            ("rate_limiting.device_authorization", self.device_authorization),
+            ("rate_limiting.client_registration", self.client_registration),
+            ("rate_limiting.compat_sso", self.compat_sso),
         ] {
             if l.burst == 0 || l.per_second.is_nan() || l.per_second < 0.0 {
                 return Err(ConfigError::new(path, "burst must be at least 1 and per_second not negative"));

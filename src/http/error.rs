@@ -36,6 +36,13 @@ impl OAuthError {
     pub fn access_denied(d: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "access_denied", d)
     }
+    /// 429 for a client over its rate limit (`Retry-After` in seconds).
+    pub fn rate_limited(retry_after_ms: u64) -> Response {
+        let mut res =
+            Self::new(StatusCode::TOO_MANY_REQUESTS, "temporarily_unavailable", "too many requests").into_response();
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_ms.div_ceil(1000).max(1)));
+        res
+    }
     /// Logs the cause and answers a bare `server_error`.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");

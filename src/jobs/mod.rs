@@ -170,6 +170,8 @@ const CLEANUP_EVERY: i64 = 3600;
 const RECONCILE_EVERY: i64 = 6 * 3600;
 /// Reconciliation also covers users whose sessions ended this recently (two full periods).
 const RECONCILE_ENDED_WITHIN: i64 = 2 * RECONCILE_EVERY;
+/// How long a legacy SSO login row is kept (its confirmation page lasts 30 minutes).
+const SSO_KEPT_FOR: i64 = 3600;
 /// A session's last IP is forgotten after this long without activity (as MAS).
 const FORGET_IP_AFTER: i64 = 30 * 86_400;
 
@@ -209,6 +211,7 @@ pub async fn run_worker(
                     let stale = now - FORGET_IP_AFTER;
                     Ok(tokens::cleanup(c, now)?
                         + grants::cleanup(c, now)?
+                        + compat::prune_sso(c, now - SSO_KEPT_FOR)?
                         + job_store::cleanup(c, now)?
                         + sessions::clear_stale_ips(c, stale)?
                         + compat::clear_stale_ips(c, stale)?)

@@ -91,3 +91,27 @@ pub async fn sync(
         })
         .await
 }
+
+/// How often unused dynamic clients are looked for.
+const UNUSED_CLIENTS_EVERY: i64 = 3600;
+
+/// Deletes dynamically registered clients that completed no grant within `ttl` seconds.
+pub async fn delete_unused_dynamic(store: &Store, now: i64, ttl: i64) -> StoreResult<usize> {
+    store.write(move |c| client_store::delete_unused_dynamic(c, now - ttl)).await
+}
+
+/// The worker's hourly task running `delete_unused_dynamic`.
+pub fn unused_dynamic_clients_task(lc: &super::provisioning::Lifecycle, ttl: i64) -> crate::jobs::Periodic {
+    let (store, clock) = (lc.store.clone(), lc.clock.clone());
+    let run = move || -> crate::jobs::TaskFuture {
+        let (store, now) = (store.clone(), clock.now());
+        Box::pin(async move {
+            match delete_unused_dynamic(&store, now, ttl).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(clients = n, "deleted dynamically registered clients that were never used"),
+                Err(e) => tracing::warn!(error = %e, "cannot delete unused dynamic clients"),
+            }
+        })
+    };
+    crate::jobs::Periodic { name: "delete_unused_dynamic_clients", every: UNUSED_CLIENTS_EVERY, run: Box::new(run) }
+}

@@ -59,6 +59,18 @@ pub fn delete(conn: &Connection, id: &str) -> StoreResult<()> {
     Ok(())
 }
 
+/// Deletes dynamically registered clients created before `created_before` that never completed a
+/// grant (no OAuth session and no personal token was ever issued to them); their pending grants
+/// go with them. Config clients are never deleted here.
+pub fn delete_unused_dynamic(conn: &Connection, created_before: i64) -> StoreResult<usize> {
+    Ok(conn.execute(
+        "DELETE FROM oauth2_clients WHERE is_static = 0 AND created_at < ?1
+           AND NOT EXISTS (SELECT 1 FROM oauth2_sessions s WHERE s.client_id = oauth2_clients.client_id)
+           AND NOT EXISTS (SELECT 1 FROM personal_sessions p WHERE p.owner_oauth2_client_id = oauth2_clients.client_id)",
+        [created_before],
+    )?)
+}
+
 const CLIENTS: Table = Table { name: "oauth2_clients", key: "client_id", columns: COLUMNS };
 
 fn static_filter(is_static: Option<bool>) -> Filter {
@@ -76,4 +88,44 @@ pub fn page(conn: &Connection, is_static: Option<bool>, request: &PageRequest) -
 
 pub fn count(conn: &Connection, is_static: Option<bool>) -> StoreResult<usize> {
     page::count(conn, &CLIENTS, &static_filter(is_static))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sessions::{OAuthSession, insert_oauth};
+    use crate::store::test_support::memory_db;
+
+    fn client(conn: &Connection, id: &str, is_static: bool, created_at: i64) {
+        let c = Client {
+            id: id.into(),
+            metadata: ClientMetadata::default(),
+            encrypted_secret: None,
+            is_static,
+            created_at,
+        };
+        upsert(conn, &c, None).unwrap();
+    }
+
+    #[test]
+    fn only_old_dynamic_clients_without_a_grant_are_deleted() {
+        let conn = memory_db();
+        client(&conn, "old-unused", false, 100);
+        client(&conn, "old-used", false, 100);
+        client(&conn, "new-unused", false, 5000);
+        client(&conn, "config", true, 100);
+        let session = OAuthSession {
+            id: "s1".into(),
+            user_id: None,
+            user_session_id: None,
+            client_id: "old-used".into(),
+            scope: String::new(),
+            created_at: 200,
+            finished_at: Some(300),
+        };
+        insert_oauth(&conn, &session, None).unwrap();
+        assert_eq!(delete_unused_dynamic(&conn, 1000).unwrap(), 1);
+        let left: Vec<String> = list(&conn, false).unwrap().into_iter().map(|c| c.id).collect();
+        assert_eq!(left, ["config", "new-unused", "old-used"]);
+    }
 }

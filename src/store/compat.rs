@@ -206,6 +206,12 @@ pub fn insert_sso(conn: &Connection, id: &str, redirect_uri: &str, now: i64) -> 
     Ok(())
 }
 
+/// Deletes SSO logins started before `created_before`: the confirmation page and the login token
+/// are long expired by then, and anyone can start one without signing in.
+pub fn prune_sso(conn: &Connection, created_before: i64) -> StoreResult<usize> {
+    Ok(conn.execute("DELETE FROM compat_sso_logins WHERE created_at < ?1", [created_before])?)
+}
+
 pub fn sso_by_id(conn: &Connection, id: &str) -> StoreResult<Option<SsoLogin>> {
     let sql = format!("SELECT {SSO_COLUMNS} FROM compat_sso_logins WHERE compat_sso_login_id = ?1");
     opt(conn.query_row(&sql, [id], sso_from_row))

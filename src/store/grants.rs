@@ -218,9 +218,11 @@ pub fn remember_jti(conn: &Connection, client_id: &str, jti: &str, expires_at: i
     Ok(n == 1)
 }
 
+/// Grants are written before anyone signed in; a day after creation every one of them is long
+/// expired (codes last 10 minutes, device codes 20), so they go.
 pub fn cleanup(conn: &Connection, now: i64) -> StoreResult<usize> {
-    let week_ago = now - 7 * 86400;
-    let mut n = conn.execute("DELETE FROM oauth2_authorization_grants WHERE created_at < ?1", [week_ago])?;
-    n += conn.execute("DELETE FROM oauth2_device_code_grants WHERE created_at < ?1", [week_ago])?;
+    let day_ago = now - 86400;
+    let mut n = conn.execute("DELETE FROM oauth2_authorization_grants WHERE created_at < ?1", [day_ago])?;
+    n += conn.execute("DELETE FROM oauth2_device_code_grants WHERE created_at < ?1", [day_ago])?;
     Ok(n)
 }

@@ -271,6 +271,9 @@ secrets:
       algorithm: argon2id
       memory_kib: 64
       iterations: 1
+# Tests register many clients from one address; resilience.rs tests the limit itself.
+rate_limiting:
+  client_registration: {{burst: 1000, per_second: 100}}
 "#,
         db = db_path.display(),
         rsa = indent(rsa),

@@ -27,6 +27,7 @@ mod personal;
 mod register;
 mod register_email;
 mod registration;
+mod resilience;
 mod security;
 mod synapse_harness;
 mod token_refusals;

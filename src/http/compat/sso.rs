@@ -11,6 +11,7 @@ use url::Url;
 
 use crate::crypto::random_alnum;
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::MatrixError;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
@@ -40,18 +41,31 @@ fn valid_redirect(s: &str) -> Option<Url> {
 
 pub async fn redirect_idp(
     state: State<AppState>,
+    ip: ClientIp,
     Path((_v, _idp)): Path<(String, String)>,
     q: Query<RedirectQuery>,
 ) -> Response {
-    start(state, q).await
+    start(state, ip, q).await
 }
 
-pub async fn redirect(state: State<AppState>, q: Query<RedirectQuery>) -> Response {
-    start(state, q).await
+pub async fn redirect(state: State<AppState>, ip: ClientIp, q: Query<RedirectQuery>) -> Response {
+    start(state, ip, q).await
 }
 
-async fn start(State(state): State<AppState>, Query(q): Query<RedirectQuery>) -> Response {
-    let Some(url) = q.redirect_url.as_deref().and_then(valid_redirect) else {
+/// The longest `redirectUrl` stored.
+const MAX_REDIRECT_URL_LENGTH: usize = 2048;
+
+async fn start(State(state): State<AppState>, ClientIp(ip): ClientIp, Query(q): Query<RedirectQuery>) -> Response {
+    // Each start stores a row before anyone signed in: bounded per client IP and in size.
+    if let Err(ms) = state.limiters.compat_sso.check_ip(ip) {
+        return MatrixError {
+            retry_after_ms: Some(ms),
+            ..MatrixError::new(StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED", "Too many requests")
+        }
+        .into_response();
+    }
+    let redirect_url = q.redirect_url.as_deref().filter(|u| u.len() <= MAX_REDIRECT_URL_LENGTH);
+    let Some(url) = redirect_url.and_then(valid_redirect) else {
         return MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "Missing or invalid redirectUrl")
             .into_response();
     };

@@ -6,8 +6,12 @@ use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use url::Url;
 
-use super::params::Params;
+use super::params::{
+    MAX_LOGIN_HINT_LENGTH, MAX_NONCE_LENGTH, MAX_PROMPT_LENGTH, MAX_REDIRECT_URI_LENGTH, MAX_SCOPE_LENGTH,
+    MAX_STATE_LENGTH, Params,
+};
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::pages::context::{Browser, PageContext, page_context};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::login::login_url;
@@ -99,11 +103,35 @@ fn page_error(message: &str) -> Response {
 }
 
 #[tracing::instrument(name = "http.oauth2.authorize", skip_all, fields(client_id))]
-pub async fn get(State(state): State<AppState>, browser: Browser, RawQuery(query): RawQuery) -> Response {
+pub async fn get(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    browser: Browser,
+    RawQuery(query): RawQuery,
+) -> Response {
+    // Each request stores a grant before anyone signed in: bounded per client IP and in size.
+    if state.limiters.authorization.check_ip(ip).is_err() {
+        return PageError::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests",
+            "Too many sign-in requests came from your network. Wait a minute and try again.",
+        )
+        .into_response();
+    }
     let params = match Params::from_query(query.as_deref()) {
         Ok(p) => p,
         Err(e) => return page_error(e.description.as_deref().unwrap_or("Malformed request")),
     };
+    if let Err(e) = params.check_lengths(&[
+        ("state", MAX_STATE_LENGTH),
+        ("nonce", MAX_NONCE_LENGTH),
+        ("login_hint", MAX_LOGIN_HINT_LENGTH),
+        ("scope", MAX_SCOPE_LENGTH),
+        ("prompt", MAX_PROMPT_LENGTH),
+        ("redirect_uri", MAX_REDIRECT_URI_LENGTH),
+    ]) {
+        return page_error(e.description.as_deref().unwrap_or("Malformed request"));
+    }
     let Some(client_id) = params.get("client_id").map(String::from) else {
         return page_error("The application did not say who it is (missing client_id).");
     };

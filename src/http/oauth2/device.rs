@@ -9,8 +9,9 @@ use rand::Rng;
 use serde_json::json;
 
 use super::client_auth;
-use super::params::Params;
+use super::params::{MAX_SCOPE_LENGTH, Params};
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::OAuthError;
 use crate::lifecycle::policy;
 use crate::model::Scope;
@@ -42,7 +43,10 @@ pub fn display_user_code(code: &str) -> String {
 }
 
 #[tracing::instrument(name = "http.oauth2.device", skip_all, fields(client_id))]
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(ms) = state.limiters.device_authorization.check_ip(ip) {
+        return OAuthError::rate_limited(ms);
+    }
     match handle(&state, &headers, &body).await {
         Ok(v) => {
             let mut res = Json(v).into_response();
@@ -60,6 +64,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<s
     if !client.allows_grant(GRANT_DEVICE_CODE) {
         return Err(OAuthError::unauthorized_client("client may not use the device code grant"));
     }
+    params.check_lengths(&[("scope", MAX_SCOPE_LENGTH)])?;
     let scope =
         Scope::parse(params.get("scope").unwrap_or("")).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
     policy::check_shape(&scope).map_err(OAuthError::invalid_scope)?;

@@ -16,6 +16,7 @@ use url::Url;
 use crate::config::{ClientAuthMethod, ClientRegistrationPolicy};
 use crate::crypto::{random_alnum, sha256_hex};
 use crate::http::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::error::OAuthError;
 use crate::model::Client;
 use crate::model::client::{
@@ -67,7 +68,15 @@ fn invalid_redirect(msg: impl Into<String>) -> OAuthError {
 }
 
 #[tracing::instrument(name = "http.oauth2.registration", skip_all, fields(client_id))]
-pub async fn post(State(state): State<AppState>, body: Bytes) -> Response {
+pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, body: Bytes) -> Response {
+    // Anyone may register, and every registration is stored: bounded per client IP and in size
+    // (unused registrations are deleted later, `experimental.dynamic_client_ttl`).
+    if let Err(ms) = state.limiters.client_registration.check_ip(ip) {
+        return OAuthError::rate_limited(ms);
+    }
+    if body.len() > MAX_METADATA_BYTES {
+        return invalid_metadata(format!("client metadata must not exceed {MAX_METADATA_BYTES} bytes")).into_response();
+    }
     match register(&state, &body).await {
         Ok(res) => res,
         Err(e) => {
@@ -76,6 +85,9 @@ pub async fn post(State(state): State<AppState>, body: Bytes) -> Response {
         }
     }
 }
+
+/// The largest client metadata document accepted (Element's is under 1 KiB).
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError> {
     let metadata = normalise(parse(body)?, &state.keys.algs())?;
