@@ -68,6 +68,10 @@ impl App {
         for stale in &plan.stale {
             tracing::warn!(client_id = %stale, "client is in the database but no longer in the config; `config sync --prune` removes it");
         }
+        let plan = lifecycle::upstream_providers::sync(&config, &store, &encrypter, false, false, clock.now()).await?;
+        for stale in &plan.stale {
+            tracing::warn!(provider_id = %stale, "upstream provider no longer in the config: disabled; `config sync --prune` deletes it with its links");
+        }
 
         let cookie_key = {
             // Domain-separated so the cookie key differs from the key encrypting secrets at rest.

@@ -133,6 +133,28 @@ async fn sync(config: Config, prune: bool, dry_run: bool) -> anyhow::Result<()> 
         if prune { "deleted" } else { "stale" },
         if dry_run { " (dry run: nothing changed)" } else { "" }
     );
+    let plan =
+        crate::lifecycle::upstream_providers::sync(&config, &store, &encrypter, prune, dry_run, SystemClock.now())
+            .await?;
+    for (ids, now, later) in [
+        (&plan.added, "added", "would add"),
+        (&plan.updated, "updated", "would update"),
+        (&plan.stale, if prune { "deleted" } else { "disabled" }, if prune { "would delete" } else { "would disable" }),
+    ] {
+        for id in ids {
+            println!("{} upstream provider {id}", verb(now, later));
+        }
+    }
+    if !config.upstream_oauth2.providers.is_empty() || !plan.stale.is_empty() {
+        println!(
+            "upstream providers: {} added, {} updated, {} unchanged, {} {}",
+            plan.added.len(),
+            plan.updated.len(),
+            plan.unchanged.len(),
+            plan.stale.len(),
+            if prune { "deleted" } else { "disabled" },
+        );
+    }
     Ok(())
 }
 

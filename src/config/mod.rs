@@ -12,6 +12,7 @@ mod passwords;
 mod policy;
 mod rate_limiting;
 mod secrets;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +29,11 @@ pub use passwords::{PasswordAlgorithm, PasswordScheme, PasswordsConfig};
 pub use policy::{ClientRegistrationPolicy, PolicyConfig, PolicyData};
 pub use rate_limiting::{RateLimit, RateLimitingConfig};
 pub use secrets::{KeyConfig, SecretsConfig};
+pub use upstream::{CLAIM_ROOTS, DEFAULT_DISPLAYNAME, DEFAULT_EMAIL, DEFAULT_LOCALPART, DEFAULT_SUBJECT, PARAM_ROOTS};
+pub use upstream::{
+    ClaimImport, ClaimsImports, DiscoveryMode, ImportAction, OnBackchannelLogout, OnConflict, PkceMethod, ResponseMode,
+    UpstreamAuthMethod, UpstreamOAuth2Config, UpstreamProviderConfig,
+};
 
 /// A configuration problem, always naming where in the YAML it is.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +75,8 @@ pub struct Config {
     pub email: EmailConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub upstream_oauth2: UpstreamOAuth2Config,
     /// Directory of the config file: relative paths (database, `*_file` secrets) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -108,6 +116,7 @@ impl Config {
             secrets.resolve_files(&base)?;
         }
         self.email.resolve_files(&base)?;
+        self.upstream_oauth2.resolve_files(&base)?;
         Ok(())
     }
 
@@ -135,6 +144,7 @@ impl Config {
         self.rate_limiting.validate()?;
         self.email.validate()?;
         self.policy.validate()?;
+        self.upstream_oauth2.validate()?;
         Ok(())
     }
 
@@ -152,6 +162,16 @@ impl Config {
             if client.client_secret.is_some() || client.client_secret_file.is_some() {
                 client.client_secret = Some(secrets::Secret::redacted());
                 client.client_secret_file = None;
+            }
+        }
+        for p in &mut copy.upstream_oauth2.providers {
+            if p.client_secret.is_some() || p.client_secret_file.is_some() {
+                p.client_secret = Some(secrets::Secret::redacted());
+                p.client_secret_file = None;
+            }
+            if let Some(apple) = &mut p.sign_in_with_apple {
+                apple.private_key = Some(secrets::Secret::redacted());
+                apple.private_key_file = None;
             }
         }
         if let Some(s) = &mut copy.secrets {

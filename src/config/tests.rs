@@ -147,3 +147,158 @@ fn generated_config_mentions_inactive_session_expiration() {
     let c = Config::parse(&uncommented, Path::new(".")).unwrap();
     assert_eq!(c.experimental.inactive_session_expiration, Some(InactiveSessionExpirationConfig::all(7_776_000)));
 }
+
+/// A MAS provider block as operators' guides write it (Keycloak-style), verbatim.
+const MAS_PROVIDER: &str = r#"
+upstream_oauth2:
+  providers:
+    - id: 01H8PKNWKKRPCBW4YGH1RWV279
+      synapse_idp_id: oidc-keycloak
+      issuer: "https://sso.example.com/realms/matrix"
+      human_name: Keycloak
+      client_id: matrix-auth
+      client_secret: "abc123"
+      token_endpoint_auth_method: client_secret_basic
+      scope: "openid profile email"
+      discovery_mode: oidc
+      pkce_method: auto
+      fetch_userinfo: false
+      response_mode: form_post
+      on_backchannel_logout: logout_all
+      additional_authorization_parameters:
+        prompt: "{% if logged_out %}login{% endif %}"
+        login_hint: "{{ params.login_hint }}"
+      claims_imports:
+        subject:
+          template: "{{ user.sub }}"
+        localpart:
+          action: require
+          template: "{{ user.preferred_username | lower }}"
+          on_conflict: add
+        displayname:
+          action: suggest
+          template: "{{ user.name }}"
+        email:
+          action: force
+          template: "{{ user.email }}"
+        account_name:
+          template: "@{{ user.preferred_username }}"
+"#;
+
+#[test]
+fn upstream_provider_blocks() {
+    let good: &[&str] = &[
+        MAS_PROVIDER,
+        // GitHub: plain OAuth 2.0 with userinfo and explicit endpoints.
+        r#"
+upstream_oauth2:
+  providers:
+    - id: 01JSHPZHAXC50QBKH67MH33TNF
+      human_name: GitHub
+      brand_name: github
+      discovery_mode: disabled
+      fetch_userinfo: true
+      token_endpoint_auth_method: client_secret_post
+      client_id: x
+      client_secret: s
+      authorization_endpoint: "https://github.com/login/oauth/authorize"
+      token_endpoint: "https://github.com/login/oauth/access_token"
+      userinfo_endpoint: "https://api.github.com/user"
+      scope: "read:user"
+      claims_imports:
+        subject: {template: "{{ userinfo_claims.id }}"}
+        localpart: {action: suggest, template: "{{ user.login }}"}
+        account_name: {template: "@{{ userinfo_claims.login }}"}
+"#,
+        // private_key_jwt needs no secret; insecure discovery over plain http.
+        r#"
+upstream_oauth2:
+  providers:
+    - id: 01JSHPZHAXC50QBKH67MH33TNG
+      issuer: "http://idp.internal:9000/"
+      discovery_mode: insecure
+      client_id: x
+      token_endpoint_auth_method: private_key_jwt
+      token_endpoint_auth_signing_alg: ES256
+      scope: openid
+      enabled: false
+"#,
+    ];
+    for (i, yaml) in good.iter().enumerate() {
+        let yaml = format!("{SEED}{yaml}");
+        let c = Config::parse(&yaml, Path::new(".")).unwrap_or_else(|e| panic!("good block {i}: {e}"));
+        assert_eq!(c.upstream_oauth2.providers.len(), 1);
+    }
+    let c = Config::parse(&format!("{SEED}{MAS_PROVIDER}"), Path::new(".")).unwrap();
+    let p = &c.upstream_oauth2.providers[0];
+    assert_eq!(p.response_mode(), ResponseMode::FormPost);
+    assert_eq!(p.on_backchannel_logout, OnBackchannelLogout::LogoutAll);
+    assert_eq!(p.claims_imports.localpart.on_conflict, OnConflict::Add);
+    assert_eq!(p.id_token_signed_response_alg, "RS256");
+    assert!(!c.redacted_yaml().contains("abc123"));
+
+    let base = "upstream_oauth2:\n  providers:\n    - {id: 01H8PKNWKKRPCBW4YGH1RWV279, client_id: c, issuer: 'https://i.example/', scope: openid, ";
+    let bad: &[(&str, &str)] = &[
+        ("token_endpoint_auth_method: none, bogus: 1}", "unknown field `bogus`"),
+        ("token_endpoint_auth_method: client_secret_basic}", "upstream_oauth2.providers[0].client_secret"),
+        ("token_endpoint_auth_method: private_key_jwt, client_secret: s}", "providers[0].client_secret"),
+        ("token_endpoint_auth_method: magic}", "token_endpoint_auth_method"),
+        ("token_endpoint_auth_method: sign_in_with_apple}", "providers[0].sign_in_with_apple"),
+        ("token_endpoint_auth_method: none, discovery_mode: maybe}", "discovery_mode"),
+        ("token_endpoint_auth_method: none, discovery_mode: disabled}", "providers[0].authorization_endpoint"),
+        (
+            "token_endpoint_auth_method: none, discovery_mode: disabled, authorization_endpoint: 'https://a/', token_endpoint: 'https://t/'}",
+            "providers[0].jwks_uri",
+        ),
+        ("token_endpoint_auth_method: none, pkce_method: sometimes}", "pkce_method"),
+        ("token_endpoint_auth_method: none, response_mode: fragment}", "response_mode"),
+        ("token_endpoint_auth_method: none, on_backchannel_logout: explode}", "on_backchannel_logout"),
+        ("token_endpoint_auth_method: none, id_token_signed_response_alg: none}", "id_token_signed_response_alg"),
+        (
+            "token_endpoint_auth_method: client_secret_post, client_secret: s, token_endpoint_auth_signing_alg: RS256}",
+            "token_endpoint_auth_signing_alg",
+        ),
+        ("token_endpoint_auth_method: none, claims_imports: {localpart: {action: sometimes}}}", "action"),
+        (
+            "token_endpoint_auth_method: none, claims_imports: {localpart: {action: suggest, on_conflict: add}}}",
+            "providers[0].claims_imports.localpart.on_conflict",
+        ),
+        (
+            "token_endpoint_auth_method: none, claims_imports: {displayname: {template: '{{ user.name'}}}",
+            "providers[0].claims_imports.displayname.template",
+        ),
+        (
+            "token_endpoint_auth_method: none, claims_imports: {subject: {template: '{{ env.HOME }}'}}}",
+            "providers[0].claims_imports.subject.template",
+        ),
+        (
+            "token_endpoint_auth_method: none, additional_authorization_parameters: {prompt: '{{ user.sub }}'}}",
+            "providers[0].additional_authorization_parameters.prompt",
+        ),
+    ];
+    for (rest, expected) in bad {
+        let yaml = format!("{SEED}{base}{rest}\n");
+        let err = Config::parse(&yaml, Path::new(".")).expect_err(rest).to_string();
+        assert!(err.contains(expected), "block {rest:?}: error {err:?} does not mention {expected:?}");
+    }
+    let dup = format!(
+        "{SEED}upstream_oauth2:\n  providers:\n{0}{0}",
+        "    - {id: 01H8PKNWKKRPCBW4YGH1RWV279, client_id: c, issuer: 'https://i.example/', scope: openid, token_endpoint_auth_method: none}\n"
+    );
+    let err = Config::parse(&dup, Path::new(".")).unwrap_err().to_string();
+    assert!(err.contains("upstream_oauth2.providers[1].id"), "{err}");
+    for (from, to, expected) in [
+        ("scope: openid", "scope: profile", "upstream_oauth2.providers[0].scope"),
+        ("https://i.example/", "http://i.example/", "upstream_oauth2.providers[0].issuer"),
+    ] {
+        let yaml = format!("{SEED}{}token_endpoint_auth_method: none}}\n", base.replace(from, to));
+        let err = Config::parse(&yaml, Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains(expected), "{to}: {err}");
+    }
+    let bad_id = format!(
+        "{SEED}{}",
+        base.replace("01H8PKNWKKRPCBW4YGH1RWV279", "keycloak") + "token_endpoint_auth_method: none}\n"
+    );
+    let err = Config::parse(&bad_id, Path::new(".")).unwrap_err().to_string();
+    assert!(err.contains("upstream_oauth2.providers[0].id"), "{err}");
+}

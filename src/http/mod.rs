@@ -17,5 +17,6 @@ pub mod router;
 pub mod server;
 pub mod state;
 pub mod too_large;
+pub mod upstream;
 
 pub use state::AppState;

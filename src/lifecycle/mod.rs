@@ -14,4 +14,6 @@ pub mod registration_tokens;
 pub mod sessions;
 pub mod site_keys;
 pub mod tokens;
+pub mod upstream;
+pub mod upstream_providers;
 pub mod users;

@@ -2,6 +2,8 @@
 
 pub mod client;
 pub mod scope;
+pub mod template;
+pub mod upstream;
 pub mod user;
 
 pub use client::Client;

@@ -17,6 +17,7 @@ pub mod personal;
 pub mod registration_tokens;
 pub mod sessions;
 pub mod tokens;
+pub mod upstream;
 pub mod users;
 
 use std::path::{Path, PathBuf};

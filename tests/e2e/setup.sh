@@ -90,5 +90,6 @@ else
 fi
 
 bash "$repo/tests/e2e/webclient.sh"  # the cross-origin test web client (matrix-js-sdk bundle)
+bash "$repo/tests/e2e/oidc/install.sh" "$e2e" # the OpenID Provider of the upstream sign-in tests
 
 log "done in $(( ($(date +%s%N) - start_ns) / 1000000 )) ms"

@@ -13,6 +13,7 @@ mod cors;
 mod csrf;
 mod e2e_lifecycle;
 mod e2e_synapse;
+mod e2e_upstream;
 mod email;
 mod expiry;
 mod flows;

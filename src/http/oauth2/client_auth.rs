@@ -205,12 +205,12 @@ fn b64(v: &Value, name: &str) -> Option<Vec<u8>> {
 }
 
 /// Verifies `jwt` with the first key of `jwks` that fits its `kid` and `alg`.
-pub fn verify_with_jwks(
+pub fn verify_with_jwks<T: Serialize + serde::de::DeserializeOwned>(
     jwks: &Value,
     jwt: &str,
     alg: &str,
     options: VerificationOptions,
-) -> Result<JWTClaims<NoCustomClaims>, String> {
+) -> Result<JWTClaims<T>, String> {
     let kid = header_kid(jwt);
     let keys = jwks.get("keys").and_then(Value::as_array).ok_or("the client's JWK set has no keys")?;
     let candidates = keys.iter().filter(|k| {

@@ -26,6 +26,32 @@ struct LoginPage {
     client_name: Option<String>,
     registration_enabled: bool,
     recovery_enabled: bool,
+    passwords_enabled: bool,
+    providers: Vec<ProviderButton>,
+}
+
+/// A "Continue with …" button of an upstream provider.
+pub struct ProviderButton {
+    pub url: String,
+    pub name: String,
+    pub brand: String,
+}
+
+/// The enabled upstream providers (config order), each with its authorize URL carrying `next`.
+pub fn provider_buttons(state: &AppState, next: Option<&str>) -> Vec<ProviderButton> {
+    state
+        .config
+        .upstream_oauth2
+        .enabled()
+        .map(|p| {
+            let mut url = format!("/upstream/authorize/{}", p.id.to_uppercase());
+            if let Some(n) = next {
+                url.push_str("?next=");
+                url.extend(url::form_urlencoded::byte_serialize(n.as_bytes()));
+            }
+            ProviderButton { url, name: p.display_name(), brand: p.brand_name.clone().unwrap_or_default() }
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -52,6 +78,7 @@ fn page(
     error: Option<String>,
     next: Option<String>,
 ) -> LoginPage {
+    let next_for_buttons = next.clone();
     LoginPage {
         ctx: browser.context(state),
         username,
@@ -60,6 +87,8 @@ fn page(
         client_name: None,
         registration_enabled: super::registration_offered(state),
         recovery_enabled: state.config.account.password_recovery_enabled,
+        passwords_enabled: state.config.passwords.enabled,
+        providers: provider_buttons(state, next_for_buttons.as_deref()),
     }
 }
 
@@ -78,6 +107,11 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
         if let Some(n) = next {
             return Redirect::to(&n).into_response();
         }
+    }
+    // Passwords off and a single provider: straight to it (as MAS).
+    let buttons = provider_buttons(&state, next.as_deref());
+    if !state.config.passwords.enabled && buttons.len() == 1 && browser.session.is_none() {
+        return (browser.jar, Redirect::to(&buttons[0].url)).into_response();
     }
     let hint = q.login_hint.as_deref().map(|h| h.trim_start_matches("mxid:").to_string()).unwrap_or_default();
     let p = page(&state, &browser, hint, None, next);

@@ -49,4 +49,5 @@ pub fn router() -> Router<AppState> {
         .route("/recover", get(recover::get).post(recover::post))
         .route("/recover/{ticket}", get(recover::ticket_get).post(recover::ticket_post))
         .route("/complete-compat-sso/{id}", get(compat::sso::confirm_get).post(compat::sso::confirm_post))
+        .merge(super::upstream::router())
 }

@@ -97,6 +97,7 @@ struct RegisterPage {
     strength: Option<Strength>,
     /// The field that gets the focus ("" for the first).
     focus: &'static str,
+    providers: Vec<super::login::ProviderButton>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +118,7 @@ fn email_offered(state: &AppState) -> bool {
 fn page(state: &AppState, browser: &Browser, next: Option<String>) -> RegisterPage {
     RegisterPage {
         ctx: browser.context(state),
+        providers: super::login::provider_buttons(state, next.as_deref()),
         login_link: next.as_deref().map(login_url).unwrap_or_else(|| "/login".into()),
         next,
         username: String::new(),

@@ -87,6 +87,7 @@ fn notice_text(notice: Option<&str>) -> Option<&'static str> {
         "profile_saved" => Some("Your display name was saved."),
         "password_changed" => Some("Your password was changed."),
         "session_ended" => Some("The session was ended. The device was signed out."),
+        "upstream_unlinked" => Some("The account was unlinked."),
         _ => None,
     }
 }

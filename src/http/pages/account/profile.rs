@@ -39,6 +39,10 @@ struct ProfilePage {
     pw: PasswordErrors,
     deactivation_allowed: bool,
     session_count: usize,
+    /// Linked upstream accounts: (link id, provider name, account name).
+    upstream_links: Vec<(String, String, String)>,
+    /// Providers the user has no link with yet: (authorize URL, name).
+    upstream_available: Vec<(String, String)>,
 }
 
 async fn build(
@@ -48,9 +52,10 @@ async fn build(
     notice: Option<&'static str>,
 ) -> Result<ProfilePage, PageError> {
     let user_id = user.id.clone();
-    let (emails, session_count) = state
+    let (emails, session_count, links) = state
         .store
         .read(move |c| {
+            let links = crate::store::upstream::links_of_user(c, &user_id)?;
             let emails = user_store::emails(c, &user_id)?;
             let count = session_store::active_oauth_for_user(c, &user_id)?.len()
                 + crate::store::compat::active_for_user(c, &user_id)?.len()
@@ -59,9 +64,24 @@ async fn build(
                     c,
                     &PersonalFilter { actor_user_id: Some(user_id.clone()), active: Some(true), ..Default::default() },
                 )?;
-            Ok((emails, count))
+            Ok((emails, count, links))
         })
         .await?;
+    let providers: Vec<_> = state.config.upstream_oauth2.enabled().collect();
+    let name_of = |id: &str| {
+        providers.iter().find(|p| p.id.eq_ignore_ascii_case(id)).map(|p| p.display_name()).unwrap_or_else(|| id.into())
+    };
+    let upstream_links = links
+        .iter()
+        .map(|l| {
+            (l.id.clone(), name_of(&l.provider_id), l.human_account_name.clone().unwrap_or_else(|| l.subject.clone()))
+        })
+        .collect();
+    let upstream_available = providers
+        .iter()
+        .filter(|p| !links.iter().any(|l| l.provider_id.eq_ignore_ascii_case(&p.id)))
+        .map(|p| (format!("/upstream/authorize/{}?next=%2Faccount%2F", p.id.to_uppercase()), p.display_name()))
+        .collect();
     let account = &state.config.account;
     Ok(ProfilePage {
         ctx: browser.context(state),
@@ -74,6 +94,8 @@ async fn build(
         pw: PasswordErrors::default(),
         deactivation_allowed: account.account_deactivation_allowed,
         session_count,
+        upstream_links,
+        upstream_available,
     })
 }
 

@@ -1,0 +1,169 @@
+//! State changes of upstream sign-ins: recording what a provider sent (finding or creating the
+//! link), creating a user from an upstream account, linking and unlinking, and back-channel logout.
+
+use rusqlite::Connection;
+
+use super::provisioning::Lifecycle;
+use super::users::{NewUser, UserError};
+use crate::config::OnBackchannelLogout;
+use crate::model::User;
+use crate::model::upstream::UpstreamLink;
+use crate::model::user::check_localpart;
+use crate::store::{Store, StoreResult, sessions as session_store, upstream as upstream_store, users as user_store};
+
+pub struct Callback {
+    pub session_id: String,
+    pub provider_id: String,
+    pub subject: String,
+    pub account_name: Option<String>,
+    pub id_token: Option<String>,
+    pub id_token_claims: Option<String>,
+    pub userinfo: Option<String>,
+    pub sid: Option<String>,
+}
+
+/// Finds or creates the link `(provider, subject)` and completes the authorization session.
+/// Returns the link id.
+pub async fn record_callback(store: &Store, cb: Callback, now: i64) -> StoreResult<String> {
+    store
+        .write(move |c| {
+            let link = match upstream_store::link_by_subject(c, &cb.provider_id, &cb.subject)? {
+                Some(l) => {
+                    if cb.account_name.is_some() && l.human_account_name != cb.account_name {
+                        upstream_store::set_link_user(c, &l.id, l.user_id.as_deref(), cb.account_name.as_deref())?;
+                    }
+                    l
+                }
+                None => {
+                    let l = UpstreamLink {
+                        id: ulid::Ulid::new().to_string(),
+                        provider_id: cb.provider_id.clone(),
+                        user_id: None,
+                        subject: cb.subject.clone(),
+                        human_account_name: cb.account_name.clone(),
+                        created_at: now,
+                    };
+                    upstream_store::insert_link(c, &l)?;
+                    l
+                }
+            };
+            upstream_store::complete_session(
+                c,
+                &cb.session_id,
+                &link.id,
+                cb.id_token.as_deref(),
+                cb.id_token_claims.as_deref(),
+                cb.userinfo.as_deref(),
+                cb.sid.as_deref(),
+                &cb.subject,
+                now,
+            )?;
+            Ok(link.id)
+        })
+        .await
+}
+
+/// Attaches the link to `user_id` (it must be unlinked or already theirs) inside a write.
+pub fn attach(conn: &Connection, link_id: &str, user_id: &str) -> StoreResult<bool> {
+    match upstream_store::link_by_id(conn, link_id)? {
+        Some(l) if l.user_id.as_deref().is_none_or(|u| u == user_id) => {
+            upstream_store::set_link_user(conn, link_id, Some(user_id), None)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Creates the user of an upstream account (no password), attaches the link, and provisions the
+/// user on the homeserver (queued when it is down).
+pub async fn register(lc: &Lifecycle, new: NewUser, link_id: &str) -> Result<User, UserError> {
+    check_localpart(&new.username).map_err(UserError::InvalidUsername)?;
+    let now = lc.clock.now();
+    let user = User {
+        id: ulid::Ulid::new().to_string(),
+        username: new.username,
+        display_name: new.display_name,
+        created_at: now,
+        locked_at: None,
+        deactivated_at: None,
+        can_request_admin: new.admin,
+    };
+    let (row, emails, link) = (user.clone(), new.emails, link_id.to_string());
+    let attached = lc
+        .store
+        .write(move |c| {
+            user_store::insert(c, &row)?;
+            for e in &emails {
+                user_store::add_email(c, &row.id, e, now)?;
+            }
+            attach(c, &link, &row.id)
+        })
+        .await?;
+    if !attached {
+        return Err(UserError::NotFound(format!("upstream link {link_id}")));
+    }
+    lc.provision_user(&user.id).await;
+    Ok(user)
+}
+
+/// Removes a link of `user_id`; `false` when it is not theirs.
+pub async fn unlink(store: &Store, user_id: &str, link_id: &str) -> StoreResult<bool> {
+    let (user, link) = (user_id.to_string(), link_id.to_string());
+    store
+        .write(move |c| match upstream_store::link_by_id(c, &link)? {
+            Some(l) if l.user_id.as_deref() == Some(user.as_str()) => upstream_store::delete_link(c, &link),
+            _ => Ok(false),
+        })
+        .await
+}
+
+/// Applies `on_backchannel_logout` to the browser sessions started through `provider_id` for the
+/// upstream session `sid` (or every session of `sub`). Returns how many browser sessions ended.
+pub async fn backchannel_logout(
+    lc: &Lifecycle,
+    provider_id: &str,
+    sid: Option<&str>,
+    sub: Option<&str>,
+    mode: OnBackchannelLogout,
+) -> StoreResult<usize> {
+    let (provider, sid, sub) = (provider_id.to_string(), sid.map(String::from), sub.map(String::from));
+    let now = lc.clock.now();
+    let browser_sessions = lc
+        .store
+        .read(move |c| upstream_store::browser_sessions_for(c, &provider, sid.as_deref(), sub.as_deref()))
+        .await?;
+    if mode == OnBackchannelLogout::DoNothing {
+        return Ok(0);
+    }
+    let mut ended = 0;
+    let mut users = Vec::new();
+    for id in browser_sessions {
+        let all = mode == OnBackchannelLogout::LogoutAll;
+        let (ended_one, user) = lc
+            .store
+            .write(move |c| {
+                let user = session_store::browser_by_id(c, &id)?.map(|s| s.user_id);
+                if all {
+                    let (oauth, compat) = upstream_store::sessions_of_browser(c, &id)?;
+                    for s in oauth {
+                        super::oauth_sessions::end(c, &s, now)?;
+                    }
+                    for s in compat {
+                        super::compat_sessions::end(c, &s, now)?;
+                    }
+                }
+                let ended = super::sessions::end_browser(c, &id, now)?;
+                Ok((ended, user))
+            })
+            .await?;
+        ended += ended_one as usize;
+        if let (true, Some(u)) = (all, user) {
+            users.push(u);
+        }
+    }
+    users.dedup();
+    for u in users {
+        lc.sync_devices(&u).await;
+    }
+    Ok(ended)
+}
