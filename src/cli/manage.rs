@@ -37,6 +37,9 @@ pub enum Command {
         /// Do not ask the homeserver whether the username is free.
         #[arg(long)]
         skip_homeserver_check: bool,
+        /// Link an upstream account: `PROVIDER_ID:SUBJECT` (repeatable; as MAS).
+        #[arg(long = "upstream-provider-mapping", value_name = "PROVIDER_ID:SUBJECT")]
+        upstream_provider_mappings: Vec<String>,
     },
     /// Set a user's password (asks for it unless given).
     SetPassword {
@@ -177,7 +180,16 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             admin,
             no_password,
             skip_homeserver_check,
+            upstream_provider_mappings,
         } => {
+            let mut mappings = Vec::new();
+            for m in &upstream_provider_mappings {
+                let Some((provider, subject)) = m.split_once(':').filter(|(p, s)| !p.is_empty() && !s.is_empty())
+                else {
+                    anyhow::bail!("--upstream-provider-mapping {m:?}: expected PROVIDER_ID:SUBJECT");
+                };
+                mappings.push((provider.to_string(), subject.to_string()));
+            }
             if !skip_homeserver_check {
                 match users::check_available(&ctx.lifecycle, &username).await {
                     Ok(()) => {}
@@ -198,6 +210,18 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             let new = NewUser { username, password, emails, display_name, admin };
             let (user, provisioned) = users::create(&ctx.lifecycle, &ctx.passwords, new).await?;
             println!("created {} ({})", ctx.config.matrix.mxid(&user.username), user.id);
+            for (provider, subject) in mappings {
+                use crate::lifecycle::upstream::{AddLink, add_link};
+                let now = ctx.lifecycle.clock.now();
+                match add_link(&ctx.lifecycle.store, &user.id, &provider, &subject, None, now).await? {
+                    AddLink::Created(_) | AddLink::Existing(_) => println!("linked upstream {provider}:{subject}"),
+                    AddLink::Conflict => anyhow::bail!("upstream {provider}:{subject} is linked to another user"),
+                    AddLink::NoProvider => anyhow::bail!(
+                        "no upstream provider {provider} in the database (is it in the config? `config sync` adds it)"
+                    ),
+                    AddLink::NoUser => anyhow::bail!("the user vanished"),
+                }
+            }
             if !provisioned {
                 println!("the homeserver is unreachable: provisioning is queued and runs when the server is up");
             }

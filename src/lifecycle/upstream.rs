@@ -167,3 +167,57 @@ pub async fn backchannel_logout(
     }
     Ok(ended)
 }
+
+#[derive(Debug)]
+pub enum AddLink {
+    Created(UpstreamLink),
+    /// The same link already existed.
+    Existing(UpstreamLink),
+    /// The subject is linked to another user.
+    Conflict,
+    NoUser,
+    NoProvider,
+}
+
+/// Links `(provider, subject)` to `user_id` (admin API, `manage register-user`): an unlinked
+/// account of that subject is attached, an identical link is returned as it is.
+pub async fn add_link(
+    store: &Store,
+    user_id: &str,
+    provider_id: &str,
+    subject: &str,
+    human_account_name: Option<String>,
+    now: i64,
+) -> StoreResult<AddLink> {
+    let (user, provider, subject) = (user_id.to_string(), provider_id.to_uppercase(), subject.to_string());
+    store
+        .write(move |c| {
+            if user_store::by_id(c, &user)?.is_none() {
+                return Ok(AddLink::NoUser);
+            }
+            if upstream_store::provider_by_id(c, &provider)?.is_none() {
+                return Ok(AddLink::NoProvider);
+            }
+            match upstream_store::link_by_subject(c, &provider, &subject)? {
+                Some(l) if l.user_id.as_deref() == Some(user.as_str()) => Ok(AddLink::Existing(l)),
+                Some(l) if l.user_id.is_some() => Ok(AddLink::Conflict),
+                Some(l) => {
+                    upstream_store::set_link_user(c, &l.id, Some(&user), human_account_name.as_deref())?;
+                    Ok(AddLink::Created(upstream_store::link_by_id(c, &l.id)?.unwrap_or(l)))
+                }
+                None => {
+                    let l = UpstreamLink {
+                        id: ulid::Ulid::new().to_string(),
+                        provider_id: provider.clone(),
+                        user_id: Some(user.clone()),
+                        subject: subject.clone(),
+                        human_account_name,
+                        created_at: now,
+                    };
+                    upstream_store::insert_link(c, &l)?;
+                    Ok(AddLink::Created(l))
+                }
+            }
+        })
+        .await
+}

@@ -257,3 +257,68 @@ pub fn sessions_of_browser(conn: &Connection, user_session_id: &str) -> StoreRes
         ids("SELECT compat_session_id FROM compat_sessions WHERE user_session_id = ?1 AND finished_at IS NULL")?,
     ))
 }
+
+const PROVIDERS: super::page::Table = super::page::Table {
+    name: "upstream_oauth_providers",
+    key: "upstream_oauth_provider_id",
+    columns: PROVIDER_COLUMNS,
+};
+const LINKS: super::page::Table =
+    super::page::Table { name: "upstream_oauth_links", key: "upstream_oauth_link_id", columns: LINK_COLUMNS };
+
+fn enabled_filter(enabled: Option<bool>) -> super::page::Filter {
+    let mut f = super::page::Filter::new();
+    f.and_flag(enabled, "disabled_at IS NULL", "disabled_at IS NOT NULL");
+    f
+}
+
+/// Providers for the admin API; `enabled` filters on `disabled_at`.
+pub fn page_providers(
+    conn: &Connection,
+    enabled: Option<bool>,
+    request: &super::page::PageRequest,
+) -> StoreResult<super::page::Page<UpstreamProvider>> {
+    let rows = super::page::fetch(conn, &PROVIDERS, &enabled_filter(enabled), request, provider_row, |r| &r.0)?;
+    let super::page::Page { items, has_previous, has_next } = rows;
+    Ok(super::page::Page {
+        items: items.into_iter().map(to_provider).collect::<StoreResult<_>>()?,
+        has_previous,
+        has_next,
+    })
+}
+
+pub fn count_providers(conn: &Connection, enabled: Option<bool>) -> StoreResult<usize> {
+    super::page::count(conn, &PROVIDERS, &enabled_filter(enabled))
+}
+
+/// `filter[user]`, `filter[provider]`, `filter[subject]`, `filter[human-account-name]`.
+#[derive(Debug, Clone, Default)]
+pub struct LinkFilter {
+    pub user_id: Option<String>,
+    pub provider_id: Option<String>,
+    pub subject: Option<String>,
+    pub human_account_name: Option<String>,
+}
+
+impl LinkFilter {
+    fn sql(&self) -> super::page::Filter {
+        let mut f = super::page::Filter::new();
+        f.and_eq("user_id = ?", self.user_id.clone())
+            .and_eq("upstream_oauth_provider_id = ?", self.provider_id.clone())
+            .and_eq("subject = ?", self.subject.clone())
+            .and_eq("human_account_name = ?", self.human_account_name.clone());
+        f
+    }
+}
+
+pub fn page_links(
+    conn: &Connection,
+    filter: &LinkFilter,
+    request: &super::page::PageRequest,
+) -> StoreResult<super::page::Page<UpstreamLink>> {
+    super::page::fetch(conn, &LINKS, &filter.sql(), request, link_row, |l| &l.id)
+}
+
+pub fn count_links(conn: &Connection, filter: &LinkFilter) -> StoreResult<usize> {
+    super::page::count(conn, &LINKS, &filter.sql())
+}

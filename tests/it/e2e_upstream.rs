@@ -164,7 +164,9 @@ upstream_oauth2:
 async fn wait_for_path(chrome: &Chrome, prefix: &str) {
     let start = Instant::now();
     while !chrome.path().await.starts_with(prefix) {
-        assert!(start.elapsed() < Duration::from_secs(20), "never reached {prefix}: on {}", chrome.path().await);
+        if start.elapsed() > Duration::from_secs(20) {
+            panic!("never reached {prefix}: on {}:\n{}", chrome.path().await, chrome.text().await);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     chrome.settle().await;

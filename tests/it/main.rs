@@ -32,4 +32,5 @@ mod resilience;
 mod security;
 mod synapse_harness;
 mod token_refusals;
+mod upstream;
 mod webclient;

@@ -13,6 +13,7 @@ mod personal_sessions;
 mod registration_tokens;
 mod sessions;
 mod site;
+mod upstream;
 mod users;
 
 use std::sync::Arc;
@@ -54,6 +55,7 @@ pub fn routes() -> openapi::Routes {
         .merge(clients::routes())
         .merge(registration_tokens::routes())
         .merge(personal_sessions::routes())
+        .merge(upstream::routes())
 }
 
 /// The admin API, every route behind the bearer-token check, and its OpenAPI document at

@@ -358,6 +358,18 @@ fn schemas() -> Value {
         "UpdateUserRegistrationTokenRequest": object(&[], json!({
             "usage_limit": {"type": ["integer", "null"], "minimum": 1}, "expires_at": opt_time(),
         })),
+        "UpstreamOAuthProvider": object(&["created_at", "registration_token_required"], json!({
+            "issuer": opt_str(), "human_name": opt_str(), "brand_name": opt_str(), "created_at": time(),
+            "disabled_at": opt_time(), "registration_token_required": {"type": "boolean"},
+        })),
+        "UpstreamOAuthLink": object(&["created_at", "provider_id", "subject"], json!({
+            "created_at": time(), "provider_id": schema_ref("ULID"), "subject": {"type": "string"},
+            "user_id": opt_id(), "human_account_name": opt_str(),
+        })),
+        "AddUpstreamOAuthLinkRequest": object(&["user_id", "provider_id", "subject"], json!({
+            "user_id": schema_ref("ULID"), "provider_id": schema_ref("ULID"), "subject": {"type": "string"},
+            "human_account_name": {"type": "string"},
+        })),
         "PersonalSession": object(&["created_at", "actor_user_id", "human_name", "scope"], json!({
             "created_at": time(), "revoked_at": opt_time(), "owner_user_id": opt_id(), "owner_client_id": opt_str(),
             "actor_user_id": schema_ref("ULID"), "human_name": {"type": "string"}, "scope": {"type": "string"},

@@ -162,10 +162,15 @@ fn client_assertion(
     keys: &Keystore,
     audience: &str,
 ) -> Result<String, UpstreamError> {
+    // The token endpoint (RFC 7523) and the issuer (what newer providers ask for).
+    let mut audiences = HashSet::from([audience.to_string()]);
+    if let Some(issuer) = &p.issuer {
+        audiences.insert(issuer.clone());
+    }
     let claims = Claims::create(Duration::from_mins(5))
         .with_issuer(&p.client_id)
         .with_subject(&p.client_id)
-        .with_audience(audience)
+        .with_audiences(audiences)
         .with_jwt_id(crate::crypto::b64url(&crate::crypto::random_bytes::<16>()));
     let err = |e: jwt_simple::Error| UpstreamError::TokenEndpoint(format!("cannot sign the client assertion: {e}"));
     match p.token_endpoint_auth_method {
