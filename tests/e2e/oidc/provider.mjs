@@ -21,6 +21,12 @@ const provider = new Provider(issuer, {
     rpInitiatedLogout: { enabled: true },
   },
   pkce: { required: () => false },
+  // The appliance under test listens on loopback, which the provider's SSRF guard refuses
+  // (jwks_uri of private_key_jwt clients, back-channel logout): lift it for these tests only.
+  fetch: (url, options) => {
+    delete options.dispatcher;
+    return globalThis.fetch(url, options);
+  },
   async findAccount(ctx, id) {
     return {
       accountId: id,
@@ -47,9 +53,10 @@ const provider = new Provider(issuer, {
   },
 });
 provider.proxy = false;
+provider.on('grant.error', (ctx, err) => console.error('grant.error', err.message, err.error_description || '', err.cause?.message || '', err.cause?.cause?.message || '', String(err.cause?.cause?.cause || '')));
 provider.on('server_error', (ctx, err) => console.error('server_error', err));
 provider.on('backchannel.error', (client, err) => console.error('backchannel.error', client.clientId, err.message));
-provider.on('backchannel.success', (client) => console.log('backchannel.success', client.clientId));
+provider.on('backchannel.success', () => console.log('backchannel.success'));
 
 const server = provider.listen(port, '127.0.0.1', () => {
   console.log(`listening ${issuer}`);
