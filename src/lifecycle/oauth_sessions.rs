@@ -102,6 +102,11 @@ pub enum RefreshOutcome {
     Rotated(Box<IssuedTokensSummary>),
     /// Unknown, revoked, consumed (outside the replay tolerance) or its session ended.
     Invalid(&'static str),
+    /// Reused after a successor was used: the session was ended now; the caller removes its
+    /// device from the homeserver (the user's devices are synced), as after a logout.
+    Reused {
+        user_id: Option<String>,
+    },
     WrongClient,
 }
 
@@ -162,9 +167,7 @@ pub fn rotate(
         for successor in token_store::successors(conn, &token)? {
             if successor.revoked_at.is_none() && successor_used(conn, &successor)? {
                 end(conn, &session.id, now)?;
-                return Ok(RefreshOutcome::Invalid(
-                    "refresh token reused after its successor was used; the session has been ended",
-                ));
+                return Ok(RefreshOutcome::Reused { user_id: session.user_id.clone() });
             }
         }
     }

@@ -1,6 +1,7 @@
 //! What the token endpoint refuses, and what a refusal leaves behind: a code of another client,
 //! an expired code, a missing `code_verifier`, a `redirect_uri` that differs from the one of the
-//! authorization request, a refresh that widens the scope, a denied device code, a denied consent;
+//! authorization request (omitting it: `security.rs`), a refresh that widens the scope, a denied
+//! device code, a denied consent;
 //! and after a code reuse or a refresh-token replay, what happens to the session, its refresh
 //! token and its device on the homeserver (the recording fake here; real Synapse in
 //! `e2e_lifecycle.rs`).
@@ -44,7 +45,7 @@ fn device_syncs(calls: &Calls, from: usize) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn a_code_of_another_client_an_expired_code_and_a_missing_verifier_are_refused() {
+async fn a_code_of_another_client_an_expired_code_a_missing_verifier_and_another_redirect_uri_are_refused() {
     let (app, _) = app().await;
     let creds = ("alice", PASSWORD);
 
@@ -68,6 +69,9 @@ async fn a_code_of_another_client_an_expired_code_and_a_missing_verifier_are_ref
         ("client_id", PUBLIC_CLIENT),
     ];
     expect_error(token_request(&app, &form).await, 400, "invalid_request", "no code_verifier").await;
+    // Another of the client's registered redirect URIs than the one /authorize was given.
+    let res = exchange_code(&app, PUBLIC_CLIENT, LOOPBACK_REDIRECT, &params["code"], &p.verifier).await;
+    expect_error(res, 400, "invalid_grant", "a redirect_uri mismatch").await;
     let (s, body) = answer(exchange_code(&app, PUBLIC_CLIENT, REDIRECT, &params["code"], &p.verifier).await).await;
     assert_eq!(s, 200, "the code's own client after the refusals: {body}");
 
@@ -170,4 +174,23 @@ async fn a_reused_code_ends_the_session_its_refresh_token_and_its_device() {
     expect_error(refresh(&app, refresh_token).await, 400, "invalid_grant", "refresh after the reuse").await;
     // The device is gone from the homeserver before the answer.
     assert_eq!(device_syncs(&calls, before), [json!([])], "the session's device after the code reuse");
+}
+
+#[tokio::test]
+async fn a_replayed_refresh_token_ends_the_session_its_refresh_token_and_its_device() {
+    let (app, calls) = app().await;
+    let tokens = code_login(&app, "alice", PASSWORD, &format!("{API} {DEVICE_PREFIX}REPLAYDEV1")).await;
+    let stolen = tokens["refresh_token"].as_str().unwrap();
+    let (status, current) = answer(refresh(&app, stolen).await).await;
+    assert_eq!(status, 200, "{current}");
+    let (access, refresh_token) =
+        (current["access_token"].as_str().unwrap(), current["refresh_token"].as_str().unwrap());
+    assert_eq!(introspect(&app, access).await["active"], true, "the client uses its new token");
+
+    let before = calls.lock().unwrap().len();
+    expect_error(refresh(&app, stolen).await, 400, "invalid_grant", "a replayed refresh token").await;
+    assert_eq!(introspect(&app, access).await["active"], false, "the access token outlived the replay");
+    assert_eq!(introspect_any(&app, refresh_token).await["active"], false, "the refresh token outlived the replay");
+    expect_error(refresh(&app, refresh_token).await, 400, "invalid_grant", "refresh after the replay").await;
+    assert_eq!(device_syncs(&calls, before), [json!([])], "the session's device after the replay");
 }

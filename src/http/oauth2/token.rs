@@ -328,6 +328,14 @@ async fn refresh_token(state: &AppState, client: &Client, params: &Params, ip: I
             r
         }
         RefreshOutcome::Invalid(why) => return Err(OAuthError::invalid_grant(why)),
+        RefreshOutcome::Reused { user_id } => {
+            if let Some(user_id) = user_id {
+                state.lifecycle.sync_devices(&user_id).await;
+            }
+            return Err(OAuthError::invalid_grant(
+                "refresh token reused after its successor was used; the session has been ended",
+            ));
+        }
         RefreshOutcome::WrongClient => {
             return Err(OAuthError::invalid_grant("the refresh token belongs to another client"));
         }
