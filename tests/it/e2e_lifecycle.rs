@@ -155,13 +155,14 @@ async fn user_lifecycle(mode: SynapseMode) {
     assert!(env.synapse_devices("bob").contains(&"BOBBOTDEV1".to_string()), "{}", env.logs());
 
     taken_in_synapse_only(&env).await;
-    code_reuse(&env).await;
+    code_reuse_and_refresh_replay(&env).await;
     env.step("done");
 }
 
-/// A reused authorization code ends the session it issued: Synapse loses the device and refuses
-/// the token (it had seen it: modern Synapse drops the cached answer with the device).
-async fn code_reuse(env: &Env) {
+/// A reused authorization code, and a refresh token replayed after its successor was used, end
+/// the session: Synapse loses the device and refuses the token (it had seen it: modern Synapse
+/// drops the cached answer with the device).
+async fn code_reuse_and_refresh_replay(env: &Env) {
     env.step("authorization code reused");
     env.register("dave", &[]);
     let (params, p) = flows::authorize_code(
@@ -189,6 +190,22 @@ async fn code_reuse(env: &Env) {
     }
     let res = flows::refresh(&env.app, &refresh_token(&tokens)).await;
     assert_eq!(res.status(), 400, "the refresh token outlived the code reuse");
+
+    // A refresh token presented again after its successor was used ends the session.
+    env.step("refresh token replayed");
+    let tokens = flows::code_login(&env.app, "dave", PASSWORD, &scope("DAVEREPLAY", "")).await;
+    let current = env.refresh(&refresh_token(&tokens)).await;
+    let token = access_token(&current);
+    env.expect_whoami(&token, "dave", "DAVEREPLAY").await;
+    let res = flows::refresh(&env.app, &refresh_token(&tokens)).await;
+    assert_eq!(res.status(), 400, "a replayed refresh token");
+    assert!(env.synapse_devices("dave").is_empty(), "the device outlived the replay{}", env.logs());
+    if env.mode == SynapseMode::Modern {
+        let (status, body) = env.whoami(&token).await;
+        assert_eq!(status, 401, "Synapse accepts a token of a session ended by a replay: {body}");
+    }
+    let res = flows::refresh(&env.app, &refresh_token(&current)).await;
+    assert_eq!(res.status(), 400, "the current refresh token outlived the replay");
 }
 
 /// Password recovery with "sign out everywhere": every session's device goes from Synapse, and
