@@ -143,7 +143,8 @@ impl App {
         &self.state
     }
 
-    /// Serves until SIGTERM or SIGINT, then drains in-flight requests.
+    /// Serves until SIGTERM or SIGINT, then drains in-flight requests, checkpoints the WAL and
+    /// closes the database. Ends with an error if the database writer dies.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         self.run_until(shutdown_signal()).await
     }
@@ -184,8 +185,16 @@ impl App {
         }
         tracing::info!("listening on {}; issuer {}", summary.join(", "), self.state.config.http.issuer());
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
-        shutdown.await;
-        tracing::info!("shutting down");
+        let store = self.state.store.clone();
+        let writer_died = tokio::select! {
+            () = shutdown => false,
+            () = store.writer_died() => true,
+        };
+        if writer_died {
+            tracing::error!("the database writer died; shutting down so that the service manager restarts us");
+        } else {
+            tracing::info!("shutting down");
+        }
         let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
         let _ = stop_tx.send(true);
         let mut served = Ok(());
@@ -200,6 +209,13 @@ impl App {
         // The listeners are closed: nothing records any more, so this write is the last one.
         let written = lc.activity.flush().await;
         tracing::debug!(records = written, "session activity written at shutdown");
+        if writer_died {
+            anyhow::bail!("the database writer stopped; exiting so that the process is restarted");
+        }
+        // Checkpoint the WAL and close every connection: a clean stop leaves only the database file.
+        if let Err(e) = store.close().await {
+            tracing::warn!(error = %e, "cannot close the database cleanly");
+        }
         served
     }
 }

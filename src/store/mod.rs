@@ -19,14 +19,19 @@ pub mod sessions;
 pub mod tokens;
 pub mod upstream;
 pub mod users;
+mod writer;
+
+pub use writer::WriterState;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, RwLock, mpsc};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
+
+use writer::{Msg, make_job};
 
 mod embedded {
     refinery::embed_migrations!("sql");
@@ -48,6 +53,10 @@ pub enum StoreError {
     Conflict(&'static str),
     #[error("database writer is gone")]
     WriterGone,
+    #[error("a write job panicked: {0}")]
+    JobPanicked(String),
+    #[error("the database is closed")]
+    Closed,
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -62,46 +71,22 @@ pub(crate) fn on_conflict<T>(r: rusqlite::Result<T>, what: &'static str) -> Stor
     }
 }
 
-/// A queued write: runs against the open transaction (or is told it could not begin), and returns
-/// the function that delivers its result once the commit outcome is known.
-type WriteJob = Box<dyn FnOnce(Result<&Connection, &StoreError>) -> Deliver + Send>;
-type Deliver = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-
-fn make_job<T, F>(f: F, send: impl FnOnce(StoreResult<T>) + Send + 'static) -> WriteJob
-where
-    T: Send + 'static,
-    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
-{
-    Box::new(move |conn| {
-        let result = match conn {
-            Ok(conn) => run_in_savepoint(conn, f),
-            Err(e) => Err(StoreError::Transaction(format!("cannot begin: {e}"))),
-        };
-        Box::new(move |commit_error: Option<&StoreError>| {
-            let outcome = match (result, commit_error) {
-                (Ok(_), Some(e)) => Err(StoreError::Transaction(format!("commit failed: {e}"))),
-                (r, _) => r,
-            };
-            send(outcome);
-        })
-    })
-}
-
 #[derive(Clone)]
 pub struct Store {
     path: PathBuf,
-    writer: mpsc::Sender<WriteJob>,
-    readers: r2d2::Pool<SqliteConnectionManager>,
+    writer: mpsc::Sender<Msg>,
+    writer_state: watch::Receiver<WriterState>,
+    /// `None` once closed; the lock is only held to clone the pool handle out.
+    readers: Arc<RwLock<Option<Pool>>>,
 }
+
+type Pool = r2d2::Pool<SqliteConnectionManager>;
 
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
      PRAGMA synchronous = FULL;
      PRAGMA foreign_keys = ON;
      PRAGMA busy_timeout = 5000;
      PRAGMA temp_store = MEMORY;";
-
-/// Most writes a single commit groups.
-const MAX_BATCH: usize = 64;
 
 impl Store {
     /// Opens (creating if needed) the database and applies pending migrations.
@@ -121,12 +106,50 @@ impl Store {
             .connection_timeout(Duration::from_secs(10))
             .build(manager)?;
 
-        let (tx, rx) = mpsc::channel::<WriteJob>();
-        std::thread::Builder::new()
-            .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
-            .map_err(|e| StoreError::Migration(format!("cannot start writer thread: {e}")))?;
-        Ok(Self { path: path.to_path_buf(), writer: tx, readers })
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let writer_state =
+            writer::spawn(conn, rx).map_err(|e| StoreError::Migration(format!("cannot start writer thread: {e}")))?;
+        Ok(Self { path: path.to_path_buf(), writer: tx, writer_state, readers: Arc::new(RwLock::new(Some(readers))) })
+    }
+
+    fn readers(&self) -> StoreResult<Pool> {
+        match self.readers.read() {
+            Ok(pool) => pool.clone().ok_or(StoreError::Closed),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// The writer thread's state right now.
+    pub fn writer_state(&self) -> WriterState {
+        *self.writer_state.borrow()
+    }
+
+    /// Resolves when the writer thread has died (never after a `close`).
+    pub async fn writer_died(&self) {
+        let mut rx = self.writer_state.clone();
+        let died = matches!(rx.wait_for(|s| *s != WriterState::Running).await.as_deref(), Ok(WriterState::Died));
+        if !died {
+            // Closed on purpose: not a fault.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Clean shutdown: writes queued before this call are committed, the WAL is checkpointed
+    /// (TRUNCATE) and every connection is closed, which removes the `-wal` and `-shm` files.
+    /// Every later read or write fails.
+    pub async fn close(&self) -> StoreResult<()> {
+        // Readers first: the last connection to close deletes the WAL.
+        let pool = self.readers.write().map(|mut p| p.take()).unwrap_or(None);
+        drop(pool);
+        let (tx, rx) = oneshot::channel();
+        self.writer.send(Msg::Close(tx)).map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Test builds only: makes the writer thread panic outside any job.
+    #[cfg(feature = "fault-injection")]
+    pub fn kill_writer(&self) {
+        let _ = self.writer.send(Msg::Die);
     }
 
     pub fn path(&self) -> &Path {
@@ -143,7 +166,7 @@ impl Store {
         let job = make_job(f, move |r| {
             let _ = tx.send(r);
         });
-        self.writer.send(job).map_err(|_| StoreError::WriterGone)?;
+        self.writer.send(Msg::Job(job)).map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
@@ -153,7 +176,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
-        let pool = self.readers.clone();
+        let pool = self.readers()?;
         tokio::task::spawn_blocking(move || {
             let conn = pool.get()?;
             f(&conn)
@@ -172,18 +195,18 @@ impl Store {
         let job = make_job(f, move |r| {
             let _ = tx.send(r);
         });
-        self.writer.send(job).map_err(|_| StoreError::WriterGone)?;
+        self.writer.send(Msg::Job(job)).map_err(|_| StoreError::WriterGone)?;
         rx.recv().map_err(|_| StoreError::WriterGone)?
     }
 
     pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-        let conn = self.readers.get()?;
+        let conn = self.readers()?.get()?;
         f(&conn)
     }
 
     /// A consistent copy of the live database (SQLite online backup).
     pub fn backup_to(&self, dest: &Path) -> StoreResult<()> {
-        let src = self.readers.get()?;
+        let src = self.readers()?.get()?;
         let mut dst = Connection::open(dest)?;
         let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
         backup.run_to_completion(256, Duration::from_millis(0), None)?;
@@ -237,48 +260,6 @@ pub fn migrate_path(path: &Path) -> StoreResult<Vec<String>> {
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-}
-
-fn run_in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> StoreResult<T>) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT job")?;
-    let result = f(conn);
-    let end = if result.is_ok() { "RELEASE job" } else { "ROLLBACK TO job; RELEASE job" };
-    conn.execute_batch(end)?;
-    result
-}
-
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<WriteJob>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let begin = conn.execute_batch("BEGIN IMMEDIATE").map_err(StoreError::from);
-        let mut deliveries = Vec::with_capacity(batch.len());
-        if let Err(e) = &begin {
-            tracing::error!(error = %e, "cannot begin write transaction");
-        }
-        for job in batch {
-            deliveries.push(job(begin.as_ref().map(|()| &conn)));
-        }
-        let commit_error = match begin {
-            Err(e) => Some(e),
-            Ok(()) => match conn.execute_batch("COMMIT") {
-                Ok(()) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, "commit failed; batch rolled back");
-                    let _ = conn.execute_batch("ROLLBACK");
-                    Some(StoreError::from(e))
-                }
-            },
-        };
-        for deliver in deliveries {
-            deliver(commit_error.as_ref());
-        }
-    }
 }
 
 /// Helpers shared by the table modules.

@@ -106,6 +106,16 @@ impl TestApp {
         }
     }
 
+    /// Waits (up to `timeout`) for the server to stop by itself, without asking it to: its result.
+    pub async fn stopped_by_itself(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let server = self.server.take().expect("the server task is still held");
+        match tokio::time::timeout(timeout, server).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => panic!("server task failed: {e}"),
+            Err(_) => panic!("the server did not stop by itself within {timeout:?}"),
+        }
+    }
+
     /// Stops the server and boots a new one on the same directory, database and config patch
     /// (the config file is rewritten for a new free port).
     pub async fn restart(self) -> TestApp {
@@ -366,7 +376,13 @@ pub struct ServeProcess {
 impl ServeProcess {
     /// Starts `appliance serve --config CONFIG` and waits for its "listening on" log line.
     pub fn start(config: &Path, timeout: Duration) -> Result<ServeProcess, String> {
+        Self::start_with_env(config, &[], timeout)
+    }
+
+    /// `start` with extra environment variables.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)], timeout: Duration) -> Result<ServeProcess, String> {
         let mut child = Command::new(appliance_bin())
+            .envs(env.iter().copied())
             .arg("serve")
             .arg("--config")
             .arg(config)
@@ -433,7 +449,17 @@ impl ServeProcess {
 
     /// Sends SIGTERM (through `kill -TERM`) and waits up to `timeout` for the exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.signal("TERM");
+        self.wait_for_exit(timeout)
+    }
+
+    /// Sends `signal` (a name `kill` knows: `TERM`, `INT`, `KILL`) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let _ = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {

@@ -11,6 +11,7 @@ mod client_ip;
 mod compat;
 mod cors;
 mod csrf;
+mod durability;
 mod e2e_lifecycle;
 mod e2e_synapse;
 mod e2e_upstream;
