@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod model;
 pub mod store;
+pub mod syn2mas;
 pub mod tokens;
 
 use std::future::Future;

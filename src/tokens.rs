@@ -42,7 +42,11 @@ impl TokenKind {
     }
 
     /// Which kind a well-formed token is; `None` for anything malformed or with a wrong CRC.
+    /// Tokens imported from Synapse are compat tokens (see `synapse_token_kind`).
     pub fn check(token: &str) -> Option<Self> {
+        if let Some(kind) = synapse_token_kind(token) {
+            return Some(kind);
+        }
         let mut parts = token.split('_');
         let (prefix, random, crc) = (parts.next()?, parts.next()?, parts.next()?);
         if parts.next().is_some() || random.len() != 30 || crc.len() != 6 {
@@ -55,6 +59,33 @@ impl TokenKind {
         let expected = base62_crc(crc32fast::hash(&token.as_bytes()[..prefix.len() + 1 + random.len()]));
         (expected == crc).then_some(kind)
     }
+}
+
+/// Tokens that `syn2mas migrate` imported from Synapse, as MAS recognises them: `syt_…` access
+/// and `syr_…` refresh tokens, and the macaroon access tokens of Synapse before 1.34. They carry
+/// no CRC of ours (and, like MAS, Synapse's own checksum is not relied on), so they are accepted
+/// on their shape and then looked up by hash like every other token.
+fn synapse_token_kind(token: &str) -> Option<TokenKind> {
+    if token.len() > 2048 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return None;
+    }
+    if token.strip_prefix("syt_").is_some_and(|rest| !rest.is_empty()) {
+        return Some(TokenKind::CompatAccessToken);
+    }
+    if token.strip_prefix("syr_").is_some_and(|rest| !rest.is_empty()) {
+        return Some(TokenKind::CompatRefreshToken);
+    }
+    is_synapse_macaroon(token).then_some(TokenKind::CompatAccessToken)
+}
+
+/// A serialised macaroon starts with its `location` packet: four hex digits of length, then
+/// `location ` (base64url, so the token starts `MDAx…`).
+fn is_synapse_macaroon(token: &str) -> bool {
+    use base64::Engine;
+    let Some(head) = token.get(..16) else { return false };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head)
+        .is_ok_and(|b| b.len() == 12 && b[..4].iter().all(u8::is_ascii_hexdigit) && &b[4..12] == b"location")
 }
 
 /// What the database keeps instead of the token.
@@ -103,6 +134,21 @@ mod tests {
         assert_eq!(base62_crc(crc).len(), 6);
         assert_eq!(TokenKind::check(&format!("{body}_{}", base62_crc(crc))), Some(TokenKind::AccessToken));
         assert!(digits.len() <= 6);
+    }
+
+    #[test]
+    fn synapse_tokens_are_compat_tokens() {
+        // Shaped as Synapse 1.163.2 issues them, and a macaroon of older Synapse.
+        let access = "syt_YWxpY2U_ZpQxNkDvLdaRbWqnWsGh_0xHtFh";
+        let refresh = "syr_YWxpY2U_fOzgsMAyXBCVuKSiWkNT_3g1Jcq";
+        let macaroon =
+            "MDAxN2xvY2F0aW9uIGxvY2FsaG9zdAowMDEzaWRlbnRpZmllciBrZXkKMDAxMGNpZCBnZW4gPSAxCjAwMmZzaWduYXR1cmUg";
+        assert_eq!(TokenKind::check(access), Some(TokenKind::CompatAccessToken));
+        assert_eq!(TokenKind::check(refresh), Some(TokenKind::CompatRefreshToken));
+        assert_eq!(TokenKind::check(macaroon), Some(TokenKind::CompatAccessToken));
+        for bad in ["syt_", "syr_", "syt_a b", "MDAxN2xvY2F0aW9", "bG9jYXRpb24gbG9jYWxob3N0", "syx_abc"] {
+            assert_eq!(TokenKind::check(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod database;
 mod doctor;
 mod manage;
 mod serve;
+mod syn2mas;
 mod synapse_config;
 mod systemd;
 
@@ -41,7 +42,22 @@ enum Command {
     Manage(manage::Command),
     /// Check each link from this service to the homeserver and say what to fix.
     Doctor,
+    /// Import an existing Synapse's users, passwords, emails, devices and tokens (SQLite or PostgreSQL).
+    Syn2mas(syn2mas::Args),
 }
+
+/// Ends the command with this exit code; what went wrong was printed already
+/// (`syn2mas`: 10 = a check failed, 11 = `check` found only warnings).
+#[derive(Debug)]
+pub(crate) struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
 
 pub use config_cmd::generate as generate_config;
 
@@ -57,6 +73,7 @@ pub fn run() -> ExitCode {
                     Command::Database(cmd) => database::run(&cli.config, cmd).await,
                     Command::Manage(cmd) => manage::run(&cli.config, cmd).await,
                     Command::Doctor => doctor::run(&cli.config).await,
+                    Command::Syn2mas(args) => syn2mas::run(&cli.config, args).await,
                     Command::Config(_) => Ok(()),
                 }
             })
@@ -64,6 +81,9 @@ pub fn run() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<ExitWith>().is_some() => {
+            ExitCode::from(e.downcast_ref::<ExitWith>().map_or(1, |c| c.0))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

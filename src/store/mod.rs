@@ -9,6 +9,7 @@ pub mod clients;
 pub mod compat;
 pub mod email_codes;
 pub mod grants;
+pub mod import;
 pub mod jobs;
 pub mod keys;
 pub mod page;

@@ -3,7 +3,7 @@
 #   ${APPLIANCE_E2E_DIR:-<repo>/target/e2e}/synapse-1.163.2/   venv: matrix-synapse 1.163.2 (modern, matrix_authentication_service)
 #   ${APPLIANCE_E2E_DIR:-<repo>/target/e2e}/synapse-1.156.0/   venv: matrix-synapse 1.156.0 (legacy, experimental_features.msc3861)
 # each with matrix-nio and requests (the modern one also with aiosmtpd, the tests' SMTP server),
-# and nginx from Debian.
+# nginx from Debian, and PostgreSQL + psycopg2 for the syn2mas test (tests/e2e/postgres.sh).
 # Safe to run concurrently (flock on <e2e dir>/setup.lock); a no-op run takes under 2 s.
 set -euo pipefail
 
@@ -78,6 +78,8 @@ else
     log "aiosmtpd: installing into $smtp_venv"
     "$smtp_venv/bin/python" -m pip install --disable-pip-version-check -q "aiosmtpd==1.4.6"
 fi
+
+bash "$repo/tests/e2e/postgres.sh" "$e2e"
 
 if command -v nginx >/dev/null 2>&1; then
     log "nginx: ok ($(command -v nginx))"

@@ -31,6 +31,7 @@ mod register_email;
 mod registration;
 mod resilience;
 mod security;
+mod syn2mas;
 mod synapse_harness;
 mod token_refusals;
 mod upstream;

@@ -182,6 +182,16 @@ impl Synapse {
     /// Like `start`, on a port chosen beforehand (e.g. with `free_port()`, so that the
     /// appliance's `matrix.endpoint` can name it before Synapse runs).
     pub fn start_on(cfg: SynapseConfig, port: u16) -> Synapse {
+        Synapse::start_with(cfg, port, |_| {})
+    }
+
+    /// Like `start_on`, with `edit` applied to homeserver.yaml (as a JSON object) before the
+    /// first start, e.g. to run Synapse with its own password login.
+    pub fn start_with(
+        cfg: SynapseConfig,
+        port: u16,
+        edit: impl FnOnce(&mut serde_json::Map<String, Value>),
+    ) -> Synapse {
         let dir = tempfile::Builder::new()
             .prefix(&format!("synapse-{}-", cfg.mode.version()))
             .tempdir()
@@ -249,6 +259,7 @@ impl Synapse {
                 );
             }
         }
+        edit(obj);
         // JSON is YAML: no quoting pitfalls with secrets or paths.
         write_json(&d.join("homeserver.yaml"), &hs);
 
@@ -304,6 +315,14 @@ impl Synapse {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
+    }
+
+    /// Rewrites homeserver.yaml (takes effect at the next `start_again`).
+    pub fn edit_config(&self, edit: impl FnOnce(&mut serde_json::Map<String, Value>)) {
+        let text = fs::read_to_string(self.config_path()).expect("cannot read homeserver.yaml");
+        let mut hs: Value = serde_json::from_str(&text).expect("homeserver.yaml is JSON");
+        edit(hs.as_object_mut().expect("object"));
+        write_json(&self.config_path(), &hs);
     }
 
     pub fn is_running(&mut self) -> bool {

@@ -1,0 +1,142 @@
+//! What `syn2mas check` reports, and what `migrate` checks before it starts: errors stop a
+//! migration; warnings are printed and never stop it (reference/synapse-import.md §4).
+
+use super::reader::SynapseReader;
+use super::synapse_config::SynapseConfig;
+use crate::config::Config;
+
+#[derive(Debug, Default)]
+pub struct Problems {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+/// The `passwords.schemes` entry that verifies Synapse's hashes.
+#[derive(Debug, Clone)]
+pub struct BcryptScheme {
+    pub version: u16,
+    pub pepper: String,
+}
+
+pub fn bcrypt_scheme(_config: &Config) -> Option<BcryptScheme> {
+    None
+}
+
+/// Checks of Synapse's config against the appliance's (nothing read from a database).
+pub fn config_problems(config: &Config, synapse: &SynapseConfig) -> Problems {
+    let mut p = Problems::default();
+    if synapse.allow_guest_access {
+        p.errors.push(
+            "Synapse has `allow_guest_access: true`: guest access does not work with delegated authentication; \
+             set it to false"
+                .into(),
+        );
+    }
+    if synapse.enable_3pid_changes == Some(true) {
+        p.errors.push(
+            "Synapse has `enable_3pid_changes: true`: email addresses are managed by this service after the switch; \
+             remove the setting"
+                .into(),
+        );
+    }
+    if synapse.login_via_existing_session {
+        p.errors.push(
+            "Synapse has `login_via_existing_session.enabled: true`: log-in-with-QR works differently with delegated \
+             authentication; disable it"
+                .into(),
+        );
+    }
+    if synapse.server_name != config.matrix.homeserver {
+        p.errors.push(format!(
+            "Synapse's server_name is `{}` but matrix.homeserver is `{}`: they must be the same",
+            synapse.server_name, config.matrix.homeserver
+        ));
+    }
+    let passwords_used = synapse.password_enabled && synapse.password_localdb;
+    match bcrypt_scheme(config) {
+        None if passwords_used => p.errors.push(
+            "passwords.schemes has no `algorithm: bcrypt` scheme: add one (`version: 1, algorithm: bcrypt, \
+             secret: <Synapse's password_config.pepper>, unicode_normalization: true`) below an argon2id scheme \
+             with a higher version, so that Synapse's password hashes keep working"
+                .into(),
+        ),
+        Some(scheme) if scheme.pepper != synapse.pepper => p.errors.push(format!(
+            "the bcrypt scheme (version {})'s `secret` differs from Synapse's password_config.pepper: users could \
+             not log in with their passwords",
+            scheme.version
+        )),
+        _ => {}
+    }
+    if passwords_used && !config.passwords.enabled {
+        p.warnings.push("Synapse users log in with passwords but `passwords.enabled` is false here".into());
+    }
+    if synapse.enable_registration {
+        p.warnings.push(
+            "Synapse has `enable_registration: true`: registration moves here (`account.password_registration_enabled`)"
+                .into(),
+        );
+    }
+    if synapse.user_consent && config.branding.tos_uri.is_none() {
+        p.warnings.push("Synapse's `user_consent` is set: set `branding.tos_uri` here instead".into());
+    }
+    if synapse.registration_captcha {
+        p.warnings.push("Synapse has `enable_registration_captcha`: this service has no captcha".into());
+    }
+    for (on, what) in [(synapse.cas, "CAS"), (synapse.saml, "SAML"), (synapse.jwt, "JWT login")] {
+        if on {
+            p.warnings.push(format!("Synapse has {what} enabled: its users need a manual mapping"));
+        }
+    }
+    if synapse.password_providers || (synapse.password_enabled && !synapse.password_localdb) {
+        p.warnings.push(
+            "Synapse uses a custom password provider: those users have no password hash to import and need a manual \
+             mapping"
+                .into(),
+        );
+    }
+    p
+}
+
+/// Checks of the data in Synapse's database.
+pub fn database_problems(synapse: &SynapseConfig, reader: &mut SynapseReader) -> anyhow::Result<Problems> {
+    let mut p = Problems::default();
+    let (guests, _hashed, sample) = reader.user_facts()?;
+    if let Some(name) = sample {
+        if !name.ends_with(&format!(":{}", synapse.server_name)) {
+            p.errors.push(format!(
+                "Synapse's database holds `{name}`, not a user of server_name `{}`: wrong database or wrong config?",
+                synapse.server_name
+            ));
+        }
+    }
+    if guests > 0 {
+        p.warnings.push(format!(
+            "{guests} guest account(s): imported so their names stay taken, without sessions (guest access ends)"
+        ));
+    }
+    for (medium, n) in reader.threepid_media()? {
+        if medium != "email" {
+            p.warnings.push(format!(
+                "{n} third-party id(s) of medium `{medium}` (e.g. phone numbers): kept, but nothing uses them here"
+            ));
+        }
+    }
+    for (provider, n) in reader.external_providers()? {
+        if provider == "oauth-delegated" {
+            p.errors.push(format!(
+                "{n} external id(s) of auth_provider `oauth-delegated`, left by an earlier delegated setup: remove them \
+                 with `DELETE FROM user_external_ids WHERE auth_provider = 'oauth-delegated'` in Synapse's database"
+            ));
+        } else if !synapse.oidc_auth_providers.contains(&provider) {
+            p.warnings.push(format!(
+                "{n} external id(s) of auth_provider `{provider}`, which Synapse's config no longer declares: kept as they are"
+            ));
+        } else {
+            p.warnings.push(format!(
+                "{n} user(s) log in through `{provider}`: their links are kept; they sign in with it again once an \
+                 upstream provider with `synapse_idp_id: {provider}` is configured"
+            ));
+        }
+    }
+    Ok(p)
+}
