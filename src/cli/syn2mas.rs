@@ -81,12 +81,15 @@ fn migrate(config: &Config, synapse: &SynapseConfig, uri: Option<&str>, dry_run:
     let outcome = syn2mas::migrate(config, synapse, &mut reader, dry_run, SystemClock.now(), &mut progress)?;
     drop(reader);
     let c = &outcome.counts;
+    let head = if outcome.committed {
+        format!("imported in {:.1} s:", started.elapsed().as_secs_f64())
+    } else {
+        format!("dry run in {:.1} s, rolled back; it would import:", started.elapsed().as_secs_f64())
+    };
     println!(
-        "{} in {:.1} s: {} users ({} admins, {} locked, {} deactivated, {} guests; {} appservice users left to their appservice), \
-         {} password hashes, {} email addresses, {} other third-party ids, {} external ids, \
-         {} devices as compat sessions, {} access tokens, {} refresh tokens",
-        if outcome.committed { "imported" } else { "dry run, rolled back: would import" },
-        started.elapsed().as_secs_f64(),
+        "{head} {} users ({} admins, {} locked, {} deactivated, {} guests; {} appservice users left to their \
+         appservice), {} password hashes, {} email addresses, {} other third-party ids, {} external ids, {} devices \
+         as compat sessions, {} access tokens, {} refresh tokens",
         c.users,
         c.admins,
         c.locked,
@@ -189,13 +192,7 @@ impl CliProgress {
         if self.stage.is_empty() {
             return;
         }
-        let line = format!(
-            "{}: {} of {} in {:.1} s",
-            self.stage,
-            self.done,
-            self.total,
-            self.stage_started.elapsed().as_secs_f64()
-        );
+        let line = format!("{}: {} rows in {:.1} s", self.stage, self.done, self.stage_started.elapsed().as_secs_f64());
         if self.tty {
             eprintln!("\r\x1b[2K{line}");
         } else {

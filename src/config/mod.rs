@@ -28,7 +28,7 @@ pub use matrix::{HomeserverKind, MatrixConfig};
 pub use passwords::{PasswordAlgorithm, PasswordScheme, PasswordsConfig};
 pub use policy::{ClientRegistrationPolicy, PolicyConfig, PolicyData};
 pub use rate_limiting::{RateLimit, RateLimitingConfig};
-pub use secrets::{KeyConfig, SecretsConfig};
+pub use secrets::{KeyConfig, Secret, SecretsConfig};
 pub use upstream::{CLAIM_ROOTS, DEFAULT_DISPLAYNAME, DEFAULT_EMAIL, DEFAULT_LOCALPART, DEFAULT_SUBJECT, PARAM_ROOTS};
 pub use upstream::{
     ClaimImport, ClaimsImports, DiscoveryMode, ImportAction, OnBackchannelLogout, OnConflict, PkceMethod, ResponseMode,
@@ -117,6 +117,7 @@ impl Config {
         }
         self.email.resolve_files(&base)?;
         self.upstream_oauth2.resolve_files(&base)?;
+        self.passwords.resolve_files(&base)?;
         Ok(())
     }
 
@@ -176,6 +177,12 @@ impl Config {
         }
         if let Some(s) = &mut copy.secrets {
             s.redact();
+        }
+        for scheme in &mut copy.passwords.schemes {
+            if scheme.secret.is_some() || scheme.secret_file.is_some() {
+                scheme.secret = Some(secrets::Secret::redacted());
+                scheme.secret_file = None;
+            }
         }
         if copy.email.password.is_some() || copy.email.password_file.is_some() {
             copy.email.password = Some(secrets::Secret::redacted());

@@ -10,7 +10,7 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{PasswordScheme, PasswordsConfig};
+use crate::config::{PasswordAlgorithm, PasswordScheme, PasswordsConfig};
 
 /// Jobs waiting for a hashing thread; beyond this, callers wait (asynchronously) for a slot.
 const QUEUE_DEPTH: usize = 256;
@@ -56,9 +56,12 @@ impl PasswordManager {
         self.current_version
     }
 
+    fn scheme(&self, version: u16) -> Result<&PasswordScheme, PasswordError> {
+        self.schemes.iter().find(|s| s.version == version).ok_or(PasswordError::UnknownScheme(version))
+    }
+
     fn params(&self, version: u16) -> Result<Params, PasswordError> {
-        let scheme = self.schemes.iter().find(|s| s.version == version).ok_or(PasswordError::UnknownScheme(version))?;
-        scheme_params(scheme)
+        scheme_params(self.scheme(version)?)
     }
 
     /// Hashes with the current scheme; returns (version, PHC string).
@@ -71,17 +74,26 @@ impl PasswordManager {
 
     /// Verifies against a stored hash. Re-hashes only when the stored hash is of another scheme
     /// version, or one of its costs (memory, iterations, parallelism) differs from the current
-    /// scheme's: never for anything else in the PHC string.
+    /// scheme's: never for anything else in the PHC string. A bcrypt hash imported from Synapse
+    /// is never of the current scheme (that is always argon2id), so it is re-hashed at once.
     pub async fn verify(&self, password: String, version: u16, stored: String) -> Result<Verified, PasswordError> {
-        // The version must be known even though the PHC string carries its own costs.
-        self.params(version)?;
+        let scheme = self.scheme(version)?.clone();
         let current = self.params(self.current_version)?;
         let current_version = self.current_version;
         self.pool
             .run(move |arena| {
-                let parsed = PasswordHash::new(&stored).map_err(|e| PasswordError::Internal(e.to_string()))?;
-                let stored_params = verify_phc(arena, password.as_bytes(), &parsed)?;
-                let upgraded = if needs_rehash(version, &stored_params, current_version, &current) {
+                let rehash = match scheme.algorithm {
+                    PasswordAlgorithm::Bcrypt => {
+                        verify_synapse_bcrypt(&scheme, &password, &stored)?;
+                        version != current_version
+                    }
+                    PasswordAlgorithm::Argon2id => {
+                        let parsed = PasswordHash::new(&stored).map_err(|e| PasswordError::Internal(e.to_string()))?;
+                        let stored_params = verify_phc(arena, password.as_bytes(), &parsed)?;
+                        needs_rehash(version, &stored_params, current_version, &current)
+                    }
+                };
+                let upgraded = if rehash {
                     Some((current_version, hash_phc(arena, password.as_bytes(), &current)?))
                 } else {
                     None
@@ -119,6 +131,22 @@ fn needs_rehash(version: u16, stored: &Params, current_version: u16, current: &P
         || stored.m_cost() != current.m_cost()
         || stored.t_cost() != current.t_cost()
         || stored.p_cost() != current.p_cost()
+}
+
+/// Synapse's password check (`synapse/handlers/auth.py`): the password NFKC-normalised (when
+/// the scheme says so; Synapse always does), the pepper appended, at most 72 bytes, bcrypt.
+fn verify_synapse_bcrypt(scheme: &PasswordScheme, password: &str, stored: &str) -> Result<(), PasswordError> {
+    use unicode_normalization::UnicodeNormalization;
+    let mut input: String = if scheme.unicode_normalization { password.nfkc().collect() } else { password.to_string() };
+    if let Some(pepper) = &scheme.secret {
+        input.push_str(pepper.expose());
+    }
+    let bytes = &input.as_bytes()[..input.len().min(72)];
+    match bcrypt::verify(bytes, stored) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(PasswordError::Mismatch),
+        Err(e) => Err(PasswordError::Internal(format!("stored bcrypt hash: {e}"))),
+    }
 }
 
 /// A thread's reusable argon2 memory: grown to the largest cost it has seen, never freed.
@@ -226,11 +254,45 @@ mod tests {
 
     fn scheme(version: u16, memory_kib: u32, iterations: u32) -> PasswordScheme {
         PasswordScheme {
-            version,
-            algorithm: PasswordAlgorithm::Argon2id,
             memory_kib: Some(memory_kib),
             iterations: Some(iterations),
+            ..PasswordScheme::argon2id(version)
         }
+    }
+
+    fn synapse_scheme(version: u16, pepper: &str) -> PasswordScheme {
+        PasswordScheme {
+            algorithm: PasswordAlgorithm::Bcrypt,
+            secret: Some(crate::config::Secret::new(pepper)),
+            unicode_normalization: true,
+            ..PasswordScheme::argon2id(version)
+        }
+    }
+
+    /// Made with Python's bcrypt 5.0 as Synapse 1.163.2 hashes: the NFKC form of
+    /// "\u{fb01}sh \u{2168}" ("fish IX") with the pepper "pep" appended, cost 4.
+    const SYNAPSE_HASH: &str = "$2b$04$ijUnlSf2HBdvHwTaEAdCdu/kGw1HGvb6iHIXpUIsoLUBiUpfW9r6.";
+    /// 72 "x": what Synapse hashes for any password of 72 "x" and more (the pepper falls past 72).
+    const SYNAPSE_LONG_HASH: &str = "$2b$04$SSBj/isqI71kF82SpmVGa.zuuT283XPHDWKBX7/bkflg3Opwj998O";
+
+    #[tokio::test]
+    async fn synapse_bcrypt_hashes_verify_as_synapse_checks_them_and_upgrade_to_argon2id() {
+        let m = manager(vec![synapse_scheme(1, "pep"), scheme(2, 64, 1)]);
+        let verified = m.verify("\u{fb01}sh \u{2168}".into(), 1, SYNAPSE_HASH.into()).await.unwrap();
+        let (version, fresh) = verified.upgraded.expect("a bcrypt hash is upgraded at once");
+        assert_eq!(version, 2);
+        assert!(fresh.starts_with("$argon2id$"), "{fresh}");
+        assert!(m.verify("fish IX".into(), 1, SYNAPSE_HASH.into()).await.is_ok(), "NFKC applies");
+        for wrong in ["fish ix", "\u{fb01}sh \u{2168}pep", ""] {
+            let e = m.verify(wrong.into(), 1, SYNAPSE_HASH.into()).await.unwrap_err();
+            assert!(matches!(e, PasswordError::Mismatch), "{wrong}: {e}");
+        }
+        let without_pepper = manager(vec![synapse_scheme(1, ""), scheme(2, 64, 1)]);
+        assert!(without_pepper.verify("fish IX".into(), 1, SYNAPSE_HASH.into()).await.is_err(), "the pepper counts");
+        assert!(m.verify("x".repeat(72), 1, SYNAPSE_LONG_HASH.into()).await.is_ok());
+        let other_tail = format!("{}yz", "x".repeat(72));
+        assert!(m.verify(other_tail, 1, SYNAPSE_LONG_HASH.into()).await.is_ok(), "bytes past 72 are ignored");
+        assert!(m.verify("x".repeat(71), 1, SYNAPSE_LONG_HASH.into()).await.is_err());
     }
 
     fn manager(schemes: Vec<PasswordScheme>) -> PasswordManager {

@@ -16,10 +16,15 @@ pub struct Problems {
 pub struct BcryptScheme {
     pub version: u16,
     pub pepper: String,
+    pub unicode_normalization: bool,
 }
 
-pub fn bcrypt_scheme(_config: &Config) -> Option<BcryptScheme> {
-    None
+pub fn bcrypt_scheme(config: &Config) -> Option<BcryptScheme> {
+    config.passwords.synapse_bcrypt().map(|s| BcryptScheme {
+        version: s.version,
+        pepper: s.secret.as_ref().map_or("", |p| p.expose()).to_string(),
+        unicode_normalization: s.unicode_normalization,
+    })
 }
 
 /// Checks of Synapse's config against the appliance's (nothing read from a database).
@@ -63,6 +68,11 @@ pub fn config_problems(config: &Config, synapse: &SynapseConfig) -> Problems {
         Some(scheme) if scheme.pepper != synapse.pepper => p.errors.push(format!(
             "the bcrypt scheme (version {})'s `secret` differs from Synapse's password_config.pepper: users could \
              not log in with their passwords",
+            scheme.version
+        )),
+        Some(scheme) if !scheme.unicode_normalization => p.errors.push(format!(
+            "the bcrypt scheme (version {}) needs `unicode_normalization: true`: Synapse normalised passwords (NFKC) \
+             before hashing them",
             scheme.version
         )),
         _ => {}

@@ -193,7 +193,6 @@ impl SynapseReader {
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = rusqlite::Connection::open_with_flags(path, flags)
             .with_context(|| format!("cannot open Synapse's database {}", path.display()))?;
-        conn.execute_batch("PRAGMA query_only = ON")?;
         match mode {
             LockMode::Shared => {
                 conn.busy_timeout(std::time::Duration::from_secs(5))?;
@@ -209,6 +208,9 @@ impl SynapseReader {
                 })?;
             }
         }
+        // From here on the connection refuses any change (set after BEGIN EXCLUSIVE, which it
+        // would refuse too).
+        conn.execute_batch("PRAGMA query_only = ON")?;
         let mut reader = SynapseReader { db: Db::Sqlite(conn) };
         reader.ensure_schema()?;
         Ok(reader)
