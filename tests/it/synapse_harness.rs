@@ -296,18 +296,28 @@ impl Synapse {
         tail(&self.log_path(), n)
     }
 
-    /// Runs one SQL statement on Synapse's SQLite db (through the venv's python); one row per
-    /// line, columns separated by `|`. Returns Err with python's stderr on failure.
+    /// Runs one SQL statement on Synapse's database — SQLite, or PostgreSQL when homeserver.yaml
+    /// says psycopg2 — through the venv's python; one row per line, columns separated by `|`.
+    /// Returns Err with python's stderr on failure.
     pub fn query_db(&self, sql: &str) -> Result<String, String> {
         let out = python_command(self.config.mode)
             .args([
                 "-c",
-                "import sqlite3, sys\n\
-                c = sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True, timeout=10)\n\
-                for row in c.execute(sys.argv[2]): print('|'.join('' if v is None else str(v) for v in row))",
+                "import json, sys\n\
+                db = json.load(open(sys.argv[1])).get('database') or {}\n\
+                if db.get('name') == 'psycopg2':\n\
+                \x20   import psycopg2\n\
+                \x20   c = psycopg2.connect(**{k: v for k, v in db['args'].items() if not k.startswith('cp_')})\n\
+                \x20   cur = c.cursor(); cur.execute(sys.argv[2]); rows = cur.fetchall()\n\
+                else:\n\
+                \x20   import sqlite3\n\
+                \x20   c = sqlite3.connect('file:' + sys.argv[3] + '?mode=ro', uri=True, timeout=10)\n\
+                \x20   rows = c.execute(sys.argv[2])\n\
+                for row in rows: print('|'.join('' if v is None else str(v) for v in row))",
             ])
-            .arg(self.db_path())
+            .arg(self.config_path())
             .arg(sql)
+            .arg(self.db_path())
             .output()
             .map_err(|e| e.to_string())?;
         if out.status.success() {
