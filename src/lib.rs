@@ -81,11 +81,7 @@ impl App {
                 sha2::Sha512::new().chain_update(b"appliance cookies\0").chain_update(keys.encryption).finalize();
             axum_extra::extract::cookie::Key::from(&material)
         };
-        let http = ureq::Agent::config_builder()
-            .timeout_global(Some(std::time::Duration::from_secs(10)))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
+        let jwks = http::oauth2::jwks_uri::JwksFetcher::new(&config);
         let config_limits = config.rate_limiting.clone();
         let mailer = {
             let hello = url::Url::parse(&config.http.url("/"))
@@ -112,7 +108,7 @@ impl App {
             clock,
             assets,
             metrics: Metrics::with_activity(lifecycle.activity.flushed_counter()),
-            http,
+            jwks,
             limiters: http::ratelimit::Limiters::new(&config_limits),
             lifecycle,
             mailer,

@@ -268,6 +268,14 @@ branding:
 #     # Users who may request urn:synapse:admin:* and urn:mas:admin without `manage promote-admin`.
 #     admin_users: ["alice"]
 
+# Clients authenticating with signed assertions (client_secret_jwt, private_key_jwt).
+# client_auth:
+#   # Furthest ahead an assertion's exp may be, in seconds (Synapse's legacy mode sends 3600).
+#   assertion_max_lifetime: 3600
+#   # Networks a dynamically registered client's jwks_uri may resolve to besides public
+#   # addresses (loopback, private, link-local and unique-local ones are refused by default).
+#   jwks_uri_allowed_networks: ["10.0.0.0/8"]
+
 # Sessions not used for `ttl` seconds (600 to 7776000) are ended and their devices deleted from
 # the homeserver (MAS's experimental key). Off unless set; each kind can be kept.
 # experimental:

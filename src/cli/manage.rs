@@ -278,6 +278,9 @@ pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             device_id,
             yes_i_want_to_grant_synapse_admin_privileges: admin,
         } => {
+            let device_id = device_id
+                .map(|d| crate::model::DeviceId::parse(&d).map_err(|e| anyhow::anyhow!("{e} (got {d:?})")))
+                .transpose()?;
             let user = users::find(&ctx.store, &username).await?;
             anyhow::ensure!(user.is_valid(), "{username} is locked or deactivated");
             let (u, now) = (user.clone(), clock.now());

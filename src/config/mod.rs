@@ -2,6 +2,7 @@
 //! the YAML path of the offending key.
 
 mod account;
+mod client_auth;
 mod clients;
 mod database;
 mod email;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use account::{AccountConfig, BrandingConfig};
+pub use client_auth::{ClientAuthConfig, Network};
 pub use clients::{ClientAuthMethod, ClientConfig};
 pub use database::DatabaseConfig;
 pub use email::{EmailConfig, EmailTransportKind, SmtpMode};
@@ -77,6 +79,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     #[serde(default)]
     pub upstream_oauth2: UpstreamOAuth2Config,
+    #[serde(default)]
+    pub client_auth: ClientAuthConfig,
     /// Directory of the config file: relative paths (database, `*_file` secrets) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -146,6 +150,7 @@ impl Config {
         self.email.validate()?;
         self.policy.validate()?;
         self.upstream_oauth2.validate()?;
+        self.client_auth.validate()?;
         Ok(())
     }
 

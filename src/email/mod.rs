@@ -89,13 +89,21 @@ impl Mailer {
         matches!(self.transport, Transport::Blackhole)
     }
 
-    /// Sends one message with an HTML and a plain-text part. Failures are logged (without the
-    /// content) and returned.
-    pub async fn send(&self, to: &str, subject: &str, html: String, text: String) -> Result<(), EmailError> {
+    /// Sends one message with an HTML and a plain-text part. The outcome is logged with `kind`
+    /// (what sort of mail it is) only: subjects and bodies carry codes and links, which must
+    /// never reach a log. Failures are returned.
+    pub async fn send(
+        &self,
+        kind: &'static str,
+        to: &str,
+        subject: &str,
+        html: String,
+        text: String,
+    ) -> Result<(), EmailError> {
         let result = self.try_send(to, subject, html, text).await;
         match &result {
-            Ok(()) => tracing::info!(subject, blackhole = self.is_blackhole(), "email sent"),
-            Err(e) => tracing::error!(subject, error = %e, "email not sent"),
+            Ok(()) => tracing::info!(kind, blackhole = self.is_blackhole(), "email sent"),
+            Err(e) => tracing::error!(kind, error = %e, "email not sent"),
         }
         result
     }
@@ -167,7 +175,7 @@ pub async fn send_verification_code(state: &AppState, email: &str, code: &str) -
     let minutes = CODE_TTL_SECS / 60;
     let html = VerificationHtml { service_name: &name, code, minutes }.render()?;
     let text = VerificationText { service_name: &name, code, minutes }.render()?;
-    state.mailer.send(email, &format!("Your verification code: {code}"), html, text).await
+    state.mailer.send("verification code", email, &format!("Your verification code: {code}"), html, text).await
 }
 
 /// Sends a password-recovery link for the account `mxid` to `email`.
@@ -176,7 +184,7 @@ pub async fn send_recovery_link(state: &AppState, email: &str, mxid: &str, link:
     let minutes = RECOVERY_TTL_SECS / 60;
     let html = RecoveryHtml { service_name: &name, mxid, link, minutes }.render()?;
     let text = RecoveryText { service_name: &name, mxid, link, minutes }.render()?;
-    state.mailer.send(email, &format!("Reset your password for {mxid}"), html, text).await
+    state.mailer.send("password recovery", email, &format!("Reset your password for {mxid}"), html, text).await
 }
 
 fn new_code() -> String {
@@ -369,7 +377,7 @@ mod tests {
     #[tokio::test]
     async fn blackhole_sends_nothing() {
         let m = Mailer::blackhole();
-        m.send("bob@example.org", "hi", "<p>hi</p>".into(), "hi".into()).await.expect("blackhole");
-        assert!(m.send("not an address", "hi", String::new(), String::new()).await.is_err());
+        m.send("test", "bob@example.org", "hi", "<p>hi</p>".into(), "hi".into()).await.expect("blackhole");
+        assert!(m.send("test", "not an address", "hi", String::new(), String::new()).await.is_err());
     }
 }

@@ -27,7 +27,8 @@ pub struct AppInner {
     pub clock: BoxClock,
     pub assets: Assets,
     pub metrics: Metrics,
-    pub http: ureq::Agent,
+    /// Clients' `jwks_uri` key sets (fetched with SSRF guards, cached).
+    pub jwks: super::oauth2::jwks_uri::JwksFetcher,
     pub limiters: super::ratelimit::Limiters,
     pub lifecycle: crate::lifecycle::provisioning::Lifecycle,
     pub mailer: crate::email::Mailer,

@@ -102,10 +102,10 @@ pub async fn create(
     };
     let access_token = TokenKind::PersonalAccessToken.generate();
     let expires_at = new.expires_in.map(|s| now.saturating_add(i64::from(s)));
-    let (row, hash) = (session.clone(), hash_token(&access_token));
+    let (row, hash, operator_admin) = (session.clone(), hash_token(&access_token), new.operator_grants_synapse_admin);
     lc.store
         .write(move |c| {
-            personal_store::insert_session(c, &row)?;
+            personal_store::insert_session(c, &row, operator_admin)?;
             personal_store::insert_token(c, &row.id, &hash, now, expires_at)
         })
         .await?;
@@ -204,6 +204,12 @@ pub async fn get(store: &Store, id: &str) -> Result<PersonalSession, PersonalErr
 /// API scope.
 pub fn with_device(scope: Scope, device: Option<String>) -> Result<Scope, PersonalError> {
     use crate::model::scope::{MATRIX_API, MATRIX_DEVICE_PREFIX, MATRIX_DEVICE_PREFIX_UNSTABLE};
+    if let Some(d) = device.as_deref().filter(|d| !crate::model::DeviceId::is_valid(d)) {
+        return Err(PersonalError::InvalidScope(format!(
+            "device '{d}' is invalid: {}",
+            crate::model::device::DEVICE_ID_RULE
+        )));
+    }
     if let Some(existing) = scope.device_id() {
         return match device {
             Some(d) if d != existing => {

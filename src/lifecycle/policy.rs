@@ -54,7 +54,7 @@ fn check_device(id: &str) -> Result<(), String> {
     if scope::is_valid_device_id(id) {
         Ok(())
     } else {
-        Err(format!("device ID '{id}' must be at least 10 characters of A-Z, a-z, 0-9 and -._~"))
+        Err(format!("device ID '{id}' is invalid: {}", crate::model::device::DEVICE_ID_RULE))
     }
 }
 

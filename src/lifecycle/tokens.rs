@@ -1,6 +1,9 @@
 //! Looking up an OAuth or personal access token and deciding whether it works right now, written
 //! once for every surface that accepts one (introspection, the admin API).
 
+use crate::config::PolicyData;
+use crate::model::Scope;
+use crate::model::scope::{MAS_ADMIN, SYNAPSE_ADMIN};
 use crate::store::personal as personal_store;
 use crate::store::sessions::SessionKind;
 use crate::store::tokens::{self as token_store, TokenInfo};
@@ -25,6 +28,30 @@ pub async fn lookup(store: &Store, kind: TokenKind, token: &str) -> StoreResult<
 /// finished, and its user (if it has one) neither locked nor deactivated.
 pub fn is_active(info: &TokenInfo, now: i64) -> bool {
     !info.dead && !info.session_finished && info.user_valid && info.expires_at.is_none_or(|e| e > now)
+}
+
+/// The scope a token carries right now (fail closed): the administration scopes only while
+/// their holder may still have them — a user demoted (flag cleared, or removed from
+/// `policy.data.admin_users`) or a client removed from `policy.data.admin_clients` loses them at
+/// its next request, whatever was granted earlier. A personal session keeps the
+/// `urn:synapse:admin:*` its operator granted explicitly.
+pub fn effective_scope(info: &TokenInfo, data: &PolicyData) -> Scope {
+    let scope = Scope::parse(&info.scope).unwrap_or_default();
+    if !scope.contains(MAS_ADMIN) && !scope.contains(SYNAPSE_ADMIN) {
+        return scope;
+    }
+    let (mas_admin, synapse_admin) = match &info.username {
+        Some(username) => {
+            let admin = info.user_can_request_admin || data.is_admin_user(username);
+            (admin, admin || info.synapse_admin_by_operator)
+        }
+        None => (info.client_id.as_deref().is_some_and(|c| data.is_admin_client(c)), false),
+    };
+    scope
+        .iter()
+        .filter(|t| (*t != MAS_ADMIN || mas_admin) && (*t != SYNAPSE_ADMIN || synapse_admin))
+        .map(String::from)
+        .collect()
 }
 
 /// The session behind a bearer token that works at `now` — an OAuth access token (`mat_…`) or a
@@ -62,6 +89,8 @@ mod tests {
             user_id: None,
             username: None,
             user_valid: true,
+            user_can_request_admin: false,
+            synapse_admin_by_operator: false,
         };
         assert!(is_active(&info, 99));
         assert!(!is_active(&info, 100), "expired at its expiry time");

@@ -91,7 +91,7 @@ impl Scope {
             if t == MATRIX_API || t == MATRIX_API_UNSTABLE {
                 add(MATRIX_API.into());
                 add(MATRIX_API_UNSTABLE.into());
-            } else if let Some(id) = device_id_of(t) {
+            } else if let Some(id) = device_id_of(t).filter(|id| is_valid_device_id(id)) {
                 add(format!("{MATRIX_DEVICE_PREFIX}{id}"));
                 add(format!("{MATRIX_DEVICE_PREFIX_UNSTABLE}{id}"));
             }
@@ -104,11 +104,9 @@ pub fn device_id_of(token: &str) -> Option<&str> {
     token.strip_prefix(MATRIX_DEVICE_PREFIX).or_else(|| token.strip_prefix(MATRIX_DEVICE_PREFIX_UNSTABLE))
 }
 
-/// Characters MAS allows in a device id taken from a scope.
+/// The device-ID grammar (`model::device`), which MAS applies to a device scope.
 pub fn is_valid_device_id(id: &str) -> bool {
-    id.len() >= 10
-        && id.len() <= 255
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~!$&'()*+,;=:@/-".contains(&b))
+    super::device::DeviceId::is_valid(id)
 }
 
 impl fmt::Display for Scope {

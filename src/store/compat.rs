@@ -166,6 +166,8 @@ pub fn introspect(conn: &Connection, hash: &str, refresh: bool) -> StoreResult<O
                     user_id: r.get(6)?,
                     username: r.get(7)?,
                     user_valid: r.get(8)?,
+                    user_can_request_admin: false,
+                    synapse_admin_by_operator: false,
                 },
                 r.get::<_, String>(9)?,
                 r.get::<_, bool>(10)?,

@@ -208,6 +208,7 @@ impl Store {
     /// A consistent copy of the live database (SQLite online backup).
     pub fn backup_to(&self, dest: &Path) -> StoreResult<()> {
         let src = self.readers()?.get()?;
+        create_private(dest)?;
         let mut dst = Connection::open(dest)?;
         let backup = rusqlite::backup::Backup::new(&src, &mut dst)?;
         backup.run_to_completion(256, Duration::from_millis(0), None)?;
@@ -229,9 +230,21 @@ fn open_write_connection(path: &Path) -> StoreResult<Connection> {
                 .map_err(|e| StoreError::Migration(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
+    create_private(path)?;
     let conn = Connection::open(path)?;
     conn.execute_batch(PRAGMAS)?;
     Ok(conn)
+}
+
+/// Creates `path` empty with mode 0600 unless it exists, so the database holds no byte readable
+/// by others at any moment: SQLite creates `-wal` and `-shm` with the mode of the database file.
+fn create_private(path: &Path) -> StoreResult<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::Migration(format!("cannot create {}: {e}", path.display()))),
+    }
 }
 
 /// Applies the embedded migrations; returns the names applied.
@@ -258,9 +271,14 @@ pub fn migrate_path(path: &Path) -> StoreResult<Vec<String>> {
     Ok(applied)
 }
 
+/// Mode 0600 for a database made before files were created private, and its `-wal`/`-shm`.
 fn restrict_permissions(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600));
+    }
 }
 
 /// Helpers shared by the table modules.

@@ -56,16 +56,27 @@ fn session_from_row(r: &Row) -> rusqlite::Result<PersonalSession> {
     })
 }
 
-pub fn insert_session(conn: &Connection, s: &PersonalSession) -> StoreResult<()> {
+/// `synapse_admin_by_operator`: the operator granted `urn:synapse:admin:*` explicitly (kept
+/// whatever the actor's admin flag later says).
+pub fn insert_session(conn: &Connection, s: &PersonalSession, synapse_admin_by_operator: bool) -> StoreResult<()> {
     let (owner_user, owner_client) = match &s.owner {
         Owner::User(u) => (Some(u), None),
         Owner::Client(c) => (None, Some(c)),
     };
     conn.execute(
         "INSERT INTO personal_sessions (personal_session_id, owner_user_id, owner_oauth2_client_id, actor_user_id,
-                                        human_name, scope, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![s.id, owner_user, owner_client, s.actor_user_id, s.human_name, s.scope, s.created_at],
+                                        human_name, scope, created_at, synapse_admin_by_operator)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            s.id,
+            owner_user,
+            owner_client,
+            s.actor_user_id,
+            s.human_name,
+            s.scope,
+            s.created_at,
+            synapse_admin_by_operator
+        ],
     )?;
     Ok(())
 }
@@ -153,7 +164,8 @@ pub fn introspect(conn: &Connection, hash: &str) -> StoreResult<Option<TokenInfo
                     s.personal_session_id, s.revoked_at IS NOT NULL, s.scope, s.owner_oauth2_client_id,
                     a.user_id, a.username,
                     (a.locked_at IS NULL AND a.deactivated_at IS NULL
-                     AND (o.user_id IS NULL OR (o.locked_at IS NULL AND o.deactivated_at IS NULL)))
+                     AND (o.user_id IS NULL OR (o.locked_at IS NULL AND o.deactivated_at IS NULL))),
+                    a.can_request_admin, s.synapse_admin_by_operator
              FROM personal_access_tokens t
              JOIN personal_sessions s ON s.personal_session_id = t.personal_session_id
              JOIN users a ON a.user_id = s.actor_user_id
@@ -262,7 +274,7 @@ mod tests {
             created_at: 10,
             revoked_at: None,
         };
-        insert_session(conn, &s).unwrap();
+        insert_session(conn, &s, false).unwrap();
         s
     }
 

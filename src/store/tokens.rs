@@ -166,6 +166,10 @@ pub struct TokenInfo {
     pub user_id: Option<String>,
     pub username: Option<String>,
     pub user_valid: bool,
+    /// The user's `can_request_admin` flag right now (false without a user).
+    pub user_can_request_admin: bool,
+    /// A personal session whose `urn:synapse:admin:*` the operator granted explicitly.
+    pub synapse_admin_by_operator: bool,
 }
 
 pub fn introspect_access(conn: &Connection, hash: &str) -> StoreResult<Option<TokenInfo>> {
@@ -173,7 +177,8 @@ pub fn introspect_access(conn: &Connection, hash: &str) -> StoreResult<Option<To
         .prepare_cached(
             "SELECT t.access_token_id, t.created_at, t.expires_at, t.revoked_at IS NOT NULL, t.first_used_at,
                     s.oauth2_session_id, s.finished_at IS NOT NULL, s.scope, s.client_id,
-                    u.user_id, u.username, (u.user_id IS NULL OR (u.locked_at IS NULL AND u.deactivated_at IS NULL))
+                    u.user_id, u.username, (u.user_id IS NULL OR (u.locked_at IS NULL AND u.deactivated_at IS NULL)),
+                    COALESCE(u.can_request_admin, 0), 0
              FROM oauth2_access_tokens t
              JOIN oauth2_sessions s ON s.oauth2_session_id = t.oauth2_session_id
              LEFT JOIN users u ON u.user_id = s.user_id
@@ -188,7 +193,8 @@ pub fn introspect_refresh(conn: &Connection, hash: &str) -> StoreResult<Option<T
         .prepare_cached(
             "SELECT t.refresh_token_id, t.created_at, NULL, (t.revoked_at IS NOT NULL OR t.consumed_at IS NOT NULL), NULL,
                     s.oauth2_session_id, s.finished_at IS NOT NULL, s.scope, s.client_id,
-                    u.user_id, u.username, (u.user_id IS NULL OR (u.locked_at IS NULL AND u.deactivated_at IS NULL))
+                    u.user_id, u.username, (u.user_id IS NULL OR (u.locked_at IS NULL AND u.deactivated_at IS NULL)),
+                    COALESCE(u.can_request_admin, 0), 0
              FROM oauth2_refresh_tokens t
              JOIN oauth2_sessions s ON s.oauth2_session_id = t.oauth2_session_id
              LEFT JOIN users u ON u.user_id = s.user_id
@@ -212,6 +218,8 @@ pub(crate) fn info_from_row(r: &rusqlite::Row) -> rusqlite::Result<TokenInfo> {
         user_id: r.get(9)?,
         username: r.get(10)?,
         user_valid: r.get(11)?,
+        user_can_request_admin: r.get(12)?,
+        synapse_admin_by_operator: r.get(13)?,
     })
 }
 

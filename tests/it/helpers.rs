@@ -319,14 +319,71 @@ fn merge(base: &mut Value, patch: Value) {
     }
 }
 
+/// Every event and span of the process while a [`LogCapture`] is alive, at every level and from
+/// every crate (`log` records included), formatted as `serve` prints them — what
+/// `RUST_LOG=trace appliance serve` would write.
+static CAPTURING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+static CAPTURED: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+struct CaptureWriter;
+
+impl std::io::Write for CaptureWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = CAPTURED.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures the server's log at trace level until dropped (other tests running meanwhile are
+/// captured too; assert only on what this test handled).
+pub struct LogCapture {
+    start: usize,
+}
+
+impl LogCapture {
+    pub fn start() -> LogCapture {
+        init_tracing();
+        CAPTURING.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        LogCapture { start: CAPTURED.lock().map(|v| v.len()).unwrap_or(0) }
+    }
+
+    /// Everything logged since `start`.
+    pub fn text(&self) -> String {
+        CAPTURED.lock().map(|v| String::from_utf8_lossy(&v[self.start.min(v.len())..]).into_owned()).unwrap_or_default()
+    }
+}
+
+impl Drop for LogCapture {
+    fn drop(&mut self) {
+        CAPTURING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 fn init_tracing() {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
+        let test_log = std::env::var_os("TEST_LOG").is_some().then(|| {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-            let _ = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
-        }
+            tracing_subscriber::fmt::layer().with_test_writer().with_filter(filter)
+        });
+        let capture = tracing_subscriber::fmt::layer().with_ansi(false).with_writer(|| CaptureWriter).with_filter(
+            tracing_subscriber::filter::filter_fn(|meta| {
+                // The tests' own HTTP client (reqwest and its cookie store) is not the server.
+                CAPTURING.load(std::sync::atomic::Ordering::Relaxed) > 0
+                    && !meta.target().starts_with("cookie_store")
+                    && !meta.target().starts_with("reqwest")
+            }),
+        );
+        let _ = tracing_subscriber::registry().with(test_log).with(capture).try_init();
     });
 }
 

@@ -4,6 +4,7 @@ mod account;
 mod activity;
 mod admin;
 mod admin_spec;
+mod adversarial;
 mod browser;
 mod browser_walk;
 mod client_auth;

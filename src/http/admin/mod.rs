@@ -32,11 +32,9 @@ use super::AppState;
 use super::client_ip::ClientIp;
 use crate::lifecycle::emails::EmailError;
 use crate::lifecycle::personal_sessions::PersonalError;
-use crate::lifecycle::policy;
 use crate::lifecycle::registration_tokens::TokenError;
 use crate::lifecycle::tokens;
 use crate::lifecycle::users::UserError;
-use crate::model::Scope;
 use crate::model::scope::MAS_ADMIN;
 use crate::store::page::{Page, PageRequest};
 use crate::store::sessions::SessionKind;
@@ -128,16 +126,10 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, AdminEr
         e.challenge = Some("Bearer error=\"insufficient_scope\", scope=\"urn:mas:admin\"");
         e
     };
-    let scope = Scope::parse(&info.scope).unwrap_or_default();
-    if !scope.contains(MAS_ADMIN) {
+    // Re-checked at every request: a demoted user or a client removed from admin_clients has
+    // lost urn:mas:admin, for OAuth sessions and personal tokens alike.
+    if !tokens::effective_scope(&info, &state.config.policy.data).contains(MAS_ADMIN) {
         return Err(missing_scope());
-    }
-    if kind == SessionKind::Personal {
-        let actor = info.user_id.clone().unwrap_or_default();
-        let user = state.store.read(move |c| crate::store::users::by_id(c, &actor)).await?;
-        if !user.is_some_and(|u| policy::may_request_admin(&u, &state.config.policy.data)) {
-            return Err(missing_scope());
-        }
     }
     Ok(Caller { kind, session_id: info.session_id, client_id: info.client_id, user_id: info.user_id })
 }

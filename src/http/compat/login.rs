@@ -12,7 +12,7 @@ use crate::http::client_ip::ClientIp;
 use crate::http::error::MatrixError;
 use crate::http::pages::login::{LoginFailure, localpart_of, verify_password};
 use crate::lifecycle::compat_sessions::{self, CompatTokens, NewCompatSession};
-use crate::model::User;
+use crate::model::{DeviceId, User};
 use crate::store::{compat, sessions as session_store, users as user_store};
 use crate::tokens::hash_token;
 
@@ -57,10 +57,17 @@ async fn handle(
         return Err(bad_json("Body must be a JSON object"));
     }
     let str_field = |name: &str| req.get(name).and_then(Value::as_str).map(String::from);
-    let device_id = str_field("device_id").filter(|d| !d.is_empty());
-    if device_id.as_ref().is_some_and(|d| d.len() > 255) {
-        return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "device_id is too long"));
-    }
+    let device_id = match req.get("device_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(d)) if d.is_empty() => None,
+        Some(Value::String(d)) => Some(
+            DeviceId::parse(d)
+                .map_err(|e| MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", format!("device_id: {e}")))?,
+        ),
+        Some(_) => {
+            return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "device_id must be a string"));
+        }
+    };
     let display_name = str_field("initial_device_display_name");
     let with_refresh = req.get("refresh_token").and_then(Value::as_bool).unwrap_or(false);
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);

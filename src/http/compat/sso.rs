@@ -16,6 +16,7 @@ use crate::http::error::MatrixError;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::login::login_url;
+use crate::model::client::is_allowed_redirect;
 use crate::store::compat;
 use crate::tokens::hash_token;
 
@@ -28,15 +29,17 @@ pub struct RedirectQuery {
     redirect_url: Option<String>,
 }
 
+/// Single-label app schemes of legacy clients still in use, accepted besides RFC 8252's
+/// reverse-DNS ones: Element Android and iOS (classic) come back through `element://connect`.
+const LEGACY_APP_SCHEMES: [&str; 1] = ["element"];
+
+/// Where the login token may be sent: https, loopback http, or an app's private-use scheme —
+/// never `javascript:`, `data:`, `vbscript:`, `file:`, plain http elsewhere or user info (MAS
+/// accepts any scheme).
 fn valid_redirect(s: &str) -> Option<Url> {
     let u = Url::parse(s).ok()?;
-    if !u.username().is_empty() || u.password().is_some() {
-        return None;
-    }
-    if matches!(u.scheme(), "http" | "https") && u.host_str().is_none() {
-        return None;
-    }
-    Some(u)
+    let legacy_app = LEGACY_APP_SCHEMES.contains(&u.scheme()) && u.username().is_empty() && u.password().is_none();
+    (is_allowed_redirect(&u) || legacy_app).then_some(u)
 }
 
 pub async fn redirect_idp(

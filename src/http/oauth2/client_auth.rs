@@ -15,6 +15,10 @@ use crate::model::Client;
 use crate::store::{clients as client_store, grants as grant_store};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The one answer to an assertion whose keys or signature do not check out.
+const ASSERTION_REJECTED: &str = "client assertion rejected";
+/// Clock skew allowed on an assertion's times (seconds).
+const ASSERTION_LEEWAY: i64 = 30;
 
 /// What the request presented.
 enum Presented {
@@ -92,7 +96,11 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params
         .read(move |c| client_store::by_id(c, &lookup))
         .await?
         .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
-    let registered = client.auth_method();
+    // Fail closed: a method that cannot be read must not turn a confidential client public.
+    let Some(registered) = client.auth_method() else {
+        tracing::warn!(client_id = %client.id, "client has an unreadable token_endpoint_auth_method; refused");
+        return Err(OAuthError::invalid_client("the client cannot authenticate"));
+    };
     let matches = registered == method
         || (method == ClientAuthMethod::PrivateKeyJwt && registered == ClientAuthMethod::ClientSecretJwt);
     if !matches {
@@ -133,14 +141,14 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
         allowed_issuers: Some(HashSet::from([client.id.clone()])),
         allowed_audiences: Some(audiences),
         required_subject: Some(client.id.clone()),
-        time_tolerance: Some(Duration::from_secs(30)),
+        time_tolerance: Some(Duration::from_secs(ASSERTION_LEEWAY as u64)),
         max_validity: Some(Duration::from_hours(1)),
         ..Default::default()
     };
     let bad = |e: jwt_simple::Error| OAuthError::invalid_client(format!("client assertion rejected: {e}"));
     let alg = header_alg(jwt).ok_or_else(|| OAuthError::invalid_client("malformed client assertion"))?;
     let claims: JWTClaims<NoCustomClaims> = match client.auth_method() {
-        ClientAuthMethod::ClientSecretJwt => {
+        Some(ClientAuthMethod::ClientSecretJwt) => {
             let secret = stored_secret(state, client)?;
             match alg.as_str() {
                 "HS256" => HS256Key::from_bytes(secret.as_bytes()).verify_token(jwt, Some(options)),
@@ -152,16 +160,28 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
             }
             .map_err(bad)?
         }
-        _ => {
+        Some(ClientAuthMethod::PrivateKeyJwt) => {
             let jwks = client_jwks(state, client).await?;
-            verify_with_jwks(&jwks, jwt, &alg, options)
-                .map_err(|e| OAuthError::invalid_client(format!("client assertion rejected: {e}")))?
+            // The reason stays in the log: with a jwks_uri it could tell what the fetch found.
+            verify_with_jwks(&jwks, jwt, &alg, options).map_err(|e| {
+                tracing::debug!(client_id = %client.id, error = %e, "client assertion rejected");
+                OAuthError::invalid_client(ASSERTION_REJECTED)
+            })?
         }
+        _ => return Err(OAuthError::invalid_client("the client does not authenticate with assertions")),
     };
     let jti = claims.jwt_id.ok_or_else(|| OAuthError::invalid_client("client assertion has no jti"))?;
-    let exp = claims.expires_at.map(|e| e.as_secs() as i64).unwrap_or(state.now() + 3600);
+    // An `exp` is required (so the jti is remembered for as long as the assertion is valid) and
+    // may not be further ahead than the configured maximum: a long-lived assertion is a
+    // long-lived password.
+    let exp = claims.expires_at.ok_or_else(|| OAuthError::invalid_client("client assertion has no exp"))?;
+    let exp = i64::try_from(exp.as_secs()).unwrap_or(i64::MAX);
+    if exp - state.now() > state.config.client_auth.assertion_max_lifetime + ASSERTION_LEEWAY {
+        return Err(OAuthError::invalid_client("client assertion expires too far in the future"));
+    }
     let client_id = client.id.clone();
-    let fresh = state.store.write(move |c| grant_store::remember_jti(c, &client_id, &jti, exp)).await?;
+    let remember_until = exp.saturating_add(ASSERTION_LEEWAY);
+    let fresh = state.store.write(move |c| grant_store::remember_jti(c, &client_id, &jti, remember_until)).await?;
     if !fresh {
         return Err(OAuthError::invalid_client("client assertion was already used"));
     }
@@ -182,22 +202,17 @@ fn header_kid(jwt: &str) -> Option<String> {
     v.get("kid")?.as_str().map(String::from)
 }
 
-async fn client_jwks(state: &AppState, client: &Client) -> Result<Value, OAuthError> {
+/// The client's key set: inline, or fetched from its `jwks_uri` (see `jwks_uri`). A fetch that
+/// fails answers exactly like a bad signature, so the error tells nothing about the fetch.
+async fn client_jwks(state: &AppState, client: &Client) -> Result<std::sync::Arc<Value>, OAuthError> {
     if let Some(jwks) = &client.metadata.jwks {
-        return Ok(jwks.clone());
+        return Ok(std::sync::Arc::new(jwks.clone()));
     }
-    let uri = client.metadata.jwks_uri.clone().ok_or_else(|| OAuthError::invalid_client("client has no keys"))?;
-    let agent = state.http.clone();
-    tokio::task::spawn_blocking(move || -> Result<Value, String> {
-        let mut res = agent.get(&uri).call().map_err(|e| e.to_string())?;
-        if !res.status().is_success() {
-            return Err(format!("jwks_uri answered {}", res.status()));
-        }
-        res.body_mut().read_json::<Value>().map_err(|e| e.to_string())
+    let uri = client.metadata.jwks_uri.as_deref().ok_or_else(|| OAuthError::invalid_client("client has no keys"))?;
+    state.jwks.get(uri, !client.is_static, state.now()).await.map_err(|e| {
+        tracing::debug!(client_id = %client.id, error = %e, "client jwks_uri not usable");
+        OAuthError::invalid_client(ASSERTION_REJECTED)
     })
-    .await
-    .map_err(OAuthError::internal)?
-    .map_err(|e| OAuthError::invalid_client(format!("cannot fetch the client's jwks_uri: {e}")))
 }
 
 fn b64(v: &Value, name: &str) -> Option<Vec<u8>> {

@@ -74,6 +74,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
         return Ok(inactive());
     }
     // No IP: the caller is the homeserver, not the user's device.
+    // Administration scopes only while their holder may still have them.
+    let info = TokenInfo { scope: tokens::effective_scope(&info, &state.config.policy.data).to_string(), ..info };
     if kind == TokenKind::PersonalAccessToken {
         state.lifecycle.activity.record_personal(&info.session_id, None);
         return Ok(personal_answer(&info, now));
@@ -139,8 +141,13 @@ async fn compat_answer(
     if !tokens::is_active(&info, now) {
         return Ok(inactive());
     }
+    // Fail closed on a device ID that the grammar refuses (a row from before it was enforced):
+    // it must never reach a scope string.
+    let Ok(device) = crate::model::DeviceId::parse(&device_id) else {
+        return Ok(inactive());
+    };
     state.lifecycle.activity.record_compat(&info.session_id, None);
-    let scope = crate::lifecycle::compat_sessions::scope_of(&device_id, is_admin, !supports_device_id);
+    let scope = crate::lifecycle::compat_sessions::scope_of(&device, is_admin, !supports_device_id);
     let mut v = answer(&TokenInfo { scope: scope.to_string(), ..info }, kind, now);
     if let Some(m) = v.as_object_mut() {
         m.remove("jti");

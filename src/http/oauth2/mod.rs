@@ -5,6 +5,7 @@ pub mod client_auth;
 pub mod device;
 pub mod id_token;
 pub mod introspect;
+pub mod jwks_uri;
 pub mod params;
 pub mod registration;
 pub mod revoke;

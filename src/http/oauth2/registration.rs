@@ -21,6 +21,7 @@ use crate::http::error::OAuthError;
 use crate::model::Client;
 use crate::model::client::{
     ClientMetadata, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
+    is_private_use_scheme,
 };
 use crate::store::clients as client_store;
 
@@ -91,6 +92,10 @@ pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError> {
     let metadata = normalise(parse(body)?, &state.keys.algs())?;
+    let issuer_is_loopback = crate::model::client::is_loopback_host(&state.config.http.issuer());
+    if let Some(uri) = metadata.jwks_uri.as_deref().and_then(|u| Url::parse(u).ok()) {
+        super::jwks_uri::check_registered_jwks_uri(&uri, issuer_is_loopback).map_err(invalid_metadata)?;
+    }
     check_public_suffixes(&metadata)?;
     let violations = policy_violations(&metadata, state.config.policy.data.client_registration);
     if !violations.is_empty() {
@@ -257,11 +262,13 @@ fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, 
     })
 }
 
-/// Whether the host of `url` is a bare public suffix such as `com` or `co.uk` (or `.com`).
+/// Whether the host of `url` is a bare public suffix such as `com` or `co.uk` (or `.com`). A
+/// single label other than `localhost` counts as one, as in the public suffix list's default
+/// rule (`https://javascript/` must not vouch for a `javascript:` redirect).
 fn host_is_public_suffix(url: &Url) -> bool {
-    url.host_str()
-        .map(|h| h.trim_matches('.').to_ascii_lowercase())
-        .is_some_and(|h| PUBLIC_SUFFIXES.split_whitespace().any(|s| s == h))
+    let Some(url::Host::Domain(host)) = url.host() else { return false };
+    let h = host.trim_matches('.').to_ascii_lowercase();
+    (!h.contains('.') && h != "localhost") || PUBLIC_SUFFIXES.split_whitespace().any(|s| s == h)
 }
 
 fn check_public_suffixes(m: &ClientMetadata) -> Result<(), OAuthError> {
@@ -302,7 +309,8 @@ fn valid_native_redirect(url: &Url, client_host: Option<&str>) -> bool {
         "http" => url.host_str().is_some_and(|h| LOOPBACK_HOSTS.contains(&h)),
         "https" => false,
         scheme => {
-            url.host_str().is_none_or(str::is_empty)
+            is_private_use_scheme(scheme)
+                && url.host_str().is_none_or(str::is_empty)
                 && (url.path().is_empty() || url.path().starts_with('/'))
                 && client_host.is_none_or(|h| reverse_dns_match(h, scheme))
         }
@@ -461,6 +469,17 @@ mod tests {
         (W, r#"{"redirect_uris": ["http://localhost/cb"]}"#, RU),
         (W, r#"{"redirect_uris": ["com.example.app:/cb"]}"#, RU),
         (W, r#"{"redirect_uris": ["https://com/cb"]}"#, RU),
+        // Issue 10: schemes a browser acts on never pass, whatever the client_uri.
+        (X, r#"{"client_uri": "https://javascript/", "redirect_uris": ["javascript:/alert(1)"]}"#, MD),
+        (X, r#"{"client_uri": "https://data/", "redirect_uris": ["data:/text/html,x"]}"#, MD),
+        (X, r#"{"redirect_uris": ["io:/cb"]}"#, RU),
+        (X, r#"{"redirect_uris": ["javascript:alert(1)"]}"#, RU),
+        (X, r#"{"redirect_uris": ["vbscript:/x"]}"#, RU),
+        (X, r#"{"redirect_uris": ["file:///etc/passwd"]}"#, RU),
+        (X, r#"{"logo_uri": "javascript:alert(1)"}"#, MD),
+        (X, r#"{"tos_uri": "data:text/html,x"}"#, MD),
+        (X, r#"{"policy_uri": "file:///etc/passwd"}"#, MD),
+        (X, r#"{"client_uri": "vbscript:x"}"#, MD),
     ];
 
     #[test]

@@ -62,8 +62,31 @@ pub struct LoginQuery {
 
 /// Only local paths are followed after sign-in (no open redirects).
 pub fn safe_next(next: Option<&str>) -> Option<String> {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") && !n.contains(['\r', '\n']))
-        .map(String::from)
+    next.filter(|n| is_local_path(n)).map(String::from)
+}
+
+/// Whether `next` is a path on this site and nothing a browser could read as another origin: it
+/// starts with one `/`; it has no control character, space or backslash anywhere (browsers drop
+/// TAB/CR/LF and read `\` as `/`, so `/\t/evil` and `/\evil` become `//evil`); its path has no
+/// encoded slash, backslash, percent or control character (`/%2F/evil` is `//evil` to a proxy
+/// that decodes, `/%252F/evil` to one that decodes twice); and it resolves to this origin.
+fn is_local_path(next: &str) -> bool {
+    if !next.starts_with('/') || next.starts_with("//") {
+        return false;
+    }
+    if next.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
+        return false;
+    }
+    let path = next.split(['?', '#']).next().unwrap_or_default().to_ascii_lowercase();
+    let encoded = path.match_indices('%').any(|(i, _)| {
+        let hex = path.get(i + 1..i + 3).unwrap_or("");
+        matches!(hex, "2f" | "5c" | "7f" | "25") || hex.starts_with('0') || hex.starts_with('1')
+    });
+    if encoded {
+        return false;
+    }
+    let Ok(base) = url::Url::parse("https://appliance.invalid/") else { return false };
+    base.join(next).is_ok_and(|u| u.origin() == base.origin())
 }
 
 /// A local path as a `next=` query parameter.

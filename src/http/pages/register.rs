@@ -376,15 +376,9 @@ async fn start_pending(
     terms: Option<String>,
     next: Option<String>,
 ) -> Response {
-    let a = address.clone();
-    match state.store.read(move |c| user_store::by_email(c, &a)).await {
-        Ok(Some(_)) => {
-            p.errors.email = Some("Another account already uses this email address.".into());
-            return refuse(browser, p, StatusCode::BAD_REQUEST);
-        }
-        Ok(None) => {}
-        Err(e) => return PageError::internal(e).into_response(),
-    }
+    // Whether another account uses the address is told only once the code proves the visitor
+    // owns it (`complete_pending`): until then an address in use gets the same answer and the
+    // same mail as a free one, so the form cannot be used to find out who has an account.
     if !email::may_send_code(state, ip, &address) {
         p.form_error = Some(email::TOO_MANY_CODES.into());
         return refuse(browser, p, StatusCode::TOO_MANY_REQUESTS);
