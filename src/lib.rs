@@ -81,6 +81,11 @@ impl App {
                 sha2::Sha512::new().chain_update(b"appliance cookies\0").chain_update(keys.encryption).finalize();
             axum_extra::extract::cookie::Key::from(&material)
         };
+        let http = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(10)))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
         let jwks = http::oauth2::jwks_uri::JwksFetcher::new(&config);
         let config_limits = config.rate_limiting.clone();
         let mailer = {
@@ -108,6 +113,7 @@ impl App {
             clock,
             assets,
             metrics: Metrics::with_activity(lifecycle.activity.flushed_counter()),
+            http,
             jwks,
             limiters: http::ratelimit::Limiters::new(&config_limits),
             lifecycle,

@@ -27,6 +27,8 @@ pub struct AppInner {
     pub clock: BoxClock,
     pub assets: Assets,
     pub metrics: Metrics,
+    /// Outgoing HTTP to operator-configured services (upstream identity providers).
+    pub http: ureq::Agent,
     /// Clients' `jwks_uri` key sets (fetched with SSRF guards, cached).
     pub jwks: super::oauth2::jwks_uri::JwksFetcher,
     pub limiters: super::ratelimit::Limiters,
