@@ -1,5 +1,6 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use super::synapse_import::{Imported, quoted};
 use crate::config::Config;
 use crate::crypto::keys::SigningKey;
 use crate::crypto::{random_alnum, random_bytes};
@@ -11,13 +12,24 @@ pub enum Command {
         /// Write to this file instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Take the server name, URLs, shared secret, email and registration settings from
+        /// Synapse's homeserver.yaml (repeatable: merged in order).
+        #[arg(short, long = "synapse-config", value_name = "homeserver.yaml")]
+        synapse_config: Vec<PathBuf>,
     },
     /// Validate the configuration; exits non-zero with the offending key on error.
     Check,
     /// Print the effective configuration with secrets redacted.
     Dump,
-    /// Print the homeserver.yaml section and reverse-proxy rules for this config.
-    Synapse,
+    /// Print the homeserver.yaml section and reverse-proxy rules (nginx, Caddy) for this config.
+    Synapse {
+        /// The homeserver's public URL, where clients reach /_matrix (default https://<matrix.homeserver>/).
+        #[arg(long)]
+        homeserver_url: Option<url::Url>,
+        /// Print only this part.
+        #[arg(long, value_enum)]
+        part: Option<super::synapse_config::Part>,
+    },
     /// Sync the clients of the config file into the database.
     Sync {
         /// Delete config-managed clients that are no longer in the file.
@@ -38,10 +50,11 @@ pub enum Command {
     },
 }
 
-pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
+pub fn run(config_path: &[PathBuf], cmd: Command) -> anyhow::Result<()> {
     match cmd {
-        Command::Generate { output } => {
-            let text = generate()?;
+        Command::Generate { output, synapse_config } => {
+            let imported = super::synapse_import::read(&synapse_config)?;
+            let text = generate_from(&imported)?;
             match output {
                 Some(path) => {
                     anyhow::ensure!(!path.exists(), "{} already exists", path.display());
@@ -55,12 +68,12 @@ pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Check => {
-            let config = Config::load(config_path)?;
+            let config = Config::load_all(config_path)?;
             // Files the server reads at start are part of a valid configuration.
             config.branding.load_logo()?;
             println!(
                 "{} is valid: issuer {}, homeserver {} ({:?}), database {}",
-                config_path.display(),
+                config_path.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + "),
                 config.http.issuer(),
                 config.matrix.homeserver,
                 config.matrix.kind,
@@ -68,18 +81,18 @@ pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Synapse => {
-            let config = Config::load(config_path)?;
-            print!("{}", super::synapse_config::render(&config));
+        Command::Synapse { homeserver_url, part } => {
+            let config = Config::load_all(config_path)?;
+            print!("{}", super::synapse_config::render(&config, homeserver_url.as_ref(), part));
             Ok(())
         }
         Command::Dump => {
-            let config = Config::load(config_path)?;
+            let config = Config::load_all(config_path)?;
             print!("{}", config.redacted_yaml());
             Ok(())
         }
         Command::Sync { prune, dry_run } => {
-            let config = Config::load(config_path)?;
+            let config = Config::load_all(config_path)?;
             super::runtime()?.block_on(sync(config, prune, dry_run))
         }
         Command::Systemd { binary, user } => {
@@ -87,8 +100,13 @@ pub fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
                 Some(b) => std::path::absolute(b)?,
                 None => std::env::current_exe()?,
             };
-            let config = std::path::absolute(config_path)?;
-            print!("{}", super::systemd::unit(&binary.display().to_string(), &config.display().to_string(), &user));
+            // Several files: `--config a.yaml --config b.yaml`, merged in the same order.
+            let config = config_path
+                .iter()
+                .map(|p| std::path::absolute(p).map(|p| p.display().to_string()))
+                .collect::<Result<Vec<_>, _>>()?
+                .join(" --config ");
+            print!("{}", super::systemd::unit(&binary.display().to_string(), &config, &user));
             Ok(())
         }
     }
@@ -165,19 +183,85 @@ fn indent(pem: &str, spaces: usize) -> String {
 
 /// A complete config with fresh secrets; every section is commented.
 pub fn generate() -> anyhow::Result<String> {
+    generate_from(&Imported::default())
+}
+
+/// Like `generate`, with what `imported` took from Synapse's homeserver.yaml.
+pub fn generate_from(imported: &Imported) -> anyhow::Result<String> {
     let rsa = SigningKey::generate_rsa()?;
     let ec = SigningKey::generate_p256();
-    let synapse_client_secret = random_alnum(40);
-    let matrix_secret = random_alnum(40);
+    let synapse_client_secret = imported.legacy_client_secret.clone().unwrap_or_else(|| random_alnum(40));
     let encryption = hex::encode(random_bytes::<32>());
+    let server_name = imported.server_name.clone().unwrap_or_else(|| "example.org".into());
+    let domain = server_name.split(':').next().unwrap_or(&server_name).to_string();
+    let port = imported.listen_port.unwrap_or(8080);
+    let kind = if imported.legacy { "synapse_legacy" } else { "synapse" };
+    let secret = match (&imported.secret, &imported.secret_file) {
+        (_, Some(file)) => format!("secret_file: {}", quoted(file)),
+        (Some(secret), None) => format!("secret: {}", quoted(secret)),
+        (None, None) => format!("secret: {}", quoted(&random_alnum(40))),
+    };
+    let endpoint = imported.endpoint.clone().unwrap_or_else(|| "http://127.0.0.1:8008/".into());
+    let header = if imported.files.is_empty() {
+        String::new()
+    } else {
+        let names: Vec<String> = imported.files.iter().map(|f| f.display().to_string()).collect();
+        format!(
+            "# Settings marked (homeserver.yaml) come from {}.\n# The homeserver's public URL there: {}\n",
+            names.join(" + "),
+            imported.public_baseurl.as_deref().unwrap_or("(public_baseurl not set)")
+        )
+    };
+    let from_hs = |taken: bool| if taken { " (homeserver.yaml)" } else { "" };
+    let registration = format!(
+        "  password_registration_enabled: {}{}\n  password_registration_email_required: {}\n  registration_token_required: {}\n",
+        imported.registration.unwrap_or(false),
+        if imported.registration.is_some() {
+            "  # (homeserver.yaml: enable_registration, registrations_require_3pid, registration_requires_token)"
+        } else {
+            ""
+        },
+        imported.registration_email_required.unwrap_or(true),
+        imported.registration_token_required.unwrap_or(false),
+    );
+    let email = match &imported.email {
+        None => "# email:\n#   from: '\"example.org accounts\" <accounts@example.org>'\n#   transport: smtp\n#   mode: starttls\n#   hostname: smtp.example.org\n#   username: accounts\n#   password: \"…\"\n".to_string(),
+        Some(e) => {
+            let mut s = "# (homeserver.yaml: email)\nemail:\n".to_string();
+            if let Some(from) = &e.from {
+                s += &format!("  from: {}\n  reply_to: {}\n", quoted(from), quoted(from));
+            }
+            s += &format!("  transport: smtp\n  mode: {}\n", e.mode);
+            if let Some(h) = &e.hostname {
+                s += &format!("  hostname: {}\n", quoted(h));
+            }
+            if let Some(p) = e.port {
+                s += &format!("  port: {p}\n");
+            }
+            if let Some(u) = &e.username {
+                s += &format!("  username: {}\n", quoted(u));
+            }
+            if let Some(p) = &e.password {
+                s += &format!("  password: {}\n", quoted(p));
+            }
+            s
+        }
+    };
+    let pepper = match &imported.pepper {
+        None => String::new(),
+        Some(_) => "# (homeserver.yaml: password_config.pepper) Synapse peppers its bcrypt hashes. This service\n\
+                    # hashes with argon2id and does not import Synapse's hashes, so the pepper is not used: users\n\
+                    # set a password here (`manage set-password`, or /recover with email).\n"
+            .to_string(),
+    };
     Ok(format!(
         r#"# appliance configuration. Paths are relative to this file.
-
+{header}
 http:
   # The public URL of this service, as browsers and Matrix clients reach it (through your reverse proxy).
-  public_base: "https://auth.example.org/"
+  public_base: "https://auth.{domain}/"
   # The OpenID issuer; defaults to public_base.
-  # issuer: "https://auth.example.org/"
+  # issuer: "https://auth.{domain}/"
   # Proxies whose X-Forwarded-For header is believed.
   trusted_proxies: ["127.0.0.0/8", "::1/128"]
   listeners:
@@ -191,7 +275,7 @@ http:
         - name: assets
         - name: health
       binds:
-        - address: "127.0.0.1:8080"
+        - address: "127.0.0.1:{port}"
     # Internal listener: health checks and Prometheus metrics; keep it off the internet.
     - name: internal
       resources:
@@ -210,13 +294,13 @@ database:
 matrix:
   # `synapse` for Synapse >= 1.136 (matrix_authentication_service section);
   # `synapse_legacy` for Synapse <= 1.156 with experimental_features.msc3861.
-  kind: synapse
-  # The homeserver's server name: user IDs are @name:<homeserver>.
-  homeserver: "example.org"
-  # Shared with Synapse (matrix_authentication_service.secret, or admin_token in legacy mode).
-  secret: "{matrix_secret}"
-  # How this service reaches Synapse.
-  endpoint: "http://127.0.0.1:8008/"
+  kind: {kind}
+  # The homeserver's server name: user IDs are @name:<homeserver>.{hs_server}
+  homeserver: {server_name_q}
+  # Shared with Synapse (matrix_authentication_service.secret, or admin_token in legacy mode).{hs_secret}
+  {secret}
+  # How this service reaches Synapse.{hs_endpoint}
+  endpoint: {endpoint_q}
 
 # OAuth clients managed by this file. Legacy Synapse (msc3861) introspects as this client;
 # modern Synapse uses matrix.secret instead and does not need it.
@@ -235,7 +319,7 @@ secrets:
 {rsa_pem}    - kid: "{ec_kid}"
       key: |
 {ec_pem}
-passwords:
+{pepper}passwords:
   enabled: true
   # zxcvbn strength (0-4) new passwords must reach.
   minimum_complexity: 3
@@ -244,20 +328,18 @@ passwords:
       algorithm: argon2id
 
 account:
-  password_registration_enabled: false
-  password_registration_email_required: true
-  registration_token_required: false
-  password_recovery_enabled: false
+{registration}  password_recovery_enabled: false
   email_change_allowed: true
   displayname_change_allowed: true
   password_change_allowed: true
   account_deactivation_allowed: true
   login_with_email_allowed: false
 
+{email}
 branding:
-  service_name: "example.org accounts"
-  # tos_uri: "https://example.org/terms"
-  # policy_uri: "https://example.org/privacy"
+  service_name: "{domain} accounts"
+  # tos_uri: "https://{domain}/terms"
+  # policy_uri: "https://{domain}/privacy"
   # logo_path: "/etc/appliance/logo.svg"
 
 # Who may administer (MAS's policy.data keys).
@@ -285,6 +367,11 @@ branding:
 #     expire_compat_sessions: true
 #     expire_user_sessions: true
 "#,
+        server_name_q = quoted(&server_name),
+        endpoint_q = quoted(&endpoint),
+        hs_server = from_hs(imported.server_name.is_some()),
+        hs_secret = from_hs(imported.secret.is_some() || imported.secret_file.is_some()),
+        hs_endpoint = from_hs(imported.endpoint.is_some()),
         rsa_kid = rsa.kid,
         rsa_pem = indent(&rsa.to_pem(), 8),
         ec_kid = ec.kid,

@@ -1,4 +1,4 @@
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -15,7 +15,7 @@ pub enum Command {
     },
 }
 
-pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
+pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Result<()> {
     let config = super::load_config(config_path)?;
     let path = config.database_path();
     match cmd {

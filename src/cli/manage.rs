@@ -1,4 +1,3 @@
-use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -148,7 +147,7 @@ struct Ctx {
     lifecycle: Lifecycle,
 }
 
-async fn open(config_path: &Path) -> anyhow::Result<Ctx> {
+async fn open(config_path: &[std::path::PathBuf]) -> anyhow::Result<Ctx> {
     let config = super::load_config(config_path)?;
     let path = config.database_path();
     let readers = config.database.read_connections;
@@ -168,7 +167,7 @@ fn ask_password(username: &str) -> anyhow::Result<String> {
     Ok(first)
 }
 
-pub async fn run(config_path: &Path, cmd: Command) -> anyhow::Result<()> {
+pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Result<()> {
     let ctx = open(config_path).await?;
     let clock = ctx.clock.as_ref();
     match cmd {

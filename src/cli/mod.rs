@@ -3,11 +3,14 @@
 mod config_cmd;
 mod database;
 mod doctor;
+mod doctor_client;
 mod manage;
 mod serve;
 mod syn2mas;
 mod synapse_config;
+mod synapse_import;
 mod systemd;
+mod yaml_lines;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,9 +22,10 @@ use crate::config::Config;
 #[derive(Parser)]
 #[command(name = "appliance", version, about = "A Matrix authentication service: one binary, one SQLite file")]
 struct Cli {
-    /// Configuration file.
-    #[arg(short, long, global = true, env = "APPLIANCE_CONFIG", default_value = "config.yaml")]
-    config: PathBuf,
+    /// Configuration file; repeat it (or separate files with `:` in APPLIANCE_CONFIG) to merge
+    /// several in order, the later winning, as MAS does.
+    #[arg(short, long, global = true, env = "APPLIANCE_CONFIG", value_delimiter = ':', default_value = "config.yaml")]
+    config: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,8 +44,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     Manage(manage::Command),
-    /// Check each link from this service to the homeserver and say what to fix.
-    Doctor,
+    /// Check each link from this service to the homeserver, and the path a Matrix client
+    /// follows to it, and say what to fix.
+    Doctor(doctor::Args),
     /// Import an existing Synapse's users, passwords, emails, devices and tokens (SQLite or PostgreSQL).
     Syn2mas(syn2mas::Args),
 }
@@ -72,7 +77,7 @@ pub fn run() -> ExitCode {
                     Command::Serve(args) => serve::run(&cli.config, args).await,
                     Command::Database(cmd) => database::run(&cli.config, cmd).await,
                     Command::Manage(cmd) => manage::run(&cli.config, cmd).await,
-                    Command::Doctor => doctor::run(&cli.config).await,
+                    Command::Doctor(args) => doctor::run(&cli.config, args).await,
                     Command::Syn2mas(args) => syn2mas::run(&cli.config, args).await,
                     Command::Config(_) => Ok(()),
                 }
@@ -117,6 +122,6 @@ fn init_logging() {
     let _ = if under_journald { builder.without_time().try_init() } else { builder.try_init() };
 }
 
-fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path)
+fn load_config(paths: &[PathBuf]) -> anyhow::Result<Config> {
+    Config::load_all(paths)
 }

@@ -1,12 +1,10 @@
-use std::path::Path;
-
 use crate::App;
 use crate::config::Config;
 
 #[derive(clap::Args)]
 pub struct Args {}
 
-pub async fn run(config_path: &Path, _args: Args) -> anyhow::Result<()> {
+pub async fn run(config_path: &[std::path::PathBuf], _args: Args) -> anyhow::Result<()> {
     let config = super::load_config(config_path)?;
     log_network_limits(&config);
     let app = App::build(config).await?;

@@ -36,7 +36,7 @@ enum Command {
     },
 }
 
-pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<()> {
+pub async fn run(config_path: &[std::path::PathBuf], args: Args) -> anyhow::Result<()> {
     let config = super::load_config(config_path)?;
     tokio::task::spawn_blocking(move || run_blocking(&config, args)).await?
 }

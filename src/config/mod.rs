@@ -8,6 +8,7 @@ mod database;
 mod email;
 mod experimental;
 pub mod http;
+mod mas_compat;
 mod matrix;
 mod passwords;
 mod policy;
@@ -84,27 +85,74 @@ pub struct Config {
     /// Directory of the config file: relative paths (database, `*_file` secrets) resolve against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
+    /// One line for each MAS key that was accepted and ignored (already logged as warnings).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl Config {
     /// Reads, parses and validates a config file; `*_file` secrets are read here.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        let base_dir = path
+        Self::load_all(&[path.to_path_buf()])
+    }
+
+    /// Reads several config files and merges them in order, as MAS merges its `-c` files
+    /// (mappings key by key, the later file winning). Relative paths resolve against the first
+    /// file's directory. MAS keys this service does not use are dropped with a warning each.
+    pub fn load_all(paths: &[PathBuf]) -> anyhow::Result<Self> {
+        let first = paths.first().ok_or_else(|| anyhow::anyhow!("no config file given"))?;
+        let base_dir = first
             .parent()
             .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let config = Self::parse(&text, &base_dir)
-            .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        let names = paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" + ");
+        let mut texts = Vec::new();
+        for path in paths {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+            texts.push((path, text));
+        }
+        let config = if let [(_, text)] = texts.as_slice() {
+            Self::parse(text, &base_dir)
+        } else {
+            let mut merged = mas_compat::empty();
+            for (path, text) in &texts {
+                let value: serde_yaml::Value = serde_yaml::from_str(text)
+                    .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+                if !value.is_null() {
+                    mas_compat::merge(&mut merged, value);
+                }
+            }
+            Self::parse_value(merged, None, &base_dir)
+        }
+        .map_err(|e| anyhow::anyhow!("invalid config file {names}: {e}"))?;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
         Ok(config)
     }
 
     /// Parses YAML text; errors are `ConfigError`s naming the YAML path.
     pub fn parse(text: &str, base_dir: &Path) -> Result<Self, ConfigError> {
-        let mut config: Config = serde_yaml::from_str(text).map_err(yaml_error)?;
+        let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(yaml_error)?;
+        Self::parse_value(value, Some(text), base_dir)
+    }
+
+    /// The typed parse of a YAML value, after MAS's unused keys are dropped. `text` is the
+    /// source when the value is one file's, whose line numbers errors then name.
+    fn parse_value(mut value: serde_yaml::Value, text: Option<&str>, base_dir: &Path) -> Result<Self, ConfigError> {
+        let warnings = mas_compat::strip(&mut value);
+        // Through YAML text, not `from_value`: serde_yaml's text parser names the path of a bad key.
+        let mut config: Config = match text {
+            Some(text) if warnings.is_empty() => serde_yaml::from_str(text).map_err(yaml_error)?,
+            _ => {
+                let text = serde_yaml::to_string(&value).map_err(|e| ConfigError::new("(root)", e.to_string()))?;
+                serde_yaml::from_str(&text).map_err(|e| without_position(yaml_error(e)))?
+            }
+        };
         config.base_dir = base_dir.to_path_buf();
+        config.warnings = warnings;
         config.resolve_files()?;
         config.validate()?;
         Ok(config)
@@ -211,6 +259,14 @@ pub(crate) fn read_secret_file(base: &Path, file: &Path, yaml_path: &str) -> Res
         return Err(ConfigError::new(yaml_path, format!("{} is empty", full.display())));
     }
     Ok(trimmed)
+}
+
+/// Drops " at line L column C": after a merge, positions are in text the operator never saw.
+fn without_position(mut e: ConfigError) -> ConfigError {
+    if let Some(at) = e.message.rfind(" at line ") {
+        e.message.truncate(at);
+    }
+    e
 }
 
 fn yaml_error(e: serde_yaml::Error) -> ConfigError {

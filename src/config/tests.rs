@@ -53,7 +53,7 @@ fn bad_configs_name_the_key() {
         ("matrix: {secret: s}\npolicy: {data: {admin_clients: [nope]}}", "policy.data.admin_clients[0]"),
         ("matrix: {secret: s}\npolicy: {data: {admin_users: ['@alice:x']}}", "policy.data.admin_users[0]"),
         ("matrix: {secret: s}\npolicy: {data: {admins: []}}", "unknown field `admins`"),
-        ("matrix: {secret: s}\npolicy: {wasm_module: x}", "unknown field `wasm_module`"),
+        ("matrix: {secret: s}\npolicy: {wasm_modul: x}", "unknown field `wasm_modul`"),
         (
             "matrix: {secret: s}\nexperimental: {inactive_session_expiration: {ttl: 599}}",
             "experimental.inactive_session_expiration.ttl",

@@ -3,7 +3,11 @@
 #   ${APPLIANCE_E2E_DIR:-<repo>/target/e2e}/synapse-1.163.2/   venv: matrix-synapse 1.163.2 (modern, matrix_authentication_service)
 #   ${APPLIANCE_E2E_DIR:-<repo>/target/e2e}/synapse-1.156.0/   venv: matrix-synapse 1.156.0 (legacy, experimental_features.msc3861)
 # each with matrix-nio and requests (the modern one also with aiosmtpd, the tests' SMTP server),
-# nginx from Debian, and PostgreSQL + psycopg2 for the syn2mas test (tests/e2e/postgres.sh).
+# and, from Debian, every system program the tests run (the `system_programs` table below:
+# nginx, caddy, chromium, chromedriver, …; tests/it/tooling.rs checks that the table names every
+# program the tests start). Installing Debian packages needs root (or sudo).
+# Debian's packages are installed first: the venvs need python3-venv.
+# PostgreSQL + psycopg2 for the syn2mas test come from tests/e2e/postgres.sh.
 # Safe to run concurrently (flock on <e2e dir>/setup.lock); a no-op run takes under 2 s.
 set -euo pipefail
 
@@ -24,6 +28,50 @@ exec 9>"$e2e/setup.lock"
 if ! flock -n 9; then
     log "another setup is running; waiting for $e2e/setup.lock"
     flock 9
+fi
+
+# System programs the tests run, as "program Debian-package" (one a line). tests/it/tooling.rs
+# scans tests/ for every program started there and fails when one is missing from this table.
+system_programs=(
+    "bash bash"
+    "sh dash"
+    "kill procps"
+    "python3 python3"
+    "nginx nginx-light"
+    "caddy caddy"
+    "chromium chromium"
+    "chromedriver chromium-driver"
+    "dpkg-deb dpkg"
+    "dpkg dpkg"
+    "dpkg-query dpkg"
+    "strip binutils"
+    "getent libc-bin"
+    "systemd-analyze systemd"
+)
+missing=()
+for entry in "${system_programs[@]}"; do
+    read -r program package <<<"$entry"
+    command -v "$program" >/dev/null 2>&1 || missing+=("$package")
+done
+# python3 -m venv needs ensurepip, which Debian ships apart from python3.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -eq 0 ]; then
+    log "system programs: ok"
+else
+    log "system programs: installing ${missing[*]} from Debian"
+    sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null 2>&1 || { log "need root (or sudo) to apt-get install ${missing[*]}"; exit 1; }
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -q
+    # --no-install-recommends: chromium's recommends pull in a desktop's worth of packages.
+    "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    for entry in "${system_programs[@]}"; do
+        read -r program package <<<"$entry"
+        command -v "$program" >/dev/null 2>&1 || { log "$program: still not on PATH after installing $package"; exit 1; }
+    done
 fi
 
 # venv_ok DIR VERSION: true when DIR is a venv where `import synapse` works, matrix-synapse is
@@ -80,16 +128,6 @@ else
 fi
 
 bash "$repo/tests/e2e/postgres.sh" "$e2e"
-
-if command -v nginx >/dev/null 2>&1; then
-    log "nginx: ok ($(command -v nginx))"
-else
-    log "nginx: installing from Debian"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q nginx-light || apt-get install -y -q nginx
-    command -v nginx >/dev/null 2>&1 || { log "nginx: still not on PATH after apt-get"; exit 1; }
-fi
 
 bash "$repo/tests/e2e/webclient.sh"  # the cross-origin test web client (matrix-js-sdk bundle)
 bash "$repo/tests/e2e/oidc/install.sh" "$e2e" # the OpenID Provider of the upstream sign-in tests

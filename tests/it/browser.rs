@@ -62,14 +62,16 @@ impl Drop for Chrome {
     }
 }
 
+/// Chromium and chromedriver, installed by tests/e2e/setup.sh (run here once per test process).
 fn binary(name: &str) -> String {
+    crate::synapse_harness::ensure_installed();
     for dir in ["/usr/bin", "/usr/local/bin", "/usr/lib/chromium"] {
         let path = format!("{dir}/{name}");
         if std::path::Path::new(&path).exists() {
             return path;
         }
     }
-    panic!("{name} is not installed (Debian: apt-get install chromium chromium-driver; .ci/run installs them)");
+    crate::helpers::system_program(name).display().to_string()
 }
 
 fn wait_for_port(port: u16, driver: &mut Child) {

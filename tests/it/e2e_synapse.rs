@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use appliance::clock::{Clock, SystemClock};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::flows::{self, PUBLIC_CLIENT};
 use crate::helpers::{self, MATRIX_SECRET, SYNAPSE_CLIENT_SECRET, TestApp};
@@ -122,8 +122,11 @@ impl Env {
             secret: secret.clone(),
             legacy_client_secret: SEED_CLIENT_SECRET.into(),
         };
-        let synapse = blocking(|| Synapse::start_on(cfg, synapse_port));
-        let nginx = blocking(|| Nginx::start(synapse_port, app.addr.port()));
+        // Clients reach Synapse through nginx: its well-known names nginx as the base URL.
+        let nginx_port = harness::free_port();
+        let public_baseurl = json!({"public_baseurl": format!("http://127.0.0.1:{nginx_port}/")});
+        let synapse = blocking(|| Synapse::start_on_with(cfg, synapse_port, public_baseurl));
+        let nginx = blocking(|| Nginx::start_on(nginx_port, synapse_port, app.addr.port()));
         eprintln!(
             "[e2e {}] appliance {} · Synapse {} · nginx {} ready in {:.1} s",
             mode.version(),
@@ -291,8 +294,10 @@ impl Env {
         self.app.state.store.read(appliance::store::jobs::pending).await.expect("read queue_jobs")
     }
 
+    /// `doctor`, with the server name's well-known fetched through nginx (the server name
+    /// `localhost` would send it to port 80).
     fn doctor(&self, config: &std::path::Path) -> Output {
-        blocking(|| helpers::run_cli(config, &["doctor"]))
+        blocking(|| helpers::run_cli(config, &["doctor", "--server-url", &self.nginx.base_url]))
     }
 }
 

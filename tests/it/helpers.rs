@@ -391,6 +391,17 @@ pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The path of a system program the tests run (installed by tests/e2e/setup.sh, whose
+/// `system_programs` table must name it: tests/it/tooling.rs checks that). Panics when missing.
+pub fn system_program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed: run `bash tests/e2e/setup.sh` (as root)"))
+}
+
 pub fn appliance_bin() -> &'static str {
     env!("CARGO_BIN_EXE_appliance")
 }
@@ -405,6 +416,19 @@ pub fn run_cli(config: &Path, args: &[&str]) -> Output {
         .env_remove("NOTIFY_SOCKET")
         .env_remove("LISTEN_FDS")
         .env_remove("LISTEN_PID")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", appliance_bin()))
+}
+
+/// `appliance --config A --config B … ARGS…`: several config files, merged in order.
+pub fn run_cli_multi(configs: &[&Path], args: &[&str]) -> Output {
+    let mut cmd = Command::new(appliance_bin());
+    for config in configs {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(args)
+        .env_remove("APPLIANCE_CONFIG")
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", appliance_bin()))

@@ -185,6 +185,16 @@ impl Synapse {
         Synapse::start_with(cfg, port, |_| {})
     }
 
+    /// Like `start_on`, with `extra` homeserver.yaml keys set over the harness's own (e.g.
+    /// `public_baseurl` naming the nginx in front).
+    pub fn start_on_with(cfg: SynapseConfig, port: u16, extra: Value) -> Synapse {
+        Synapse::start_with(cfg, port, move |obj| {
+            if let Value::Object(extra) = extra {
+                obj.extend(extra);
+            }
+        })
+    }
+
     /// Like `start_on`, with `edit` applied to homeserver.yaml (as a JSON object) before the
     /// first start, e.g. to run Synapse with its own password login.
     pub fn start_with(
@@ -440,30 +450,64 @@ pub struct Nginx {
     child: Option<Child>,
 }
 
-/// nginx runs as one process (`master_process off`) under a shell that kills it when its stdin
+/// nginx (`$2`) runs as one process (`master_process off`) under a shell that kills it when its stdin
 /// (a pipe held by the test process) closes, or ends when nginx ends.
 const NGINX_WRAPPER: &str = r#"
 exec 3<&0
-nginx -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -g 'daemon off; master_process off;' </dev/null 3<&- &
+"$2" -p "$1" -c "$1/nginx.conf" -e "$1/error.log" -g 'daemon off; master_process off;' </dev/null 3<&- &
 pid=$!
 { while read -r _ <&3; do :; done; kill -9 "$pid" 2>/dev/null; } &
 wait "$pid"
 "#;
 
+/// The nginx `location` blocks that `appliance config synapse --part nginx-homeserver` prints
+/// for a homeserver whose clients come through `http://127.0.0.1:<nginx_port>/`, Synapse on
+/// `synapse_port` and the appliance on `appliance_port`. With `shared`, the appliance's
+/// `public_base` is the nginx URL too (the service on the homeserver's host).
+pub fn generated_nginx_locations(nginx_port: u16, synapse_port: u16, appliance_port: u16, shared: bool) -> String {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let public = if shared { nginx_port } else { appliance_port };
+    let config = dir.path().join("config.yaml");
+    let yaml = format!(
+        "http:\n  public_base: \"http://127.0.0.1:{public}/\"\n  listeners:\n    - name: web\n      \
+         resources: [{{name: discovery}}, {{name: human}}, {{name: oauth}}, {{name: compat}}, {{name: assets}}]\n      \
+         binds: [{{address: \"127.0.0.1:{appliance_port}\"}}]\n\
+         matrix:\n  homeserver: localhost\n  secret: \"{secret}\"\n  endpoint: \"http://127.0.0.1:{synapse_port}/\"\n",
+        secret = random_hex(),
+    );
+    fs::write(&config, yaml).expect("write the config for `config synapse`");
+    let homeserver_url = format!("http://127.0.0.1:{nginx_port}/");
+    let out = crate::helpers::run_cli(
+        &config,
+        &["config", "synapse", "--part", "nginx-homeserver", "--homeserver-url", &homeserver_url],
+    );
+    crate::helpers::expect_success("appliance config synapse --part nginx-homeserver", &out)
+}
+
 impl Nginx {
-    /// Starts nginx on a free loopback port: `^/_matrix/client/(.*)/(login|logout|refresh)` goes
-    /// to the appliance; the rest of `/_matrix`, `/_synapse/client` and
-    /// `/.well-known/matrix/client` go to Synapse.
+    /// Starts nginx on a free loopback port, routed by the locations `appliance config synapse`
+    /// generates: `^/_matrix/client/(.*)/(login|logout|refresh)` goes to the appliance; the rest
+    /// of `/_matrix`, `/_synapse/client` and `/.well-known/matrix/client` go to Synapse.
     pub fn start(synapse_port: u16, appliance_port: u16) -> Nginx {
+        Nginx::start_on(free_port(), synapse_port, appliance_port)
+    }
+
+    /// Like `start`, on a port chosen beforehand (e.g. Synapse's `public_baseurl` names it).
+    pub fn start_on(port: u16, synapse_port: u16, appliance_port: u16) -> Nginx {
+        Nginx::start_with_locations(port, &generated_nginx_locations(port, synapse_port, appliance_port, false))
+    }
+
+    /// Starts nginx on `port` with `locations` (nginx `location` blocks) in its one server block.
+    pub fn start_with_locations(port: u16, locations: &str) -> Nginx {
         ensure_installed();
         let dir = tempfile::Builder::new().prefix("nginx-").tempdir().expect("cannot create a temp dir for nginx");
         let d = dir.path();
-        let port = free_port();
         for sub in ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"] {
             fs::create_dir_all(d.join(sub)).expect("cannot create nginx temp dirs");
         }
         let is_root = fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
         let p = d.display();
+        let locations = locations.replace('\n', "\n        ");
         let conf = format!(
             r#"{user}
 pid {p}/nginx.pid;
@@ -480,17 +524,10 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         server_name _;
-        proxy_set_header Host $http_host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
         proxy_http_version 1.1;
         proxy_read_timeout 300s;
-        location ~ ^/_matrix/client/(.*)/(login|logout|refresh) {{
-            proxy_pass http://127.0.0.1:{appliance_port};
-        }}
-        location ~ ^(/_matrix|/_synapse/client|/\.well-known/matrix/client$) {{
-            proxy_pass http://127.0.0.1:{synapse_port};
-        }}
+        # Generated by `appliance config synapse --part nginx-homeserver`:
+        {locations}
     }}
 }}
 "#,
@@ -501,6 +538,7 @@ http {{
         let mut child = Command::new("sh")
             .args(["-c", NGINX_WRAPPER, "sh"])
             .arg(d)
+            .arg(crate::helpers::system_program("nginx"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(File::create(d.join("stderr.log")).expect("cannot create nginx stderr.log"))
