@@ -13,6 +13,7 @@ mod compat;
 mod config_import;
 mod cors;
 mod csrf;
+mod deb_package;
 mod doctor;
 mod durability;
 mod e2e_lifecycle;
