@@ -29,6 +29,7 @@ fn finding(report: &str, mark: char, needle: &str) -> String {
         .position(|l| l.starts_with(mark) && l.contains(needle))
         .unwrap_or_else(|| panic!("no `{mark} …{needle}…` line in the doctor's report:\n{report}"));
     let fix = lines.get(i + 1).filter(|l| l.trim_start().starts_with('→')).copied().unwrap_or("");
+    eprintln!("[doctor] {}\n{fix}", lines[i]);
     format!("{}\n{fix}", lines[i])
 }
 
