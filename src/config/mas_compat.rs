@@ -12,7 +12,6 @@ const IGNORED: &[(&str, &str)] = &[
     ),
     ("templates", "templates, translations and assets are built into the binary"),
     ("captcha", "no CAPTCHA support: use registration tokens (account.registration_token_required)"),
-    ("upstream_oauth2", "upstream identity providers are not supported"),
     ("oauth", "the device code grant is always on"),
     ("database.uri", "the state is one SQLite file at database.path"),
     ("database.host", "the state is one SQLite file at database.path"),
