@@ -153,7 +153,7 @@ fn print_next_steps(config: &Config) {
          1. Change homeserver.yaml as below (remove password_config.pepper and any enable_registration / \
          allow_guest_access settings), then start Synapse again:\n"
     );
-    for line in super::synapse_config::render(config).lines() {
+    for line in super::synapse_config::render(config, None, None).lines() {
         println!("    {line}");
     }
     println!(
