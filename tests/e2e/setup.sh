@@ -46,6 +46,7 @@ system_programs=(
     "dpkg-query dpkg"
     "strip binutils"
     "getent libc-bin"
+    "node nodejs"
     "systemd-analyze systemd"
 )
 missing=()
