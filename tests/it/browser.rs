@@ -162,9 +162,33 @@ impl Chrome {
     }
 
     /// Clicks and waits until the page it leads to has loaded.
+    /// Clicks; when the element is a link or a submit button, waits for the next document. Right
+    /// after a click the old document still reads `complete`, so readiness alone would race.
     pub(crate) async fn click(&self, css: &str) {
         let before = self.path().await;
-        self.find(css).await.click().await.unwrap_or_else(|e| panic!("click {css} on {before}: {e}"));
+        let element = self.find(css).await;
+        let arg = serde_json::to_value(&element).expect("element reference");
+        let navigates = self
+            .client
+            .execute(
+                "window.__applianceOldDocument = true; const e = arguments[0]; \
+                 return e.matches(\"a[href]:not([href^='#']), button[type=submit], input[type=submit], form button:not([type])\");",
+                vec![arg],
+            )
+            .await
+            .is_ok_and(|v| v == Value::Bool(true));
+        element.click().await.unwrap_or_else(|e| panic!("click {css} on {before}: {e}"));
+        if navigates {
+            // A submit that the browser's own validation stops never navigates: give up quietly.
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                let old = self.client.execute("return window.__applianceOldDocument === true", vec![]).await;
+                if !matches!(old, Ok(Value::Bool(true))) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         self.settle().await;
     }
 
