@@ -48,6 +48,8 @@ system_programs=(
     "getent libc-bin"
     "node nodejs"
     "systemd-analyze systemd"
+    "mount mount"
+    "umount mount"
 )
 missing=()
 for entry in "${system_programs[@]}"; do
