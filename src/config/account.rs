@@ -25,6 +25,22 @@ pub struct AccountConfig {
     pub login_with_email_allowed: bool,
     #[serde(default, alias = "password_registration_token_required")]
     pub registration_token_required: bool,
+    /// Second factors: `optional` (default) or `required` (users without one set it up when they
+    /// next sign in).
+    #[serde(default)]
+    pub mfa: MfaPolicy,
+    /// Whether compat `m.login.password` (which cannot carry a second factor) works for a user
+    /// with one. Refused with `M_FORBIDDEN` pointing to SSO by default.
+    #[serde(default)]
+    pub mfa_compat_password_login_allowed: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MfaPolicy {
+    #[default]
+    Optional,
+    Required,
 }
 
 impl Default for AccountConfig {

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use account::{AccountConfig, BrandingConfig};
+pub use account::{AccountConfig, BrandingConfig, MfaPolicy};
 pub use client_auth::{ClientAuthConfig, Network};
 pub use clients::{ClientAuthMethod, ClientConfig};
 pub use database::DatabaseConfig;

@@ -12,6 +12,7 @@ pub mod grants;
 pub mod import;
 pub mod jobs;
 pub mod keys;
+pub mod mfa;
 pub mod page;
 pub mod pending_registrations;
 pub mod personal;

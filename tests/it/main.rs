@@ -26,6 +26,7 @@ mod foundation;
 mod helpers;
 mod locked;
 mod mas_config;
+mod mfa;
 mod oauth;
 mod oauth_extras;
 mod oauth_library;

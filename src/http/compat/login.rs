@@ -183,6 +183,21 @@ async fn password_login(state: &AppState, ip: std::net::IpAddr, req: &Value) -> 
     // Every attempt against an account counts, as in MAS.
     state.limiters.login_per_account.check(&localpart).map_err(rate_limited)?;
     match verify_password(state, &localpart, password).await {
+        Ok(user) if !state.config.account.mfa_compat_password_login_allowed => {
+            // A password alone cannot stand in for a user's second factor.
+            let id = user.id.clone();
+            let has_factor = state
+                .store
+                .read(move |c| crate::store::mfa::has_factor(c, &id))
+                .await
+                .map_err(MatrixError::internal)?;
+            if has_factor {
+                return Err(forbidden(
+                    "This account uses two-step verification, which password login cannot carry. Sign in with single sign-on (m.login.sso) instead.",
+                ));
+            }
+            Ok(user)
+        }
         Ok(user) => Ok(user),
         Err(LoginFailure::Locked) => {
             let user = state

@@ -189,6 +189,16 @@ pub async fn post(
     match verify_password(&state, &localpart, form.password.clone()).await {
         Ok(user) => {
             state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: "success".into() }).inc();
+            // A user with a second factor is asked for it before the session starts.
+            match super::mfa::has_factor(&state, &user.id).await {
+                Ok(true) => return super::mfa::start_second_step(&state, browser, &user, next.as_deref()),
+                // `account.mfa: required`: the same step sets a factor up first.
+                Ok(false) if state.config.account.mfa == crate::config::MfaPolicy::Required => {
+                    return super::mfa::start_second_step(&state, browser, &user, next.as_deref());
+                }
+                Ok(false) => {}
+                Err(e) => return e.into_response(),
+            }
             sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await
         }
         Err(LoginFailure::Locked) => fail(browser, "This account is locked. Contact the administrator of this server."),

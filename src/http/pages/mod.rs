@@ -6,6 +6,7 @@ pub mod context;
 pub mod error;
 pub mod link;
 pub mod login;
+pub mod mfa;
 pub mod recover;
 pub mod register;
 
@@ -27,6 +28,12 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(login::index))
         .route("/login", get(login::get).post(login::post))
+        .route("/login/mfa", get(mfa::get).post(mfa::post))
+        .route("/account/mfa", get(account::mfa::get))
+        .route("/account/mfa/totp", get(account::mfa::enrol_get).post(account::mfa::enrol_start))
+        .route("/account/mfa/totp/confirm", axum::routing::post(account::mfa::confirm_post))
+        .route("/account/mfa/disable", axum::routing::post(account::mfa::disable_post))
+        .route("/account/mfa/recovery-codes", axum::routing::post(account::mfa::regenerate_post))
         .route("/register", get(register::get).post(register::post))
         .route("/register/verify/{id}", get(register::verify_get).post(register::verify_post))
         .route("/register/resend/{id}", axum::routing::post(register::resend_post))

@@ -6,6 +6,7 @@
 //! under `/account/` and redirects back with a fixed `notice=` on success (post/redirect/get).
 
 pub mod emails;
+pub mod mfa;
 mod profile;
 mod security;
 mod sessions;

@@ -1,0 +1,234 @@
+//! `/account/mfa`: the user's second factors: enrol an authenticator app (QR code and text
+//! secret, confirmed with a first code, then ten recovery codes shown once), see how many
+//! recovery codes are left, regenerate them or turn the factor off after re-authentication.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::{Reauth, has_password, reauthenticate, signed_in};
+use crate::http::AppState;
+use crate::http::pages::context::{Browser, NoticeQuery, PageContext, Session};
+use crate::http::pages::error::{PageError, render};
+use crate::http::pages::mfa::{self as factors, Check};
+use crate::store::mfa as mfa_store;
+
+const HERE: &str = "/account/mfa";
+const CONFIRM: &str = "/account/mfa/totp/confirm";
+
+#[derive(Template)]
+#[template(path = "pages/account_mfa.html")]
+struct MfaPage {
+    ctx: PageContext,
+    enrolled: bool,
+    codes_left: usize,
+    needs_password: bool,
+    notice: Option<&'static str>,
+    /// Which form failed ("disable" or "regenerate") and why.
+    failed: &'static str,
+    error: Option<String>,
+}
+
+fn notice_text(n: Option<&str>) -> Option<&'static str> {
+    match n? {
+        "disabled" => Some("Two-step verification is turned off."),
+        _ => None,
+    }
+}
+
+async fn status(state: &AppState, user_id: &str) -> Result<(bool, usize), PageError> {
+    let id = user_id.to_string();
+    state
+        .store
+        .read(move |c| Ok((mfa_store::has_factor(c, &id)?, mfa_store::recovery_codes_left(c, &id)?)))
+        .await
+        .map_err(PageError::internal)
+}
+
+async fn mfa_page(
+    state: &AppState,
+    browser: Browser,
+    session: &Session,
+    notice: Option<&'static str>,
+    failed: (StatusCode, &'static str, Option<String>),
+) -> Response {
+    let ((enrolled, codes_left), needs_password) =
+        match tokio::try_join!(status(state, &session.user.id), has_password(state, &session.user.id)) {
+            Ok(v) => v,
+            Err(e) => return e.into_response(),
+        };
+    let page = MfaPage {
+        ctx: browser.context(state),
+        enrolled,
+        codes_left,
+        needs_password,
+        notice,
+        failed: failed.1,
+        error: failed.2,
+    };
+    (failed.0, browser.jar, render(&page)).into_response()
+}
+
+pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<NoticeQuery>) -> Response {
+    let session = match signed_in(&browser, HERE) {
+        Ok(s) => s,
+        Err(r) => return (browser.jar, *r).into_response(),
+    };
+    mfa_page(&state, browser, &session, notice_text(q.notice.as_deref()), (StatusCode::OK, "", None)).await
+}
+
+#[derive(Deserialize)]
+pub struct MfaForm {
+    csrf: Option<String>,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    code: String,
+}
+
+/// `POST /account/mfa/totp`: a new secret, waiting for its first code.
+pub async fn enrol_start(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, HERE) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let secret = state.encrypter.encrypt(&factors::new_secret());
+    let (id, now) = (session.user.id.clone(), state.now());
+    match state.store.write(move |c| mfa_store::start_totp(c, &id, &secret, now)).await {
+        Ok(true) => Redirect::to("/account/mfa/totp").into_response(),
+        Ok(false) => Redirect::to(HERE).into_response(),
+        Err(e) => PageError::internal(e).into_response(),
+    }
+}
+
+/// The secret waiting for its first code, decrypted.
+async fn pending_secret(state: &AppState, user_id: &str) -> Result<Option<Vec<u8>>, PageError> {
+    let id = user_id.to_string();
+    let t = state.store.read(move |c| mfa_store::totp(c, &id)).await.map_err(PageError::internal)?;
+    match t.filter(|t| t.confirmed_at.is_none()) {
+        Some(t) => Ok(Some(state.encrypter.decrypt(&t.secret).map_err(PageError::internal)?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn enrol_get(State(state): State<AppState>, browser: Browser) -> Response {
+    let session = match signed_in(&browser, HERE) {
+        Ok(s) => s,
+        Err(r) => return (browser.jar, *r).into_response(),
+    };
+    match pending_secret(&state, &session.user.id).await {
+        Ok(Some(secret)) => factors::enrol_page(&state, browser, &session.user, &secret, None, CONFIRM),
+        Ok(None) => (browser.jar, Redirect::to(HERE)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /account/mfa/totp/confirm`: the first code turns the factor on; the recovery codes are
+/// shown once, in this response.
+#[tracing::instrument(name = "http.pages.account.mfa.confirm", skip_all)]
+pub async fn confirm_post(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, HERE) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let secret = match pending_secret(&state, &session.user.id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return Redirect::to(HERE).into_response(),
+        Err(e) => return e.into_response(),
+    };
+    if !state.limiters.login_per_account.would_allow(&session.user.username) {
+        return factors::enrol_page(
+            &state,
+            browser,
+            &session.user,
+            &secret,
+            Some("Too many attempts. Wait a minute and try again."),
+            CONFIRM,
+        );
+    }
+    match factors::confirm_enrolment(&state, &session.user, &secret, &form.code).await {
+        Ok(Some(codes)) => {
+            let page = factors::CodesPage { ctx: browser.context(&state), codes, first: true, next: HERE.into() };
+            (browser.jar, render(&page)).into_response()
+        }
+        Ok(None) => {
+            factors::enrol_page(&state, browser, &session.user, &secret, Some(factors::WRONG_FIRST_CODE), CONFIRM)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Password (when the account has one) and a current code or a recovery code.
+async fn recheck(state: &AppState, session: &Session, form: &MfaForm) -> Result<(), (StatusCode, String)> {
+    let needs_password = has_password(state, &session.user.id)
+        .await
+        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.".to_string()))?;
+    if needs_password {
+        if let Err(why) = reauthenticate(state, &session.user.username, form.password.clone()).await {
+            return Err((why.status(), why.message().to_string()));
+        }
+    }
+    match factors::check_code(state, &session.user, &form.code).await {
+        Ok(Check::Accepted) => Ok(()),
+        Ok(Check::Wrong) => Err((StatusCode::UNAUTHORIZED, "That code is not correct, or was already used.".into())),
+        Ok(Check::RateLimited) => Err((StatusCode::TOO_MANY_REQUESTS, Reauth::RateLimited.message().into())),
+        Err(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.".into())),
+    }
+}
+
+/// `POST /account/mfa/disable`: after re-authentication, the factor and its recovery codes go.
+#[tracing::instrument(name = "http.pages.account.mfa.disable", skip_all)]
+pub async fn disable_post(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, HERE) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if let Err((status, message)) = recheck(&state, &session, &form).await {
+        return mfa_page(&state, browser, &session, None, (status, "disable", Some(message))).await;
+    }
+    let id = session.user.id.clone();
+    match state.store.write(move |c| mfa_store::delete_factors(c, &id)).await {
+        Ok(_) => {
+            tracing::info!(user = %session.user.username, "second factor turned off by its owner");
+            Redirect::to("/account/mfa?notice=disabled").into_response()
+        }
+        Err(e) => PageError::internal(e).into_response(),
+    }
+}
+
+/// `POST /account/mfa/recovery-codes`: after re-authentication, ten new codes replace the old.
+#[tracing::instrument(name = "http.pages.account.mfa.recovery_codes", skip_all)]
+pub async fn regenerate_post(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
+    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
+        return e.into_response();
+    }
+    let session = match signed_in(&browser, HERE) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    if let Err((status, message)) = recheck(&state, &session, &form).await {
+        return mfa_page(&state, browser, &session, None, (status, "regenerate", Some(message))).await;
+    }
+    let (codes, hashes) = factors::new_recovery_codes();
+    let (id, now) = (session.user.id.clone(), state.now());
+    match state.store.write(move |c| mfa_store::replace_recovery_codes(c, &id, &hashes, now)).await {
+        Ok(()) => {
+            tracing::info!(user = %session.user.username, "recovery codes regenerated");
+            let page = factors::CodesPage { ctx: browser.context(&state), codes, first: false, next: HERE.into() };
+            (browser.jar, render(&page)).into_response()
+        }
+        Err(e) => PageError::internal(e).into_response(),
+    }
+}
