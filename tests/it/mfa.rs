@@ -171,9 +171,10 @@ async fn recovery_codes_once_each_counted_and_regenerated() {
 
 #[tokio::test]
 async fn code_attempts_rate_limited_and_pending_step_expires() {
-    // Four failures a minute per account: the wrong first code at enrolment, then three here.
+    // Seven attempts a minute per account (every attempt counts): the password and two first
+    // codes at enrolment, the password here, then three wrong codes.
     let app = spawn_app_with(
-        "rate_limiting:\n  login:\n    per_ip: {burst: 1000, per_second: 100}\n    per_account: {burst: 4, per_second: 0.001}\n",
+        "rate_limiting:\n  login:\n    per_ip: {burst: 1000, per_second: 100}\n    per_account: {burst: 7, per_second: 0.001}\n",
     )
     .await;
     register_user(&app, "alice", PASSWORD, false).await;

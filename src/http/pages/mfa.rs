@@ -105,7 +105,7 @@ pub enum Check {
 /// Checks a TOTP code (once per step) or a recovery code (once) of `user`, rate-limited per
 /// account with sign-in's budget.
 pub async fn check_code(state: &AppState, user: &User, code: &str) -> Result<Check, PageError> {
-    if !state.limiters.login_per_account.would_allow(&user.username) {
+    if state.limiters.login_per_account.check(&user.username).is_err() {
         return Ok(Check::RateLimited);
     }
     let (user_id, now, code) = (user.id.clone(), state.now(), code.trim().to_string());
@@ -130,12 +130,7 @@ pub async fn check_code(state: &AppState, user: &User, code: &str) -> Result<Che
         })
         .await
         .map_err(PageError::internal)?;
-    if ok {
-        Ok(Check::Accepted)
-    } else {
-        let _ = state.limiters.login_per_account.check(&user.username);
-        Ok(Check::Wrong)
-    }
+    if ok { Ok(Check::Accepted) } else { Ok(Check::Wrong) }
 }
 
 pub async fn has_factor(state: &AppState, user_id: &str) -> Result<bool, PageError> {
@@ -221,7 +216,6 @@ pub(crate) async fn confirm_enrolment(
     code: &str,
 ) -> Result<Option<Vec<String>>, PageError> {
     let Some(step) = matching_step(secret, code, state.now()) else {
-        let _ = state.limiters.login_per_account.check(&user.username);
         return Ok(None);
     };
     let (codes, hashes) = new_recovery_codes();
@@ -339,7 +333,7 @@ async fn enrol_at_sign_in(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    if !state.limiters.login_per_account.would_allow(&user.username) {
+    if state.limiters.login_per_account.check(&user.username).is_err() {
         let message = "Too many attempts. Wait a minute and try again.";
         return enrol_page(state, browser, user, &secret, Some(message), "/login/mfa");
     }

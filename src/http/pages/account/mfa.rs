@@ -145,7 +145,7 @@ pub async fn confirm_post(State(state): State<AppState>, browser: Browser, Form(
         Ok(None) => return Redirect::to(HERE).into_response(),
         Err(e) => return e.into_response(),
     };
-    if !state.limiters.login_per_account.would_allow(&session.user.username) {
+    if state.limiters.login_per_account.check(&session.user.username).is_err() {
         return factors::enrol_page(
             &state,
             browser,
