@@ -37,13 +37,7 @@ const IGNORED: &[(&str, &str)] = &[
         "secrets.keys_dir",
         "list the keys under secrets.keys, or leave them out to have them generated into the database",
     ),
-    (
-        "passwords.schemes[].unicode_normalization",
-        "only for hashes imported from Synapse, which this service does not import",
-    ),
-    ("passwords.schemes[].cost", "a bcrypt setting; this service hashes with argon2id"),
-    ("passwords.schemes[].secret", "a pepper for imported hashes; this service hashes with argon2id without one"),
-    ("passwords.schemes[].secret_file", "a pepper for imported hashes; this service hashes with argon2id without one"),
+    ("passwords.schemes[].cost", "bcrypt hashes are only verified (imported from Synapse); new ones are argon2id"),
     ("policy.wasm_module", "the policy is built in (OPA is not used)"),
     ("policy.client_registration_entrypoint", "the policy is built in (OPA is not used)"),
     ("policy.register_entrypoint", "the policy is built in (OPA is not used)"),
@@ -160,7 +154,7 @@ mod tests {
         let mut v: serde_yaml::Value = serde_yaml::from_str(
             "telemetry: {tracing: {exporter: none}}\ndatabase: {uri: 'postgresql://x', path: a.db}\n\
              http: {listeners: [{name: web, resources: [{name: oauth}, {name: graphql, playground: true}, {name: human}]}]}\n\
-             passwords: {schemes: [{version: 1, algorithm: argon2id}, {version: 2, algorithm: argon2id, secret: pepper}]}\n\
+             passwords: {schemes: [{version: 1, algorithm: argon2id}, {version: 2, algorithm: argon2id, cost: 12}]}\n\
              matrix: {secrte: typo}\n",
         )
         .expect("yaml");
@@ -169,7 +163,7 @@ mod tests {
         assert!(w[0].contains("`telemetry`"));
         assert!(w.iter().any(|w| w.contains("`database.uri`")));
         assert!(w.iter().any(|w| w.contains("`http.listeners[0].resources[1]`") && w.contains("graphql")));
-        assert!(w.iter().any(|w| w.contains("`passwords.schemes[1].secret`")));
+        assert!(w.iter().any(|w| w.contains("`passwords.schemes[1].cost`")));
         assert_eq!(v["http"]["listeners"][0]["resources"].as_sequence().map(Vec::len), Some(2));
         assert_eq!(v["database"]["path"].as_str(), Some("a.db"));
         // Unknown to both: left for the typed parse to refuse.
