@@ -3,7 +3,7 @@
 
 use std::io::{IsTerminal, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::ExitWith;
@@ -201,7 +201,7 @@ impl CliProgress {
     }
 
     fn draw(&mut self) {
-        let pct = if self.total == 0 { 100 } else { (self.done * 100 / self.total).min(100) };
+        let pct = (self.done * 100).checked_div(self.total).map_or(100, |p| p.min(100));
         if self.tty {
             let filled = (pct / 5) as usize;
             eprint!(

@@ -297,7 +297,7 @@ async fn mfa_walk_in_chromium() {
     let sign_out = async |chrome: &Chrome| {
         chrome.goto(&app.url("/account/")).await;
         chrome.click("form[action='/logout'] button").await;
-        wait_path(&chrome, "/login").await;
+        wait_path(chrome, "/login").await;
     };
     sign_in(&chrome).await;
     wait_path(&chrome, "/account/").await;
