@@ -31,6 +31,17 @@ impl DeviceId {
         (10..=255).contains(&id.len()) && id.bytes().all(allowed)
     }
 
+    /// A device ID of a session already stored (imported from Synapse, whose clients may have
+    /// named their devices with fewer than 10 characters): the same characters, any length from
+    /// 1. Still never a space or a quote, so it cannot smuggle a token into a scope string.
+    pub fn parse_stored(id: &str) -> Result<Self, InvalidDeviceId> {
+        if (1..=255).contains(&id.len()) && id.bytes().all(allowed) {
+            Ok(Self(id.to_string()))
+        } else {
+            Err(InvalidDeviceId)
+        }
+    }
+
     /// A new device ID as Synapse makes them: 10 random capital letters and digits.
     pub fn generate() -> Self {
         Self(crate::crypto::random_alnum(10).to_uppercase())
@@ -80,5 +91,15 @@ mod tests {
             assert!(!DeviceId::is_valid(bad), "{bad:?}");
         }
         assert!(DeviceId::is_valid(DeviceId::generate().as_str()));
+    }
+
+    #[test]
+    fn stored_ids_may_be_short_but_never_carry_a_separator() {
+        for ok in ["BOT1", "x", "ABCDEFGHIJ"] {
+            assert!(DeviceId::parse_stored(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "AB CD", "A\tB", "A\"B", &"A".repeat(256)] {
+            assert!(DeviceId::parse_stored(bad).is_err(), "{bad:?}");
+        }
     }
 }

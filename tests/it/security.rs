@@ -158,31 +158,40 @@ async fn compat_device_ids_cannot_inject_scope_tokens() {
     assert!(!scope_tokens(&modern).iter().any(|t| t.contains("device") || t == "urn:synapse:admin:*"), "{modern}");
 
     // A session stored before the grammar was enforced never yields an injected scope: the token
-    // is inactive in both forms.
+    // is inactive in both forms. A short ID a client chose under Synapse (imported) stays valid.
     let user = app.state.store.read(|c| appliance::store::users::by_username(c, "alice")).await.unwrap().unwrap();
-    let access = appliance::tokens::TokenKind::CompatAccessToken.generate();
-    let hash = appliance::tokens::hash_token(&access);
-    let now = app.state.now();
-    app.state
-        .store
-        .write(move |c| {
-            let s = appliance::store::compat::CompatSession {
-                id: ulid::Ulid::new().to_string(),
-                user_id: user.id.clone(),
-                device_id: INJECTED.into(),
-                user_session_id: None,
-                is_synapse_admin: false,
-                human_name: None,
-                created_at: now,
-                finished_at: None,
-            };
-            appliance::store::compat::insert_session(c, &s, None)?;
-            appliance::store::compat::insert_access(c, &s.id, &hash, now, None).map(|_| ())
-        })
-        .await
-        .unwrap();
-    for v in both_introspections(&app, &access).await {
-        assert_eq!(v, serde_json::json!({"active": false}), "a stored injected device id");
+    for (device_id, active) in [(INJECTED, false), ("BOT1", true)] {
+        let access = appliance::tokens::TokenKind::CompatAccessToken.generate();
+        let hash = appliance::tokens::hash_token(&access);
+        let now = app.state.now();
+        let user_id = user.id.clone();
+        app.state
+            .store
+            .write(move |c| {
+                let s = appliance::store::compat::CompatSession {
+                    id: ulid::Ulid::new().to_string(),
+                    user_id,
+                    device_id: device_id.into(),
+                    user_session_id: None,
+                    is_synapse_admin: false,
+                    human_name: None,
+                    created_at: now,
+                    finished_at: None,
+                };
+                appliance::store::compat::insert_session(c, &s, None)?;
+                appliance::store::compat::insert_access(c, &s.id, &hash, now, None).map(|_| ())
+            })
+            .await
+            .unwrap();
+        let [legacy, modern] = both_introspections(&app, &access).await;
+        if active {
+            assert!(scope_tokens(&legacy).contains(&format!("urn:matrix:client:device:{device_id}")), "{legacy}");
+            assert_eq!(modern["device_id"], device_id, "{modern}");
+        } else {
+            for v in [legacy, modern] {
+                assert_eq!(v, serde_json::json!({"active": false}), "a stored injected device id");
+            }
+        }
     }
 }
 

@@ -141,9 +141,9 @@ async fn compat_answer(
     if !tokens::is_active(&info, now) {
         return Ok(inactive());
     }
-    // Fail closed on a device ID that the grammar refuses (a row from before it was enforced):
-    // it must never reach a scope string.
-    let Ok(device) = crate::model::DeviceId::parse(&device_id) else {
+    // Fail closed on a device ID with characters the grammar refuses (a row from before it was
+    // enforced): it must never reach a scope string. Short IDs from Synapse imports stay valid.
+    let Ok(device) = crate::model::DeviceId::parse_stored(&device_id) else {
         return Ok(inactive());
     };
     state.lifecycle.activity.record_compat(&info.session_id, None);
