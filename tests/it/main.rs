@@ -43,4 +43,6 @@ mod synapse_harness;
 mod token_refusals;
 mod tooling;
 mod upstream;
+mod upstream_journey;
+mod upstream_op;
 mod webclient;
