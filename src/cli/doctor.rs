@@ -157,13 +157,22 @@ fn check_blocking(config: &Config, files: &Files) -> Vec<Finding> {
             if doc.get("issuer").and_then(|i| i.as_str()) == Some(issuer.as_str()) {
                 out.push(Finding::ok(format!("discovery reachable at {discovery}")));
             } else {
-                out.push(Finding::fail(
-                    format!("{discovery} answers with another issuer"),
+                let theirs = doc.get("issuer").and_then(|i| i.as_str()).unwrap_or("(none)");
+                let fix = if config.http.issuer.is_some() {
+                    format!(
+                        "{} says {issuer}, but the service at {} announces {theirs}: set http.issuer to the \
+                         issuer this service announces, or fix {} if it points at another service",
+                        files.config("http.issuer"),
+                        config.http.public_base,
+                        files.config("http.public_base")
+                    )
+                } else {
                     format!(
                         "{} must be the URL of this service; expected issuer {issuer}",
                         files.config("http.public_base")
-                    ),
-                ));
+                    )
+                };
+                out.push(Finding::fail(format!("{discovery} answers with the issuer {theirs}, not {issuer}"), fix));
             }
         }
         Ok(res) => out.push(Finding::fail(
@@ -268,6 +277,11 @@ fn check_blocking(config: &Config, files: &Files) -> Vec<Finding> {
         )),
     }
     out
+}
+
+/// The config key the issuer comes from: `http.issuer` when the config sets it, else `http.public_base`.
+pub fn our_issuer_key(config: &Config) -> &'static str {
+    if config.http.issuer.is_some() { "http.issuer" } else { "http.public_base" }
 }
 
 /// Whether a host name is the local machine (plain http is fine there, for testing).

@@ -8,7 +8,7 @@
 use serde_json::Value;
 use url::Url;
 
-use super::doctor::{Files, Finding, agent, is_loopback_host};
+use super::doctor::{Files, Finding, agent, is_loopback_host, our_issuer_key};
 use crate::config::{Config, HomeserverKind};
 
 /// How far the homeserver's clock may be from ours: token lifetimes are minutes.
@@ -74,8 +74,10 @@ pub fn check(config: &Config, files: &Files, override_url: Option<&Url>) -> Vec<
         return out;
     };
     let well_known = format!("{}.well-known/matrix/client", with_slash(base.as_str()));
+    // Where clients look: https, or http for a loopback server name (what `server_url` fetches).
+    let client_url = server_url(server_name).map_or_else(|| format!("https://{server_name}/"), |u| u.to_string());
     let wk_fix = format!(
-        "clients read it from https://{server_name}/: set {} and route /.well-known/matrix/client to Synapse \
+        "clients read it from {client_url}: set {} and route /.well-known/matrix/client to Synapse \
          on that host (`appliance config synapse --part nginx-homeserver`), or serve that JSON there yourself",
         files.homeserver("serve_client_wellknown")
     );
@@ -178,9 +180,9 @@ pub fn check(config: &Config, files: &Files, override_url: Option<&Url>) -> Vec<
                     match config.matrix.kind {
                         HomeserverKind::Synapse => format!(
                             "{} points at another service: make it this one's internal URL, or, if this service's \
-                             public URL is wrong, fix {}",
+                             issuer is wrong, fix {}",
                             files.homeserver(issuer_key),
-                            files.config("http.public_base")
+                            files.config(our_issuer_key(config))
                         ),
                         HomeserverKind::SynapseLegacy => {
                             format!("set {} to {ours}", files.homeserver(issuer_key))
@@ -247,7 +249,7 @@ pub fn check(config: &Config, files: &Files, override_url: Option<&Url>) -> Vec<
 /// would cross the network in clear.
 fn issuer_scheme(config: &Config, files: &Files, out: &mut Vec<Finding>) {
     let issuer = config.http.issuer();
-    let key = if config.http.issuer.is_some() { "http.issuer" } else { "http.public_base" };
+    let key = our_issuer_key(config);
     if issuer.scheme() == "https" {
         out.push(Finding::ok(format!("the issuer {issuer} is https")));
     } else if issuer.host_str().is_some_and(is_loopback_host) {

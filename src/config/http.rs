@@ -158,6 +158,7 @@ impl HttpConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        check_no_path_prefix(&self.public_base)?;
         check_base_url(&self.public_base, "http.public_base")?;
         if let Some(issuer) = &self.issuer {
             check_base_url(issuer, "http.issuer")?;
@@ -214,6 +215,27 @@ fn check_base_url(url: &Url, path: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new(path, format!("must end with a slash, e.g. {url}/")));
     }
     Ok(())
+}
+
+/// `public_base` must be the root of its host. Pages, redirects, cookies (`Path=/`), the routes
+/// and the proxy snippets of `config synapse` all assume it; a prefix such as `/auth/` would give
+/// discovery URLs under the prefix and page links outside it. Give the service its own host, or
+/// share the homeserver's host at its root (`config synapse` routes everything not Synapse's here).
+fn check_no_path_prefix(url: &Url) -> Result<(), ConfigError> {
+    if url.path() == "/" {
+        return Ok(());
+    }
+    let mut root = url.clone();
+    root.set_path("/");
+    Err(ConfigError::new(
+        "http.public_base",
+        format!(
+            "must be the root of a host, without a path: {url} has the path {path:?}, which this service cannot be \
+             served under; use its own host (e.g. https://auth.{host}/) or the root of this one ({root})",
+            path = url.path(),
+            host = url.host_str().unwrap_or("example.org"),
+        ),
+    ))
 }
 
 /// Parses `addr` or `addr/prefix` into (network, prefix length).

@@ -39,7 +39,11 @@ fn bad_configs_name_the_key() {
         ),
         ("matrix: {secret: s}\nclients: [{client_id: 01HZZZZZZZZZZZZZZZZZZZZZZZ, client_secret: x}]", "not allowed"),
         ("matrix: {secret: s}\nhttp: {public_base: 'ftp://x/'}", "http.public_base"),
-        ("matrix: {secret: s}\nhttp: {public_base: 'https://x/auth'}", "must end with a slash"),
+        ("matrix: {secret: s}\nhttp: {public_base: 'https://x/auth'}", "must be the root of a host"),
+        ("matrix: {secret: s}\nhttp: {public_base: 'https://x/auth/'}", "must be the root of a host"),
+        ("matrix: {secret: s}\nhttp: {public_base: 'https://x/?a=b'}", "must not have a query"),
+        ("matrix: {secret: s}\nhttp: {public_base: 'https://x/#top'}", "must not have a query or fragment"),
+        ("matrix: {secret: s}\nhttp: {issuer: 'https://x/auth'}", "http.issuer"),
         (
             "matrix: {secret: s}\nhttp: {listeners: [{resources: [{name: health}], binds: [{address: nope}]}]}",
             "binds[0].address",

@@ -210,3 +210,42 @@ fn doctor_warns_about_a_plain_http_issuer_outside_loopback() {
     let line = text.lines().position(|l| l.trim_start().starts_with("public_base:")).expect("public_base line") + 1;
     assert!(f.contains(&format!("{}:{line} (http.public_base)", config.display())), "{f}");
 }
+
+/// The config at `app.config_path` with `patch` merged over it, written beside it.
+fn patched_config(app: &TestApp, name: &str, patch: &str) -> std::path::PathBuf {
+    let path = app.dir.path().join(name);
+    let current = std::fs::read_to_string(&app.config_path).expect("read config");
+    std::fs::write(&path, helpers::merged_yaml(&current, patch)).expect("write config");
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_names_http_issuer_when_the_config_sets_it() {
+    let app = helpers::spawn_app().await;
+    // The homeserver names the running service's issuer; this config claims another one.
+    let hs = fake_homeserver(app.url("/"), 0, None).await;
+    let config = patched_config(&app, "issuer.yaml", "http:\n  issuer: \"https://auth.example.test/\"\n");
+    let report = text(&blocking(|| helpers::run_cli(&config, &["doctor", "--server-url", &hs])));
+    let text = std::fs::read_to_string(&config).expect("read");
+    let line = text.lines().position(|l| l.trim_start().starts_with("issuer:")).expect("issuer line") + 1;
+    let issuer_line = format!("{}:{line} (http.issuer)", config.display());
+    let f = finding(&report, '✗', "auth_metadata names the issuer");
+    assert!(f.contains(&issuer_line), "the fix must name http.issuer, which the config sets: {f}");
+    assert!(!f.contains("http.public_base"), "{f}");
+    let f = finding(&report, '✗', "answers with the issuer");
+    assert!(f.contains(&issuer_line), "{f}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn doctor_tells_a_loopback_server_name_to_serve_its_well_known_over_http() {
+    let app = helpers::spawn_app().await;
+    // A homeserver on loopback that serves no well-known at all.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let server_name = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move { axum::serve(listener, Router::new()).await.expect("serve") });
+    let config = patched_config(&app, "loopback.yaml", &format!("matrix:\n  homeserver: \"{server_name}\"\n"));
+    let report = text(&blocking(|| helpers::run_cli(&config, &["doctor"])));
+    let f = finding(&report, '✗', ".well-known/matrix/client answered 404");
+    assert!(f.contains(&format!("clients read it from http://{server_name}/")), "{f}");
+    assert!(!f.contains("https://"), "a loopback server name is fetched over http: {f}");
+}

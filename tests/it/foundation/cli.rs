@@ -279,6 +279,23 @@ fn config_check_names_the_bad_key_and_accepts_the_repo_config() {
         ("matrix: {secret: s}\nsecrets: {encryption: abc}", "secrets.encryption"),
         ("matrix: {secret: s}\nbranding: {logo_path: logo.bmp}", "branding.logo_path"),
         ("matrix: {secret: s}\nbranding: {logo_path: /nonexistent/logo.svg}", "branding.logo_path"),
+        // A path prefix: pages, cookies and the proxy snippets all live at the host's root.
+        (
+            "matrix: {secret: s}\nhttp: {public_base: 'https://example.org/auth/'}",
+            "http.public_base: must be the root of a host",
+        ),
+        (
+            "matrix: {secret: s}\nhttp: {public_base: 'https://example.org/auth'}",
+            "http.public_base: must be the root of a host",
+        ),
+        (
+            "matrix: {secret: s}\nhttp: {public_base: 'https://example.org/?x=1'}",
+            "http.public_base: must not have a query",
+        ),
+        (
+            "matrix: {secret: s}\nhttp: {public_base: 'https://example.org/#x'}",
+            "http.public_base: must not have a query",
+        ),
     ] {
         std::fs::write(&path, yaml).expect("write");
         let out = run_cli(&path, &["config", "check"]);
