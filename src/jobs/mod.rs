@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::BoxClock;
 use crate::homeserver::{BoxHomeserver, HomeserverError, ProvisionRequest};
 use crate::model::Scope;
-use crate::store::{Store, StoreError, compat, grants, jobs as job_store, sessions, tokens, users};
+use crate::store::{Store, StoreError, compat, grants, jobs as job_store, sessions, tokens, upstream, users};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -172,6 +172,8 @@ const RECONCILE_EVERY: i64 = 6 * 3600;
 const RECONCILE_ENDED_WITHIN: i64 = 2 * RECONCILE_EVERY;
 /// How long a legacy SSO login row is kept (its confirmation page lasts 30 minutes).
 const SSO_KEPT_FOR: i64 = 3600;
+/// How long what an abandoned upstream sign-in leaves behind is kept (its link page lasts an hour).
+const UPSTREAM_SESSION_KEPT_FOR: i64 = 86_400;
 /// A session's last IP is forgotten after this long without activity (as MAS).
 const FORGET_IP_AFTER: i64 = 30 * 86_400;
 
@@ -212,6 +214,7 @@ pub async fn run_worker(
                     Ok(tokens::cleanup(c, now)?
                         + grants::cleanup(c, now)?
                         + compat::prune_sso(c, now - SSO_KEPT_FOR)?
+                        + upstream::prune_sessions(c, now - UPSTREAM_SESSION_KEPT_FOR)?
                         + job_store::cleanup(c, now)?
                         + sessions::clear_stale_ips(c, stale)?
                         + compat::clear_stale_ips(c, stale)?)

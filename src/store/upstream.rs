@@ -322,3 +322,27 @@ pub fn page_links(
 pub fn count_links(conn: &Connection, filter: &LinkFilter) -> StoreResult<usize> {
     super::page::count(conn, &LINKS, &filter.sql())
 }
+
+/// Deletes what abandoned sign-ins leave behind, started before `created_before`: authorization
+/// sessions never used to sign in (the link page takes them for an hour), sessions whose browser
+/// session has ended (nothing left for a back-channel logout to end), and links never attached
+/// to a user that no remaining session names. Returns the rows deleted.
+pub fn prune_sessions(conn: &Connection, created_before: i64) -> StoreResult<usize> {
+    let sessions = conn.execute(
+        "DELETE FROM upstream_oauth_authorization_sessions
+         WHERE created_at < ?1
+           AND (consumed_at IS NULL
+                OR user_session_id IS NULL
+                OR user_session_id IN (SELECT user_session_id FROM user_sessions WHERE finished_at IS NOT NULL))",
+        [created_before],
+    )?;
+    let links = conn.execute(
+        "DELETE FROM upstream_oauth_links
+         WHERE user_id IS NULL AND created_at < ?1
+           AND upstream_oauth_link_id NOT IN
+               (SELECT upstream_oauth_link_id FROM upstream_oauth_authorization_sessions
+                WHERE upstream_oauth_link_id IS NOT NULL)",
+        [created_before],
+    )?;
+    Ok(sessions + links)
+}

@@ -45,4 +45,5 @@ mod tooling;
 mod upstream;
 mod upstream_journey;
 mod upstream_op;
+mod upstream_signup;
 mod webclient;
