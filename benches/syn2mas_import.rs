@@ -16,28 +16,8 @@ use appliance::config::Config;
 use appliance::syn2mas::{self, LockMode, NoProgress, SynapseConfig, SynapseReader};
 use rusqlite::{Connection, params};
 
-const SCHEMA: &str = "
-CREATE TABLE users (name TEXT, password_hash TEXT, creation_ts BIGINT, admin SMALLINT DEFAULT 0 NOT NULL,
-    upgrade_ts BIGINT, is_guest SMALLINT DEFAULT 0 NOT NULL, appservice_id TEXT, consent_version TEXT,
-    consent_server_notice_sent TEXT, user_type TEXT DEFAULT NULL, deactivated SMALLINT DEFAULT 0 NOT NULL,
-    shadow_banned BOOLEAN, consent_ts BIGINT, approved BOOLEAN, locked BOOLEAN DEFAULT FALSE NOT NULL,
-    suspended BOOLEAN DEFAULT FALSE NOT NULL, UNIQUE(name));
-CREATE TABLE user_threepids (user_id TEXT NOT NULL, medium TEXT NOT NULL, address TEXT NOT NULL,
-    validated_at BIGINT NOT NULL, added_at BIGINT NOT NULL, CONSTRAINT medium_address UNIQUE (medium, address));
-CREATE TABLE user_external_ids (auth_provider TEXT NOT NULL, external_id TEXT NOT NULL, user_id TEXT NOT NULL,
-    UNIQUE (auth_provider, external_id));
-CREATE TABLE devices (user_id TEXT NOT NULL, device_id TEXT NOT NULL, display_name TEXT, last_seen BIGINT,
-    ip TEXT, user_agent TEXT, hidden BOOLEAN DEFAULT 0, CONSTRAINT device_uniqueness UNIQUE (user_id, device_id));
-CREATE TABLE refresh_tokens (id BIGINT PRIMARY KEY, user_id TEXT NOT NULL, device_id TEXT NOT NULL,
-    token TEXT NOT NULL, next_token_id BIGINT REFERENCES refresh_tokens (id) ON DELETE CASCADE,
-    expiry_ts BIGINT DEFAULT NULL, ultimate_session_expiry_ts BIGINT DEFAULT NULL, UNIQUE(token));
-CREATE TABLE access_tokens (id BIGINT PRIMARY KEY, user_id TEXT NOT NULL, device_id TEXT, token TEXT NOT NULL,
-    valid_until_ms BIGINT, puppets_user_id TEXT, last_validated BIGINT,
-    refresh_token_id BIGINT REFERENCES refresh_tokens (id) ON DELETE CASCADE, used BOOLEAN, UNIQUE(token));
-CREATE INDEX access_tokens_device_id ON access_tokens (user_id, device_id);
-CREATE INDEX access_tokens_refresh_token_id_idx ON access_tokens (refresh_token_id);
-CREATE INDEX refresh_tokens_next_token_id ON refresh_tokens (next_token_id) WHERE next_token_id IS NOT NULL;
-";
+/// The import tables of Synapse 1.163.2, shared with the tests.
+const SCHEMA: &str = include_str!("../tests/fixtures/synapse_schema.sql");
 
 fn build_source(path: &std::path::Path, users: usize) {
     let mut conn = Connection::open(path).unwrap();
@@ -142,7 +122,9 @@ fn main() {
 
     let t = Instant::now();
     let mut reader = SynapseReader::open(&synapse.database, None, LockMode::Exclusive).unwrap();
-    let outcome = syn2mas::migrate(&config, &synapse, &mut reader, false, 1_765_000_000, &mut NoProgress).unwrap();
+    let outcome =
+        syn2mas::migrate(&config, &synapse, &mut reader, syn2mas::Options::default(), 1_765_000_000, &mut NoProgress)
+            .unwrap();
     let elapsed = t.elapsed();
     let c = &outcome.counts;
     assert_eq!(c.users, users as u64);

@@ -167,6 +167,45 @@ fn ask_password(username: &str) -> anyhow::Result<String> {
     Ok(first)
 }
 
+/// `--upstream-provider-mapping PROVIDER_ID:SUBJECT` values, checked before the user exists (as
+/// MAS does): the provider is in the database and the subject is not linked to anyone yet.
+async fn upstream_mappings(store: &Store, given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    use crate::store::{upstream as upstream_store, users as user_store};
+    let mut mappings = Vec::new();
+    for m in given {
+        let Some((provider, subject)) = m.split_once(':').filter(|(p, s)| !p.is_empty() && !s.is_empty()) else {
+            anyhow::bail!("--upstream-provider-mapping {m:?}: expected PROVIDER_ID:SUBJECT");
+        };
+        let provider = provider.to_uppercase();
+        anyhow::ensure!(
+            ulid::Ulid::from_string(&provider).is_ok(),
+            "--upstream-provider-mapping {m:?}: `{provider}` is not a provider id (the ULID `id` of an \
+             upstream_oauth2.providers entry)"
+        );
+        let (id, sub) = (provider.clone(), subject.to_string());
+        let (known, linked) = store
+            .read(move |c| {
+                let known = upstream_store::provider_by_id(c, &id)?.is_some();
+                let linked = match upstream_store::link_by_subject(c, &id, &sub)?.and_then(|l| l.user_id) {
+                    Some(user) => Some(user_store::by_id(c, &user)?.map_or(user, |u| u.username)),
+                    None => None,
+                };
+                Ok((known, linked))
+            })
+            .await?;
+        anyhow::ensure!(
+            known,
+            "no upstream provider {provider} in the database: add it to upstream_oauth2.providers and run \
+             `appliance config sync` (the server also syncs at start); no user was created"
+        );
+        if let Some(other) = linked {
+            anyhow::bail!("upstream {provider}:{subject} is already linked to {other}; no user was created");
+        }
+        mappings.push((provider, subject.to_string()));
+    }
+    Ok(mappings)
+}
+
 pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Result<()> {
     let ctx = open(config_path).await?;
     let clock = ctx.clock.as_ref();
@@ -181,14 +220,7 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
             skip_homeserver_check,
             upstream_provider_mappings,
         } => {
-            let mut mappings = Vec::new();
-            for m in &upstream_provider_mappings {
-                let Some((provider, subject)) = m.split_once(':').filter(|(p, s)| !p.is_empty() && !s.is_empty())
-                else {
-                    anyhow::bail!("--upstream-provider-mapping {m:?}: expected PROVIDER_ID:SUBJECT");
-                };
-                mappings.push((provider.to_string(), subject.to_string()));
-            }
+            let mappings = upstream_mappings(&ctx.store, &upstream_provider_mappings).await?;
             if !skip_homeserver_check {
                 match users::check_available(&ctx.lifecycle, &username).await {
                     Ok(()) => {}
@@ -214,10 +246,11 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
                 let now = ctx.lifecycle.clock.now();
                 match add_link(&ctx.lifecycle.store, &user.id, &provider, &subject, None, now).await? {
                     AddLink::Created(_) | AddLink::Existing(_) => println!("linked upstream {provider}:{subject}"),
-                    AddLink::Conflict => anyhow::bail!("upstream {provider}:{subject} is linked to another user"),
-                    AddLink::NoProvider => anyhow::bail!(
-                        "no upstream provider {provider} in the database (is it in the config? `config sync` adds it)"
+                    AddLink::Conflict => anyhow::bail!(
+                        "upstream {provider}:{subject} was linked to another user meanwhile; the user was created \
+                         without that link"
                     ),
+                    AddLink::NoProvider => anyhow::bail!("upstream provider {provider} was removed meanwhile"),
                     AddLink::NoUser => anyhow::bail!("the user vanished"),
                 }
             }

@@ -20,6 +20,10 @@ pub struct Args {
     /// (PGHOST, PGUSER, PGPASSWORD, … fill what it leaves out) or `sqlite:/path/homeserver.db`.
     #[arg(long, global = true, value_name = "URI")]
     synapse_database_uri: Option<String>,
+    /// Import external ids whose `auth_provider` no upstream provider maps (`synapse_idp_id`)
+    /// without a link, with a warning, instead of refusing.
+    #[arg(long, global = true)]
+    ignore_missing_auth_providers: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,10 +49,12 @@ fn run_blocking(config: &Config, args: Args) -> anyhow::Result<()> {
     anyhow::ensure!(!args.synapse_config.is_empty(), "--synapse-config <homeserver.yaml> is required");
     let synapse = SynapseConfig::load(&args.synapse_config)?;
     let uri = args.synapse_database_uri.as_deref();
+    let mut options =
+        syn2mas::Options { dry_run: false, ignore_missing_auth_providers: args.ignore_missing_auth_providers };
     match args.command {
         Command::Check => {
             let mut reader = SynapseReader::open(&synapse.database, uri, LockMode::Shared)?;
-            let problems = syn2mas::check(config, &synapse, &mut reader, &config.database_path())?;
+            let problems = syn2mas::check(config, &synapse, &mut reader, &config.database_path(), options)?;
             print_problems(&problems);
             if !problems.errors.is_empty() {
                 return Err(ExitWith(10).into());
@@ -60,17 +66,26 @@ fn run_blocking(config: &Config, args: Args) -> anyhow::Result<()> {
             println!("check passed: ready to migrate (stop Synapse first)");
             Ok(())
         }
-        Command::Migrate { dry_run } => migrate(config, &synapse, uri, dry_run),
+        Command::Migrate { dry_run } => {
+            options.dry_run = dry_run;
+            migrate(config, &synapse, uri, options)
+        }
     }
 }
 
-fn migrate(config: &Config, synapse: &SynapseConfig, uri: Option<&str>, dry_run: bool) -> anyhow::Result<()> {
+fn migrate(
+    config: &Config,
+    synapse: &SynapseConfig,
+    uri: Option<&str>,
+    options: syn2mas::Options,
+) -> anyhow::Result<()> {
+    let dry_run = options.dry_run;
     let mode = if dry_run { LockMode::Shared } else { LockMode::Exclusive };
     if !dry_run {
         refuse_running_synapse(synapse)?;
     }
     let mut reader = SynapseReader::open(&synapse.database, uri, mode)?;
-    let problems = syn2mas::check(config, synapse, &mut reader, &config.database_path())?;
+    let problems = syn2mas::check(config, synapse, &mut reader, &config.database_path(), options)?;
     print_problems(&problems);
     if !problems.errors.is_empty() {
         eprintln!("nothing was imported: fix the errors above first");
@@ -78,7 +93,7 @@ fn migrate(config: &Config, synapse: &SynapseConfig, uri: Option<&str>, dry_run:
     }
     let started = Instant::now();
     let mut progress = CliProgress::new();
-    let outcome = syn2mas::migrate(config, synapse, &mut reader, dry_run, SystemClock.now(), &mut progress)?;
+    let outcome = syn2mas::migrate(config, synapse, &mut reader, options, SystemClock.now(), &mut progress)?;
     drop(reader);
     let c = &outcome.counts;
     let head = if outcome.committed {
@@ -88,8 +103,8 @@ fn migrate(config: &Config, synapse: &SynapseConfig, uri: Option<&str>, dry_run:
     };
     println!(
         "{head} {} users ({} admins, {} locked, {} deactivated, {} guests; {} appservice users left to their \
-         appservice), {} password hashes, {} email addresses, {} other third-party ids, {} external ids, {} devices \
-         as compat sessions, {} access tokens, {} refresh tokens",
+         appservice), {} password hashes, {} email addresses, {} other third-party ids, {} external ids as upstream \
+         links, {} devices as compat sessions, {} access tokens, {} refresh tokens",
         c.users,
         c.admins,
         c.locked,
@@ -99,13 +114,26 @@ fn migrate(config: &Config, synapse: &SynapseConfig, uri: Option<&str>, dry_run:
         c.passwords,
         c.emails,
         c.unsupported_threepids,
-        c.external_ids,
+        c.upstream_links,
         c.sessions,
         c.access_tokens,
         c.refresh_tokens,
     );
+    if c.deviceless_tokens_skipped > 0 {
+        println!(
+            "warning: {} access token(s) without a device were not imported: every session here has a device; \
+             whoever holds one signs in again",
+            c.deviceless_tokens_skipped
+        );
+    }
+    if c.external_ids_not_linked > 0 {
+        println!(
+            "warning: {} external id(s) were not linked (--ignore-missing-auth-providers): no upstream provider's \
+             synapse_idp_id names their auth_provider; they are kept in the table user_synapse_external_ids",
+            c.external_ids_not_linked
+        );
+    }
     let skipped = [
-        (c.deviceless_tokens_skipped, "access tokens without a device (their holders log in again)"),
         (c.tokens_without_device_skipped, "tokens of devices that were not imported (hidden or deleted devices)"),
         (c.rows_of_skipped_users, "rows of appservice, guest or deactivated users (no sessions for them)"),
         (c.bad_ips_dropped, "device IP addresses that did not parse (dropped)"),

@@ -17,12 +17,13 @@ pub fn open(path: &Path) -> StoreResult<Connection> {
 }
 
 /// The tables an import fills; it refuses to run unless they are all empty.
-const IMPORT_TABLES: [&str; 8] = [
+const IMPORT_TABLES: [&str; 9] = [
     "users",
     "user_passwords",
     "user_emails",
     "user_unsupported_third_party_ids",
     "user_synapse_external_ids",
+    "upstream_oauth_links",
     "compat_sessions",
     "compat_access_tokens",
     "compat_refresh_tokens",

@@ -3,7 +3,7 @@
 
 use super::reader::SynapseReader;
 use super::synapse_config::SynapseConfig;
-use crate::config::Config;
+use crate::config::{Config, UpstreamProviderConfig};
 
 #[derive(Debug, Default)]
 pub struct Problems {
@@ -107,8 +107,19 @@ pub fn config_problems(config: &Config, synapse: &SynapseConfig) -> Problems {
     p
 }
 
-/// Checks of the data in Synapse's database.
-pub fn database_problems(synapse: &SynapseConfig, reader: &mut SynapseReader) -> anyhow::Result<Problems> {
+/// The upstream provider that takes over Synapse's `auth_provider` (its `synapse_idp_id`).
+pub fn provider_for<'c>(config: &'c Config, auth_provider: &str) -> Option<&'c UpstreamProviderConfig> {
+    config.upstream_oauth2.providers.iter().find(|p| p.synapse_idp_id.as_deref() == Some(auth_provider))
+}
+
+/// Checks of the data in Synapse's database. External ids whose `auth_provider` no upstream
+/// provider maps (`synapse_idp_id`) are an error, as in MAS, unless `ignore_missing_auth_providers`.
+pub fn database_problems(
+    config: &Config,
+    synapse: &SynapseConfig,
+    reader: &mut SynapseReader,
+    ignore_missing_auth_providers: bool,
+) -> anyhow::Result<Problems> {
     let mut p = Problems::default();
     let (guests, _hashed, sample) = reader.user_facts()?;
     if let Some(name) = sample {
@@ -131,21 +142,44 @@ pub fn database_problems(synapse: &SynapseConfig, reader: &mut SynapseReader) ->
             ));
         }
     }
+    let deviceless = reader.deviceless_tokens()?;
+    if deviceless > 0 {
+        p.warnings.push(format!(
+            "{deviceless} access token(s) without a device (made by Synapse's admin API or very old clients): not \
+             imported, every session here has a device; whoever holds one signs in again"
+        ));
+    }
     for (provider, n) in reader.external_providers()? {
         if provider == "oauth-delegated" {
             p.errors.push(format!(
                 "{n} external id(s) of auth_provider `oauth-delegated`, left by an earlier delegated setup: remove them \
                  with `DELETE FROM user_external_ids WHERE auth_provider = 'oauth-delegated'` in Synapse's database"
             ));
-        } else if !synapse.oidc_auth_providers.contains(&provider) {
-            p.warnings.push(format!(
-                "{n} external id(s) of auth_provider `{provider}`, which Synapse's config no longer declares: kept as they are"
-            ));
-        } else {
-            p.warnings.push(format!(
-                "{n} user(s) log in through `{provider}`: their links are kept; they sign in with it again once an \
-                 upstream provider with `synapse_idp_id: {provider}` is configured"
-            ));
+            continue;
+        }
+        match provider_for(config, &provider) {
+            Some(upstream) if !upstream.enabled => p.warnings.push(format!(
+                "{n} external id(s) of `{provider}` become links to upstream provider {}, which is disabled \
+                 (`enabled: false`): those users cannot sign in with it until it is enabled",
+                upstream.id
+            )),
+            Some(_) => {}
+            None if ignore_missing_auth_providers => p.warnings.push(format!(
+                "{n} external id(s) of auth_provider `{provider}` are not linked (--ignore-missing-auth-providers): \
+                 no upstream provider has `synapse_idp_id: {provider}`, so those users cannot sign in through it here"
+            )),
+            None => {
+                let known = if synapse.oidc_auth_providers.contains(&provider) {
+                    ""
+                } else {
+                    " (Synapse's config no longer declares it)"
+                };
+                p.errors.push(format!(
+                    "{n} external id(s) of auth_provider `{provider}`{known}, but no upstream provider has \
+                     `synapse_idp_id: {provider}`: add one to upstream_oauth2.providers so those users can sign in \
+                     with it, or pass --ignore-missing-auth-providers to import them without their links"
+                ));
+            }
         }
     }
     Ok(p)

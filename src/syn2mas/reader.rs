@@ -326,6 +326,17 @@ impl SynapseReader {
         self.strings("SELECT medium, CAST(COUNT(*) AS BIGINT) FROM user_threepids GROUP BY medium ORDER BY medium")
     }
 
+    /// Access tokens that would be imported but have no device (`device_id` NULL): not puppet
+    /// tokens, not refresh-token pairs, of users that get sessions.
+    pub fn deviceless_tokens(&mut self) -> anyhow::Result<u64> {
+        let n = self.scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM access_tokens a JOIN users u ON u.name = a.user_id
+             WHERE a.device_id IS NULL AND a.puppets_user_id IS NULL AND a.refresh_token_id IS NULL
+               AND u.appservice_id IS NULL AND u.is_guest = 0 AND u.deactivated = 0",
+        )?;
+        Ok(n as u64)
+    }
+
     /// External ids by `auth_provider`, with counts.
     pub fn external_providers(&mut self) -> anyhow::Result<Vec<(String, i64)>> {
         self.strings(

@@ -4,7 +4,8 @@
 //!   creation time; guests kept (no password, no sessions); appservice users not imported.
 //! - password hashes verbatim, tagged with the bcrypt scheme's version (upgraded on first login).
 //! - email threepids as verified addresses; other media kept as unsupported third-party ids.
-//! - external ids kept verbatim for upstream providers.
+//! - external ids → upstream links, through the provider whose `synapse_idp_id` is the id's
+//!   `auth_provider`; with `--ignore-missing-auth-providers` the others are kept aside unlinked.
 //! - devices → compat sessions (name, last seen, IP, user agent); access and refresh tokens
 //!   attached to their device's session, stored hashed like every token. Nothing for guests,
 //!   deactivated or appservice users.
@@ -18,7 +19,9 @@ use ulid::Ulid;
 
 use super::Progress;
 use super::reader::{SourceCounts, SynapseReader};
+use crate::model::upstream::UpstreamLink;
 use crate::store::import::{self as store, ImportedSession, ImportedUser};
+use crate::store::upstream as upstream_store;
 use crate::tokens::hash_token;
 
 /// What was imported and what was left out (and why).
@@ -33,7 +36,10 @@ pub struct ImportCounts {
     pub passwords: u64,
     pub emails: u64,
     pub unsupported_threepids: u64,
-    pub external_ids: u64,
+    /// External ids that became upstream links.
+    pub upstream_links: u64,
+    /// External ids no provider maps, kept aside unlinked (`--ignore-missing-auth-providers`).
+    pub external_ids_not_linked: u64,
     pub sessions: u64,
     pub access_tokens: u64,
     pub refresh_tokens: u64,
@@ -49,6 +55,9 @@ pub struct ImportSettings {
     pub bcrypt_version: Option<u16>,
     /// Unix seconds: the import time (stands in for missing timestamps).
     pub now: i64,
+    /// Synapse `auth_provider` → the upstream provider (its database id) that takes it over.
+    pub upstream_providers: HashMap<String, String>,
+    pub ignore_missing_auth_providers: bool,
 }
 
 struct UserEntry {
@@ -198,8 +207,32 @@ impl<'a> Importer<'a> {
             self.counts.rows_of_skipped_users += 1;
             return Ok(());
         };
-        store::insert_external_id(self.conn, &user.id, &e.auth_provider, &e.external_id, user.created_at)?;
-        self.counts.external_ids += 1;
+        match self.settings.upstream_providers.get(&e.auth_provider) {
+            Some(provider_id) => {
+                let link = UpstreamLink {
+                    id: ulid_at(user.created_at),
+                    provider_id: provider_id.clone(),
+                    user_id: Some(user.id.clone()),
+                    subject: e.external_id,
+                    human_account_name: None,
+                    created_at: user.created_at,
+                };
+                upstream_store::insert_link(self.conn, &link).with_context(|| {
+                    format!("cannot link {} to upstream provider {provider_id} ({})", e.user_id, e.auth_provider)
+                })?;
+                self.counts.upstream_links += 1;
+            }
+            None if self.settings.ignore_missing_auth_providers => {
+                store::insert_external_id(self.conn, &user.id, &e.auth_provider, &e.external_id, user.created_at)?;
+                self.counts.external_ids_not_linked += 1;
+            }
+            None => anyhow::bail!(
+                "{} has an external id of auth_provider `{}`, which no upstream provider's `synapse_idp_id` names \
+                 (run `syn2mas check`)",
+                e.user_id,
+                e.auth_provider
+            ),
+        }
         Ok(())
     }
 

@@ -18,6 +18,8 @@ use crate::synapse_harness::{self as harness, Nginx, Synapse, SynapseConfig, Syn
 const PEPPER: &str = "pepper-of-the-e2e-synapse";
 const SHARED_SECRET: &str = "syn2mas-e2e-registration-secret";
 const SERVER_NAME: &str = "localhost";
+/// The upstream provider that takes over Synapse's `oidc-github` logins (`synapse_idp_id`).
+const GITHUB: &str = "01J5SYNAPSEGTHB00000000001";
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
@@ -56,7 +58,10 @@ fn appliance_patch(synapse_url: &str, pepper: &str) -> String {
     format!(
         "{clients}\nmatrix:\n  kind: synapse\n  homeserver: \"{SERVER_NAME}\"\n  secret: \"{MATRIX_SECRET}\"\n  endpoint: \"{synapse_url}\"\n\
          passwords:\n  schemes:\n    - version: 1\n      algorithm: bcrypt\n      secret: \"{pepper}\"\n      unicode_normalization: true\n\
-         \x20   - version: 2\n      algorithm: argon2id\n      memory_kib: 64\n      iterations: 1\n",
+         \x20   - version: 2\n      algorithm: argon2id\n      memory_kib: 64\n      iterations: 1\n\
+         upstream_oauth2:\n  providers:\n    - id: {GITHUB}\n      synapse_idp_id: oidc-github\n\
+         \x20     issuer: \"https://github.example/\"\n      client_id: matrix\n      token_endpoint_auth_method: none\n\
+         \x20     scope: openid\n",
         clients = flows::clients_patch()
     )
 }
@@ -117,7 +122,7 @@ pub(crate) async fn import_and_carry_on(backend: Backend) {
     let report = text(&out);
     assert_eq!(out.status.code(), Some(11), "{report}");
     assert!(report.contains("medium `msisdn`"), "{report}");
-    assert!(report.contains("`oidc-github`"), "{report}");
+    assert!(!report.contains("`oidc-github`"), "an upstream provider maps it: {report}");
 
     step("migrate refuses while Synapse runs");
     let out = cli(&["syn2mas", "--synapse-config", hs_yaml, "migrate"]);
@@ -144,11 +149,24 @@ pub(crate) async fn import_and_carry_on(backend: Backend) {
     );
     assert!(report.contains("4 password hashes"), "erin's went with her deactivation: {report}");
     assert!(report.contains("8 devices as compat sessions, 8 access tokens, 2 refresh tokens"), "{report}");
-    assert!(report.contains("2 email addresses, 1 other third-party ids, 1 external ids"), "{report}");
+    assert!(
+        report.contains("2 email addresses, 1 other third-party ids, 1 external ids as upstream links"),
+        "{report}"
+    );
     assert!(report.contains("matrix_authentication_service:"), "the homeserver.yaml to use: {report}");
     assert!(report.contains("appliance doctor"), "{report}");
     let out = cli(&["syn2mas", "--synapse-config", hs_yaml, "migrate"]);
     assert!(!out.status.success() && text(&out).contains("is not empty"), "a second run: {}", text(&out));
+    let imported = rusqlite::Connection::open(dir.path().join("appliance.db")).unwrap();
+    let link: (String, String, String) = imported
+        .query_row(
+            "SELECT u.username, l.upstream_oauth_provider_id, l.subject FROM upstream_oauth_links l JOIN users u USING (user_id)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(link, ("carol".into(), GITHUB.into(), "carol-gh-1".into()), "carol's GitHub login became a link");
+    drop(imported);
 
     step("the appliance starts on the imported database; Synapse delegates to it");
     let app = helpers::spawn_app_in(dir, &appliance_patch(&synapse.base_url, PEPPER)).await;

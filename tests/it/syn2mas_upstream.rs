@@ -1,0 +1,163 @@
+//! `syn2mas` and upstream providers (issue 13): Synapse's `user_external_ids` become upstream
+//! links through each provider's `synapse_idp_id`; an `auth_provider` no provider maps stops
+//! `check` and `migrate` unless `--ignore-missing-auth-providers`. Access tokens without a device
+//! are counted and left out. `manage register-user --upstream-provider-mapping` links a new user.
+
+use rusqlite::Connection;
+
+use crate::flows;
+use crate::helpers::{self, run_cli};
+use crate::syn2mas_fixture::{GITHUB, SynapseDb, appliance_patch, text};
+
+fn count(db: &Connection, sql: &str) -> i64 {
+    db.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_ids_become_links_and_unmapped_providers_stop_the_import_unless_ignored() {
+    let dir = helpers::tempdir();
+    let synapse = SynapseDb::create(dir.path());
+    synapse.user("bob", Some("bob's password"), false);
+    synapse.user("carol", None, false);
+    synapse.external_id("bob", "oidc-github", "gh-1234");
+    synapse.external_id("carol", "oidc-gitlab", "gl-77");
+    let config = helpers::write_test_config(dir.path(), &appliance_patch());
+    let db_path = dir.path().join("appliance.db");
+
+    let out = synapse.syn2mas(&config, &["check"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(10), "{report}");
+    assert!(report.contains("error: 1 external id(s) of auth_provider `oidc-gitlab`"), "{report}");
+    assert!(report.contains("--ignore-missing-auth-providers"), "the way out is named: {report}");
+    assert!(!report.contains("oidc-github"), "a mapped provider is no problem: {report}");
+
+    let out = synapse.syn2mas(&config, &["migrate"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(10), "{report}");
+    assert!(report.contains("nothing was imported"), "{report}");
+    assert!(!db_path.exists() || count(&Connection::open(&db_path).unwrap(), "SELECT COUNT(*) FROM users") == 0);
+
+    let out = synapse.syn2mas(&config, &["--ignore-missing-auth-providers", "check"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(11), "warnings only: {report}");
+    assert!(report.contains("warning: 1 external id(s) of auth_provider `oidc-gitlab` are not linked"), "{report}");
+
+    let out = synapse.syn2mas(&config, &["migrate", "--ignore-missing-auth-providers"]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("1 external ids as upstream links"), "{report}");
+    assert!(report.contains("warning: 1 external id(s) were not linked"), "{report}");
+
+    let db = Connection::open(&db_path).unwrap();
+    let (user, provider, subject, created): (String, String, String, i64) = db
+        .query_row(
+            "SELECT u.username, l.upstream_oauth_provider_id, l.subject, l.created_at
+             FROM upstream_oauth_links l JOIN users u USING (user_id)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((user.as_str(), provider.as_str(), subject.as_str()), ("bob", GITHUB, "gh-1234"));
+    assert_eq!(created, 1_700_000_000, "a link dates from its user's creation in Synapse");
+    assert_eq!(count(&db, "SELECT COUNT(*) FROM upstream_oauth_links"), 1, "carol's gitlab id is not a link");
+    let kept: String = db
+        .query_row("SELECT auth_provider || ':' || external_id FROM user_synapse_external_ids", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, "oidc-gitlab:gl-77", "the unlinked id is kept aside");
+    drop(db);
+
+    // The server starts on the imported database; its provider sync adds the client secret the
+    // import left out, and the link is the provider's.
+    let app = helpers::spawn_app_in(dir, &appliance_patch()).await;
+    let link = app
+        .state
+        .store
+        .read(|c| appliance::store::upstream::link_by_subject(c, GITHUB, "gh-1234"))
+        .await
+        .unwrap()
+        .expect("bob's link");
+    assert!(link.user_id.is_some());
+    let db = Connection::open(&app.db_path).unwrap();
+    let secret: Option<String> = db
+        .query_row(
+            "SELECT encrypted_client_secret FROM upstream_oauth_providers WHERE upstream_oauth_provider_id = ?1",
+            [GITHUB],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(secret.is_some(), "the start-up sync stored the provider's secret");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_tokens_without_a_device_are_counted_and_left_out() {
+    let dir = helpers::tempdir();
+    let mut synapse = SynapseDb::create(dir.path());
+    synapse.user("alice", Some("alice's password"), false);
+    synapse.user("erin", None, false);
+    synapse.device("alice", "ALICEPHONE");
+    synapse.access_token("alice", Some("ALICEPHONE"), "syt_YWxpY2U_phone_token_0001");
+    synapse.access_token("alice", None, "syt_YWxpY2U_deviceless_0002");
+    synapse.access_token("erin", None, "syt_ZXJpbg_deactivated_0003");
+    synapse.deactivate("erin");
+    let config = helpers::write_test_config(dir.path(), &appliance_patch());
+
+    let out = synapse.syn2mas(&config, &["check"]);
+    let report = text(&out);
+    assert_eq!(out.status.code(), Some(11), "a warning, not an error: {report}");
+    assert!(
+        report.contains("warning: 1 access token(s) without a device"),
+        "erin's does not count, she gets no sessions: {report}"
+    );
+
+    let out = synapse.syn2mas(&config, &["migrate"]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("1 devices as compat sessions, 1 access tokens"), "{report}");
+    assert!(report.contains("warning: 1 access token(s) without a device were not imported"), "{report}");
+
+    let app = helpers::spawn_app_in(dir, &appliance_patch()).await;
+    let phone = flows::introspect(&app, "syt_YWxpY2U_phone_token_0001").await;
+    assert_eq!(phone["active"], true, "{phone}");
+    assert_eq!(phone["device_id"], "ALICEPHONE", "{phone}");
+    let deviceless = flows::introspect(&app, "syt_YWxpY2U_deviceless_0002").await;
+    assert_eq!(deviceless["active"], false, "{deviceless}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn register_user_links_upstream_accounts_and_refuses_bad_mappings_before_creating_anyone() {
+    let app = helpers::spawn_app_with(&appliance_patch()).await;
+    let cli = |args: &[&str]| {
+        let mut all = vec!["manage", "register-user", "--skip-homeserver-check", "--no-password"];
+        all.extend_from_slice(args);
+        tokio::task::block_in_place(|| run_cli(&app.config_path, &all))
+    };
+    let users = || count(&Connection::open(&app.db_path).unwrap(), "SELECT COUNT(*) FROM users");
+
+    let mapping = format!("{}:gh-dana", GITHUB.to_lowercase());
+    let out = cli(&["dana", "--upstream-provider-mapping", &mapping]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains(&format!("linked upstream {GITHUB}:gh-dana")), "{report}");
+    let link = app
+        .state
+        .store
+        .read(|c| appliance::store::upstream::link_by_subject(c, GITHUB, "gh-dana"))
+        .await
+        .unwrap()
+        .expect("dana's link");
+    let dana = app.state.store.read(|c| appliance::store::users::by_username(c, "dana")).await.unwrap().unwrap();
+    assert_eq!(link.user_id.as_deref(), Some(dana.id.as_str()));
+    assert_eq!(users(), 1);
+
+    for (args, refusal) in [
+        (vec!["erin", "--upstream-provider-mapping", &format!("{GITHUB}:gh-dana")], "already linked to dana"),
+        (vec!["erin", "--upstream-provider-mapping", "01J5SYNAPSEGTHB00000000009:x"], "no upstream provider"),
+        (vec!["erin", "--upstream-provider-mapping", "github:x"], "is not a provider id"),
+        (vec!["erin", "--upstream-provider-mapping", "no-colon"], "expected PROVIDER_ID:SUBJECT"),
+    ] {
+        let out = cli(&args);
+        let report = text(&out);
+        assert!(!out.status.success() && report.contains(refusal), "{args:?}: {report}");
+        assert_eq!(users(), 1, "{args:?} created a user before refusing: {report}");
+    }
+}
