@@ -1,6 +1,9 @@
 //! Starting, rotating and ending OAuth 2.0 sessions. Every surface that ends a session (revoke,
 //! logout, account page, admin) goes through `end`.
 
+use std::net::IpAddr;
+
+use super::provisioning::Lifecycle;
 use crate::model::Scope;
 use crate::store::sessions::{self, OAuthSession};
 use crate::store::tokens::{self as token_store, AccessToken, RefreshToken};
@@ -192,6 +195,27 @@ pub fn rotate(
         refresh_token: issued.refresh_token.unwrap_or_default(),
         expires_in: ttl,
     })))
+}
+
+/// A refresh grant: `rotate` in its own write, then what follows it — the session's activity
+/// recorded, or after a reuse the ended session's device removed from the homeserver.
+pub async fn refresh(
+    lc: &Lifecycle,
+    client_id: &str,
+    refresh_token: &str,
+    ttl: i64,
+    ip: Option<IpAddr>,
+) -> StoreResult<RefreshOutcome> {
+    let (client_id, token, now) = (client_id.to_string(), refresh_token.to_string(), lc.clock.now());
+    let outcome = lc.store.write(move |c| rotate(c, &client_id, &token, ttl, now)).await?;
+    match &outcome {
+        RefreshOutcome::Rotated(r) => lc.activity.record_oauth2(&r.session.id, ip),
+        RefreshOutcome::Reused { user_id: Some(user_id) } => {
+            lc.sync_devices(user_id).await;
+        }
+        _ => {}
+    }
+    Ok(outcome)
 }
 
 /// Ends a session: its tokens stop working at once. Returns the session when it was active.

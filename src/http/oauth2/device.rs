@@ -13,6 +13,7 @@ use super::params::{MAX_SCOPE_LENGTH, Params};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::OAuthError;
+use crate::lifecycle::grants::POLL_INTERVAL;
 use crate::lifecycle::policy;
 use crate::model::Scope;
 use crate::model::client::GRANT_DEVICE_CODE;
@@ -22,7 +23,6 @@ use crate::store::{
 };
 use crate::tokens::hash_token;
 
-pub const POLL_INTERVAL: i64 = 5;
 pub const DEVICE_CODE_TTL: i64 = 1200;
 
 /// Consonants only: no vowels (no words), no look-alikes (RFC 8628 §6.1).
