@@ -101,8 +101,7 @@ impl App {
             );
         }
         let assets = Assets::with_logo(config.branding.load_logo()?);
-        let lifecycle =
-            lifecycle::provisioning::Lifecycle::new(store.clone(), homeserver::connect(&config.matrix), clock.clone());
+        let lifecycle = lifecycle::Lifecycle::new(store.clone(), homeserver::connect(&config.matrix), clock.clone());
         let state = AppState(Arc::new(AppInner {
             passwords: PasswordManager::new(&config.passwords),
             config,
@@ -167,14 +166,7 @@ impl App {
             &lc,
             self.state.config.experimental.dynamic_client_ttl,
         ));
-        let worker = tokio::spawn(jobs::run_worker(
-            lc.store.clone(),
-            lc.homeserver.clone(),
-            lc.jobs.clone(),
-            lc.clock.clone(),
-            periodic,
-            stop_rx.clone(),
-        ));
+        let worker = tokio::spawn(lc.run_worker(periodic, stop_rx.clone()));
         let activity = tokio::spawn(lc.activity.clone().run(stop_rx.clone()));
         let connections = http::server::Connections::new(
             self.state.config.http.max_connections,

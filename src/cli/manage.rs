@@ -6,8 +6,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::crypto::password::PasswordManager;
 use crate::jobs::Job;
+use crate::lifecycle::Lifecycle;
 use crate::lifecycle::personal_sessions::{self, NewPersonalSession};
-use crate::lifecycle::provisioning::Lifecycle;
 use crate::lifecycle::registration_tokens;
 use crate::lifecycle::users::{self, NewUser, UserError};
 use crate::model::Scope;
@@ -243,8 +243,8 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
             println!("created {} ({})", ctx.config.matrix.mxid(&user.username), user.id);
             for (provider, subject) in mappings {
                 use crate::lifecycle::upstream::{AddLink, add_link};
-                let now = ctx.lifecycle.clock.now();
-                match add_link(&ctx.lifecycle.store, &user.id, &provider, &subject, None, now).await? {
+                let now = clock.now();
+                match add_link(&ctx.store, &user.id, &provider, &subject, None, now).await? {
                     AddLink::Created(_) | AddLink::Existing(_) => println!("linked upstream {provider}:{subject}"),
                     AddLink::Conflict => anyhow::bail!(
                         "upstream {provider}:{subject} was linked to another user meanwhile; the user was created \
@@ -288,7 +288,7 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
         Command::ProvisionAllUsers => {
             let list = ctx.store.read(crate::store::users::list).await?;
             for u in &list {
-                ctx.lifecycle.jobs.enqueue(Job::ProvisionUser { user_id: u.id.clone() }).await?;
+                ctx.lifecycle.enqueue(Job::ProvisionUser { user_id: u.id.clone() }).await?;
             }
             println!("queued provisioning of {} users; the server's worker runs it", list.len());
         }

@@ -32,7 +32,7 @@ pub struct AppInner {
     /// Clients' `jwks_uri` key sets (fetched with SSRF guards, cached).
     pub jwks: super::oauth2::jwks_uri::JwksFetcher,
     pub limiters: super::ratelimit::Limiters,
-    pub lifecycle: crate::lifecycle::provisioning::Lifecycle,
+    pub lifecycle: crate::lifecycle::Lifecycle,
     pub mailer: crate::email::Mailer,
 }
 

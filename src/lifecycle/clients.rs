@@ -101,7 +101,7 @@ pub async fn delete_unused_dynamic(store: &Store, now: i64, ttl: i64) -> StoreRe
 }
 
 /// The worker's hourly task running `delete_unused_dynamic`.
-pub fn unused_dynamic_clients_task(lc: &super::provisioning::Lifecycle, ttl: i64) -> crate::jobs::Periodic {
+pub fn unused_dynamic_clients_task(lc: &super::Lifecycle, ttl: i64) -> crate::jobs::Periodic {
     let (store, clock) = (lc.store.clone(), lc.clock.clone());
     let run = move || -> crate::jobs::TaskFuture {
         let (store, now) = (store.clone(), clock.now());

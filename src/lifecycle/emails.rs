@@ -1,7 +1,7 @@
 //! Adding and removing a user's email addresses by an administrator. The homeserver gets the
 //! user's whole address list again (provisioning), as when the user changes it on the account page.
 
-use super::provisioning::Lifecycle;
+use super::Lifecycle;
 use crate::store::StoreError;
 use crate::store::users::{self as user_store, UserEmail};
 

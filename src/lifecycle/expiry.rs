@@ -15,8 +15,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use rusqlite::Connection;
 
+use super::Lifecycle;
 use super::activity::ActivityTracker;
-use super::provisioning::Lifecycle;
 use super::{compat_sessions, oauth_sessions, sessions};
 use crate::config::InactiveSessionExpirationConfig;
 use crate::jobs::{Periodic, TaskFuture};

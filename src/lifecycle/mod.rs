@@ -1,4 +1,10 @@
-//! State changes that several surfaces trigger, written once.
+//! State changes that several surfaces trigger, written once: the one door between the surfaces
+//! (`http`, `cli`) and the store, the homeserver and the job queue.
+//!
+//! `Lifecycle`'s handles are private so that a handler cannot walk around it: handlers do plain
+//! store reads through `AppState::store` at most, and reach the homeserver only through the
+//! functions here (user provisioning, availability, display name, cross-signing reset, device
+//! sync, session ends, the email-verification workflow, …).
 
 pub mod activity;
 pub mod clients;
@@ -18,3 +24,59 @@ pub mod tokens;
 pub mod upstream;
 pub mod upstream_providers;
 pub mod users;
+
+use crate::clock::BoxClock;
+use crate::homeserver::BoxHomeserver;
+use crate::jobs::{self, Job, JobQueue, Periodic};
+use crate::store::Store;
+
+/// What lifecycle steps need besides the request: the store, the homeserver and the job queue.
+/// Only this module and its children see them (the homeserver side is in `provisioning`).
+#[derive(Clone)]
+pub struct Lifecycle {
+    store: Store,
+    homeserver: BoxHomeserver,
+    jobs: JobQueue,
+    clock: BoxClock,
+    /// Session `last_active_*`, batched in memory. Public: recording activity is a map insert
+    /// every surface does, and it reaches neither the homeserver nor a table directly.
+    pub activity: activity::ActivityTracker,
+}
+
+impl Lifecycle {
+    pub fn new(store: Store, homeserver: BoxHomeserver, clock: BoxClock) -> Self {
+        let jobs = JobQueue::new(store.clone(), clock.clone());
+        let activity = activity::ActivityTracker::new(store.clone(), clock.clone());
+        Self { store, homeserver, jobs, clock, activity }
+    }
+
+    /// The store, for plain reads by the surfaces (and the lifecycle functions taking a `&Store`).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &BoxClock {
+        &self.clock
+    }
+
+    /// Queues `job` for the worker without trying it now.
+    pub async fn enqueue(&self, job: Job) -> Result<(), crate::store::StoreError> {
+        self.jobs.enqueue(job).await
+    }
+
+    /// The job worker (retries, device sync, cleanup) with the `periodic` tasks, until `stop`.
+    pub fn run_worker(
+        &self,
+        periodic: Vec<Periodic>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        jobs::run_worker(
+            self.store.clone(),
+            self.homeserver.clone(),
+            self.jobs.clone(),
+            self.clock.clone(),
+            periodic,
+            stop,
+        )
+    }
+}

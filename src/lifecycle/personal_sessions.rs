@@ -4,8 +4,8 @@
 //! token dies, a new one is shown once) and revoked (token dead, device deleted) here, for the
 //! admin API and `manage`.
 
+use super::Lifecycle;
 use super::policy::{self, GrantKind};
-use super::provisioning::Lifecycle;
 use super::sessions;
 use crate::config::PolicyData;
 use crate::model::Scope;

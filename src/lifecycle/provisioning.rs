@@ -1,30 +1,11 @@
 //! The homeserver side of lifecycle steps: tried at once, queued for retry when it fails.
 
-use super::activity::ActivityTracker;
-use crate::clock::BoxClock;
-use crate::homeserver::{BoxHomeserver, HomeserverError};
-use crate::jobs::{self, Job, JobQueue};
+pub use super::Lifecycle;
+use crate::homeserver::HomeserverError;
+use crate::jobs::{self, Job};
 use crate::model::User;
-use crate::store::Store;
-
-/// What lifecycle steps need besides the request: the store, the homeserver and the job queue.
-#[derive(Clone)]
-pub struct Lifecycle {
-    pub store: Store,
-    pub homeserver: BoxHomeserver,
-    pub jobs: JobQueue,
-    pub clock: BoxClock,
-    /// Session `last_active_*`, batched in memory.
-    pub activity: ActivityTracker,
-}
 
 impl Lifecycle {
-    pub fn new(store: Store, homeserver: BoxHomeserver, clock: BoxClock) -> Self {
-        let jobs = JobQueue::new(store.clone(), clock.clone());
-        let activity = ActivityTracker::new(store.clone(), clock.clone());
-        Self { store, homeserver, jobs, clock, activity }
-    }
-
     /// Runs `job` now; when the homeserver cannot take it, queues it. `true` when done now.
     pub async fn run_or_queue(&self, job: Job) -> bool {
         let (store, hs, j) = (self.store.clone(), self.homeserver.clone(), job.clone());

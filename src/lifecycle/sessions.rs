@@ -5,7 +5,7 @@
 
 use rusqlite::Connection;
 
-use super::provisioning::Lifecycle;
+use super::Lifecycle;
 use super::{compat_sessions, oauth_sessions, personal_sessions};
 use crate::store::StoreResult;
 use crate::store::sessions::{self as session_store, SessionKind};

@@ -3,7 +3,7 @@
 
 use rusqlite::Connection;
 
-use super::provisioning::Lifecycle;
+use super::Lifecycle;
 use super::users::{NewUser, UserError};
 use crate::config::OnBackchannelLogout;
 use crate::model::User;

@@ -2,10 +2,10 @@
 //! to the homeserver too (at once, or through the job queue when it is down); the CLI and the
 //! admin API both use them.
 
-use super::provisioning::Lifecycle;
+use super::Lifecycle;
 use crate::clock::Clock;
 use crate::crypto::password::{PasswordError, PasswordManager};
-use crate::homeserver::Availability;
+pub use crate::homeserver::Availability;
 use crate::jobs::Job;
 use crate::model::User;
 use crate::model::user::check_localpart;
@@ -120,14 +120,64 @@ pub async fn get(store: &Store, user_id: &str) -> Result<User, UserError> {
 /// Whether `username` may be created: well-formed, not taken here, and free on the homeserver.
 pub async fn check_available(lc: &Lifecycle, username: &str) -> Result<(), UserError> {
     check_localpart(username).map_err(UserError::InvalidUsername)?;
+    check_free_here(lc, username).await?;
+    check_free_on_homeserver(lc, username).await
+}
+
+/// The local half of `check_available`: no user here has `username`.
+pub async fn check_free_here(lc: &Lifecycle, username: &str) -> Result<(), UserError> {
     let name = username.to_string();
     if lc.store.read(move |c| user_store::by_username(c, &name)).await?.is_some() {
         return Err(UserError::Taken);
     }
+    Ok(())
+}
+
+/// The homeserver half of `check_available` (registration asks it last, after the cheaper checks).
+pub async fn check_free_on_homeserver(lc: &Lifecycle, username: &str) -> Result<(), UserError> {
     let (hs, name) = (lc.homeserver.clone(), username.to_string());
     match tokio::task::spawn_blocking(move || hs.is_localpart_available(&name)).await {
         Ok(Ok(Availability::Available)) => Ok(()),
         Ok(Ok(other)) => Err(UserError::HomeserverRefused(other)),
+        Ok(Err(e)) => Err(UserError::HomeserverUnreachable(e.to_string())),
+        Err(e) => Err(UserError::HomeserverUnreachable(e.to_string())),
+    }
+}
+
+/// Longest display name accepted (Synapse's limit).
+pub const MAX_DISPLAY_NAME: usize = 256;
+
+/// Why `name` (trimmed) cannot be a display name, in words for the form; `None` when it can.
+pub fn display_name_problem(name: &str) -> Option<String> {
+    if name.chars().any(char::is_control) {
+        Some("The display name contains characters that cannot be shown.".into())
+    } else if name.chars().count() > MAX_DISPLAY_NAME {
+        Some(format!("Use at most {MAX_DISPLAY_NAME} characters."))
+    } else {
+        None
+    }
+}
+
+/// Stores the user's display name (`None` removes it) and pushes it to the homeserver at once;
+/// when the homeserver cannot take it, a provisioning job carries it over later.
+pub async fn set_display_name(lc: &Lifecycle, user: &User, name: Option<String>) -> Result<(), UserError> {
+    let (user_id, stored) = (user.id.clone(), name.clone());
+    lc.store.write(move |c| user_store::set_display_name(c, &user_id, stored.as_deref())).await?;
+    let (hs, localpart) = (lc.homeserver.clone(), user.username.clone());
+    let pushed = tokio::task::spawn_blocking(move || hs.set_displayname(&localpart, name.as_deref())).await;
+    if !matches!(pushed, Ok(Ok(()))) {
+        tracing::warn!(error = ?pushed.map(|r| r.err().map(|e| e.to_string())).ok(), "display name not pushed; provisioning");
+        lc.provision_user(&user.id).await;
+    }
+    Ok(())
+}
+
+/// Lets the user's app replace its cross-signing keys without interactive auth for a while (the
+/// homeserver decides how long). Not queued: the user waits for it, and retries when it fails.
+pub async fn allow_cross_signing_reset(lc: &Lifecycle, user: &User) -> Result<(), UserError> {
+    let (hs, localpart) = (lc.homeserver.clone(), user.username.clone());
+    match tokio::task::spawn_blocking(move || hs.allow_cross_signing_reset(&localpart)).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(UserError::HomeserverUnreachable(e.to_string())),
         Err(e) => Err(UserError::HomeserverUnreachable(e.to_string())),
     }

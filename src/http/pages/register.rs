@@ -25,24 +25,19 @@ use super::context::{Browser, NoticeQuery, PageContext};
 use super::error::{PageError, render};
 use super::login::{localpart_of, login_url, safe_next, sign_in_and_continue};
 use crate::email;
-use crate::homeserver::Availability;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::lifecycle::registration::{self, NewRegistration, RegistrationError, Strength};
-use crate::lifecycle::users::UserError;
+use crate::lifecycle::users::{self, Availability, UserError};
 use crate::model::user::check_localpart;
 use crate::store::email_codes::{self, EmailVerification};
 use crate::store::pending_registrations::{self as pending_store, PendingRegistration};
 use crate::store::registration_tokens as token_store;
-use crate::store::users as user_store;
 
 /// The private cookie binding a pending registration to the browser that started it.
 const PENDING_COOKIE: &str = "appliance-registration";
 /// How long a pending registration is kept (the code can be resent meanwhile).
 const PENDING_TTL_SECS: i64 = 86_400;
-
-/// Longest display name accepted (Synapse's limit).
-const MAX_DISPLAY_NAME: usize = 256;
 
 #[derive(Default)]
 struct FieldErrors {
@@ -228,11 +223,7 @@ pub async fn post(
         Some(p.email.clone())
     };
     let display_name = Some(p.display_name.clone()).filter(|n| !n.is_empty());
-    if p.display_name.chars().any(char::is_control) {
-        p.errors.display_name = Some("The display name contains characters that cannot be shown.".into());
-    } else if p.display_name.chars().count() > MAX_DISPLAY_NAME {
-        p.errors.display_name = Some(format!("Use at most {MAX_DISPLAY_NAME} characters."));
-    }
+    p.errors.display_name = users::display_name_problem(&p.display_name);
 
     let service = config.branding.service_name.clone().unwrap_or_default();
     let inputs = [p.username.as_str(), p.display_name.as_str(), server_name.as_str(), service.as_str()];
@@ -269,13 +260,12 @@ pub async fn post(
         return refuse(browser, p, StatusCode::TOO_MANY_REQUESTS);
     }
 
-    let name = localpart.clone();
-    match state.store.read(move |c| user_store::by_username(c, &name)).await {
-        Ok(Some(_)) => {
+    match users::check_free_here(&state.lifecycle, &localpart).await {
+        Ok(()) => {}
+        Err(UserError::Taken) => {
             p.errors.username = Some("This username is taken. Choose another one.".into());
             return refuse(browser, p, StatusCode::BAD_REQUEST);
         }
-        Ok(None) => {}
         Err(e) => return PageError::internal(e).into_response(),
     }
     if let Some(t) = &token {
@@ -288,23 +278,22 @@ pub async fn post(
             Err(e) => return PageError::internal(e).into_response(),
         }
     }
-    let (hs, name) = (state.lifecycle.homeserver.clone(), localpart.clone());
-    match tokio::task::spawn_blocking(move || hs.is_localpart_available(&name)).await {
-        Ok(Ok(Availability::Available)) => {}
-        Ok(Ok(Availability::Taken)) => {
-            p.errors.username = Some("This username is taken. Choose another one.".into());
-            return refuse(browser, p, StatusCode::BAD_REQUEST);
-        }
-        Ok(Ok(Availability::Exclusive)) => {
+    match users::check_free_on_homeserver(&state.lifecycle, &localpart).await {
+        Ok(()) => {}
+        Err(UserError::HomeserverRefused(Availability::Exclusive)) => {
             p.errors.username = Some("This username is reserved. Choose another one.".into());
             return refuse(browser, p, StatusCode::BAD_REQUEST);
         }
-        Ok(Ok(Availability::Invalid)) => {
+        Err(UserError::HomeserverRefused(Availability::Invalid)) => {
             p.errors.username = Some("The homeserver does not accept this username. Choose another one.".into());
             return refuse(browser, p, StatusCode::BAD_REQUEST);
         }
-        outcome => {
-            tracing::warn!(error = ?outcome.map(|r| r.err().map(|e| e.to_string())).ok(), "cannot check username availability");
+        Err(UserError::HomeserverRefused(_)) => {
+            p.errors.username = Some("This username is taken. Choose another one.".into());
+            return refuse(browser, p, StatusCode::BAD_REQUEST);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot check username availability");
             p.form_error =
                 Some("We cannot reach the homeserver to check whether this username is free. Try again later.".into());
             return refuse(browser, p, StatusCode::SERVICE_UNAVAILABLE);
@@ -575,22 +564,16 @@ pub async fn verify_post(
             "Someone took this username while you were verifying your email address. Create your account again with another username.",
         )
     };
-    let name = pending.username.clone();
-    match state.store.read(move |c| user_store::by_username(c, &name)).await {
-        Ok(Some(_)) => return taken(),
-        Ok(None) => {}
-        Err(e) => return PageError::internal(e).into_response(),
-    }
-    let (hs, name) = (state.lifecycle.homeserver.clone(), pending.username.clone());
-    match tokio::task::spawn_blocking(move || hs.is_localpart_available(&name)).await {
-        Ok(Ok(Availability::Available)) => {}
-        Ok(Ok(_)) => return taken(),
-        outcome => {
-            tracing::warn!(error = ?outcome.map(|r| r.err().map(|e| e.to_string())).ok(), "cannot check username availability");
+    match users::check_available(&state.lifecycle, &pending.username).await {
+        Ok(()) => {}
+        Err(UserError::Taken | UserError::HomeserverRefused(_) | UserError::InvalidUsername(_)) => return taken(),
+        Err(UserError::HomeserverUnreachable(e)) => {
+            tracing::warn!(error = %e, "cannot check username availability");
             let message =
                 "We cannot reach the homeserver to check whether this username is free. Try again later.".to_string();
             return verify_page(&state, browser, StatusCode::SERVICE_UNAVAILABLE, &v, &id, Some(message), None);
         }
+        Err(e) => return PageError::internal(e).into_response(),
     }
 
     let user = match registration::complete_pending(&state.store, state.clock.as_ref(), &pending, &v.email).await {

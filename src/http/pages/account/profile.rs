@@ -11,12 +11,10 @@ use super::{Reauth, has_password, new_password_problem, reauthenticate, signed_i
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
+use crate::lifecycle::users as user_lifecycle;
 use crate::model::User;
 use crate::store::personal::{self as personal_store, PersonalFilter};
 use crate::store::{sessions as session_store, users as user_store};
-
-/// Longest display name accepted (Synapse's limit).
-const MAX_DISPLAY_NAME: usize = 256;
 
 #[derive(Default)]
 struct PasswordErrors {
@@ -130,29 +128,18 @@ pub async fn profile_post(State(state): State<AppState>, browser: Browser, Form(
             .into_response();
     }
     let name = form.display_name.trim().to_string();
-    if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
+    if let Some(problem) = user_lifecycle::display_name_problem(&name) {
         let mut p = match build(&state, &browser, &session.user, None).await {
             Ok(p) => p,
             Err(e) => return e.into_response(),
         };
         p.display_name = form.display_name.clone();
-        p.display_name_error = Some(if name.chars().any(char::is_control) {
-            "The display name contains characters that cannot be shown.".into()
-        } else {
-            format!("Use at most {MAX_DISPLAY_NAME} characters.")
-        });
+        p.display_name_error = Some(problem);
         return (StatusCode::BAD_REQUEST, browser.jar, render(&p)).into_response();
     }
     let name = Some(name).filter(|n| !n.is_empty());
-    let (user_id, stored) = (session.user.id.clone(), name.clone());
-    if let Err(e) = state.store.write(move |c| user_store::set_display_name(c, &user_id, stored.as_deref())).await {
+    if let Err(e) = user_lifecycle::set_display_name(&state.lifecycle, &session.user, name).await {
         return PageError::internal(e).into_response();
-    }
-    let (hs, localpart) = (state.lifecycle.homeserver.clone(), session.user.username.clone());
-    let pushed = tokio::task::spawn_blocking(move || hs.set_displayname(&localpart, name.as_deref())).await;
-    if !matches!(pushed, Ok(Ok(()))) {
-        tracing::warn!(error = ?pushed.map(|r| r.err().map(|e| e.to_string())).ok(), "display name not pushed; provisioning");
-        state.lifecycle.provision_user(&session.user.id).await;
     }
     (browser.jar, Redirect::to("/account/?notice=profile_saved")).into_response()
 }

@@ -84,9 +84,8 @@ pub async fn cross_signing_reset_post(
             };
         }
     }
-    let (hs, localpart) = (state.lifecycle.homeserver.clone(), session.user.username.clone());
-    match tokio::task::spawn_blocking(move || hs.allow_cross_signing_reset(&localpart)).await {
-        Ok(Ok(())) => {
+    match user_lifecycle::allow_cross_signing_reset(&state.lifecycle, &session.user).await {
+        Ok(()) => {
             tracing::info!(user = %session.user.username, "cross-signing reset allowed");
             let page = MessagePage {
                 ctx: browser.context(&state),
@@ -98,8 +97,8 @@ pub async fn cross_signing_reset_post(
             };
             (browser.jar, render(&page)).into_response()
         }
-        outcome => {
-            tracing::warn!(error = ?outcome.map(|r| r.err().map(|e| e.to_string())).ok(), "allow_cross_signing_reset failed");
+        Err(e) => {
+            tracing::warn!(error = %e, "allow_cross_signing_reset failed");
             fail(
                 browser,
                 StatusCode::BAD_GATEWAY,
