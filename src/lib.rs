@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod email;
 pub mod homeserver;
 pub mod http;
+pub mod i18n;
 pub mod jobs;
 pub mod lifecycle;
 pub mod model;

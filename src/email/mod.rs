@@ -17,6 +17,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{EmailConfig, EmailTransportKind, SmtpMode};
 use crate::http::AppState;
+use crate::i18n::Locale;
 use crate::store::email_codes::{self, EmailVerification};
 
 /// How long a verification code is accepted.
@@ -134,6 +135,7 @@ pub fn valid_address(s: &str) -> bool {
 #[derive(Template)]
 #[template(path = "emails/verification.html")]
 struct VerificationHtml<'a> {
+    l: Locale,
     service_name: &'a str,
     code: &'a str,
     minutes: i64,
@@ -142,6 +144,7 @@ struct VerificationHtml<'a> {
 #[derive(Template)]
 #[template(path = "emails/verification.txt")]
 struct VerificationText<'a> {
+    l: Locale,
     service_name: &'a str,
     code: &'a str,
     minutes: i64,
@@ -150,6 +153,7 @@ struct VerificationText<'a> {
 #[derive(Template)]
 #[template(path = "emails/recovery.html")]
 struct RecoveryHtml<'a> {
+    l: Locale,
     service_name: &'a str,
     mxid: &'a str,
     link: &'a str,
@@ -159,6 +163,7 @@ struct RecoveryHtml<'a> {
 #[derive(Template)]
 #[template(path = "emails/recovery.txt")]
 struct RecoveryText<'a> {
+    l: Locale,
     service_name: &'a str,
     mxid: &'a str,
     link: &'a str,
@@ -173,18 +178,23 @@ fn service_name(state: &AppState) -> String {
 pub async fn send_verification_code(state: &AppState, email: &str, code: &str) -> Result<(), EmailError> {
     let name = service_name(state);
     let minutes = CODE_TTL_SECS / 60;
-    let html = VerificationHtml { service_name: &name, code, minutes }.render()?;
-    let text = VerificationText { service_name: &name, code, minutes }.render()?;
-    state.mailer.send("verification code", email, &format!("Your verification code: {code}"), html, text).await
+    // In the language of the page that asked for it.
+    let l = crate::i18n::current();
+    let html = VerificationHtml { l, service_name: &name, code, minutes }.render()?;
+    let text = VerificationText { l, service_name: &name, code, minutes }.render()?;
+    let subject = l.s1("email.verification.subject", "code", code);
+    state.mailer.send("verification code", email, &subject, html, text).await
 }
 
 /// Sends a password-recovery link for the account `mxid` to `email`.
 pub async fn send_recovery_link(state: &AppState, email: &str, mxid: &str, link: &str) -> Result<(), EmailError> {
     let name = service_name(state);
     let minutes = RECOVERY_TTL_SECS / 60;
-    let html = RecoveryHtml { service_name: &name, mxid, link, minutes }.render()?;
-    let text = RecoveryText { service_name: &name, mxid, link, minutes }.render()?;
-    state.mailer.send("password recovery", email, &format!("Reset your password for {mxid}"), html, text).await
+    let l = crate::i18n::current();
+    let html = RecoveryHtml { l, service_name: &name, mxid, link, minutes }.render()?;
+    let text = RecoveryText { l, service_name: &name, mxid, link, minutes }.render()?;
+    let subject = l.s1("email.recovery.subject", "mxid", mxid);
+    state.mailer.send("password recovery", email, &subject, html, text).await
 }
 
 fn new_code() -> String {

@@ -24,6 +24,7 @@ mod expiry;
 mod flows;
 mod foundation;
 mod helpers;
+mod i18n;
 mod locked;
 mod mas_config;
 mod mfa;

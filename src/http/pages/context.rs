@@ -36,6 +36,8 @@ pub struct PageContext {
     pub policy_uri: Option<String>,
     pub imprint: Option<String>,
     pub server_name: String,
+    /// The request's language (`ctx.t("key")` in templates: src/i18n/page.rs).
+    pub locale: crate::i18n::Locale,
 }
 
 pub struct ScopeView {
@@ -169,6 +171,7 @@ pub fn page_context(state: &AppState, csrf_token: String, user: Option<&User>) -
         policy_uri: b.policy_uri.as_ref().map(|u| u.to_string()),
         imprint: b.imprint.clone(),
         server_name: state.config.matrix.homeserver.clone(),
+        locale: crate::i18n::current(),
     }
 }
 

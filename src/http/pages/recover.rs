@@ -115,7 +115,9 @@ pub async fn post(
     // Each request is counted once it is settled (`appliance_password_recovery_requests_total`).
     if state.limiters.recovery_per_address.check(&address.to_lowercase()).is_ok() {
         let (state, address) = (state.clone(), address.clone());
-        tokio::spawn(async move {
+        // The mail goes out in the language of this page.
+        let locale = crate::i18n::current();
+        tokio::spawn(crate::i18n::with_locale(locale, async move {
             let result = match send_recovery(&state, &address).await {
                 Ok(true) => "sent",
                 Ok(false) => "no_account",
@@ -125,7 +127,7 @@ pub async fn post(
                 }
             };
             state.metrics.recovery_request(result);
-        });
+        }));
     } else {
         tracing::info!("password recovery: per-address limit reached; nothing sent");
         state.metrics.recovery_request("limited");
