@@ -33,6 +33,7 @@ mod oauth_extras;
 mod oauth_library;
 mod passwords;
 mod personal;
+mod props;
 mod proxy_config;
 mod register;
 mod register_email;
