@@ -18,6 +18,9 @@ impl User {
     }
 }
 
+/// Longest display name, of a user or of a device, in characters (Synapse's limit).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 256;
+
 /// Why a username cannot be used, in words fit for a form.
 pub fn check_localpart(localpart: &str) -> Result<(), &'static str> {
     if localpart.is_empty() {

@@ -173,6 +173,20 @@ fn rows(app: &TestApp, alice_id: &str) -> Vec<Row> {
             shape: Matrix("M_INVALID_PARAM"),
         },
         Row {
+            name: "11.4: compat login with an initial_device_display_name over 256 characters",
+            method: "POST",
+            path: "/_matrix/client/v3/login".into(),
+            auth: Auth::None,
+            body: Body::Json(json!({
+                "type": "m.login.password",
+                "identifier": {"type": "m.id.user", "user": "alice"},
+                "password": PASSWORD,
+                "initial_device_display_name": "d".repeat(257),
+            })),
+            status: 400,
+            shape: Matrix("M_INVALID_PARAM"),
+        },
+        Row {
             name: "1: compat login with a TAB-separated device id",
             method: "POST",
             path: "/_matrix/client/r0/login".into(),
@@ -506,4 +520,62 @@ async fn hostile_next_values_never_become_a_redirect() {
         .await
         .unwrap();
     assert_eq!(res.status(), 303, "an encoded slash in the query is fine");
+}
+
+/// Issue 11 item 4: what a sign-up stores before anyone signed in (the user, or the pending
+/// registration waiting for its email code) is capped field by field, each refused on the form
+/// with its own error; a `next` longer than a redirect URI is dropped, not carried on.
+#[tokio::test]
+async fn sign_up_fields_over_their_caps_are_refused() {
+    // Email required: the form then takes the address (a pending registration stores it).
+    let (app, _calls) =
+        admin_app("account:\n  password_registration_enabled: true\n  password_registration_email_required: true\n")
+            .await;
+    let long_email = format!("{}@example.org", "a".repeat(250));
+    let rows: &[(&str, &str, String, &str)] = &[
+        ("username over 255 characters", "username", "u".repeat(256), "username-error"),
+        ("display name over 256 characters", "display_name", "d".repeat(257), "display_name-error"),
+        ("email address over 254 characters", "email", long_email, "email-error"),
+    ];
+    const STRONG: &str = "correct horse battery staple lamp";
+    for (what, field, value, error_id) in rows {
+        let browser = app.new_client();
+        let (status, html) = get(&app, &browser, "/register").await;
+        assert_eq!(status, 200, "{html}");
+        let mut form: Vec<(&str, &str)> = vec![
+            ("csrf", ""),
+            ("username", "capped"),
+            ("password", STRONG),
+            ("password_confirm", STRONG),
+            ("email", "capped@example.org"),
+        ];
+        let csrf = csrf_of(&html);
+        form[0].1 = &csrf;
+        form.retain(|(k, _)| k != field);
+        form.push((field, value));
+        let res = browser.post(app.url("/register")).form(&form).send().await.unwrap();
+        let status = res.status().as_u16();
+        let html = res.text().await.unwrap();
+        assert_eq!(status, 400, "{what}: {html}");
+        assert!(html.contains(&format!("id=\"{error_id}\"")), "{what}: no {error_id} on the page:\n{html}");
+    }
+    let stored: i64 = app
+        .state
+        .store
+        .read(|c| Ok(c.query_row("SELECT (SELECT COUNT(*) FROM pending_registrations) + (SELECT COUNT(*) FROM users WHERE username = 'capped')", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(stored, 0, "nothing over a cap was stored");
+
+    // `next` at the cap is carried on; one byte more is dropped.
+    let at_cap = format!("/{}", "n".repeat(2047));
+    let over = format!("/{}", "n".repeat(2048));
+    for page in ["/register", "/login"] {
+        let browser = app.new_client();
+        let (_, html) = get(&app, &browser, &format!("{page}?next={at_cap}")).await;
+        assert!(html.contains("name=\"next\""), "{page} drops a next of 2048 bytes");
+        let (status, html) = get(&app, &browser, &format!("{page}?next={over}")).await;
+        assert_eq!(status, 200);
+        assert!(!html.contains("name=\"next\""), "{page} carries a next of 2049 bytes on");
+    }
 }

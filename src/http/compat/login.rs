@@ -12,6 +12,7 @@ use crate::http::client_ip::ClientIp;
 use crate::http::error::MatrixError;
 use crate::http::pages::login::{LoginFailure, localpart_of, verify_password};
 use crate::lifecycle::compat_sessions::{self, CompatTokens, NewCompatSession};
+use crate::model::user::MAX_DISPLAY_NAME_CHARS;
 use crate::model::{DeviceId, User};
 use crate::store::{compat, sessions as session_store, users as user_store};
 use crate::tokens::hash_token;
@@ -69,6 +70,10 @@ async fn handle(
         }
     };
     let display_name = str_field("initial_device_display_name");
+    if display_name.as_ref().is_some_and(|n| n.chars().count() > MAX_DISPLAY_NAME_CHARS) {
+        let why = format!("initial_device_display_name: use at most {MAX_DISPLAY_NAME_CHARS} characters");
+        return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", why));
+    }
     let with_refresh = req.get("refresh_token").and_then(Value::as_bool).unwrap_or(false);
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
 

@@ -60,9 +60,11 @@ pub struct LoginQuery {
     login_hint: Option<String>,
 }
 
-/// Only local paths are followed after sign-in (no open redirects).
+/// Only local paths are followed after sign-in (no open redirects), and none longer than a
+/// redirect URI may be (`next` is stored with a pending sign-up before anyone signed in).
 pub fn safe_next(next: Option<&str>) -> Option<String> {
-    next.filter(|n| is_local_path(n)).map(String::from)
+    use crate::http::oauth2::params::MAX_REDIRECT_URI_LENGTH;
+    next.filter(|n| n.len() <= MAX_REDIRECT_URI_LENGTH && is_local_path(n)).map(String::from)
 }
 
 /// Whether `next` is a path on this site and nothing a browser could read as another origin: it
