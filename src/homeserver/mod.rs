@@ -40,12 +40,6 @@ impl HomeserverError {
 
 pub type HsResult<T> = Result<T, HomeserverError>;
 
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HomeserverUser {
-    pub display_name: Option<String>,
-    pub deactivated: bool,
-}
-
 /// The desired state of a user, pushed as a whole (so a retry converges).
 #[derive(Debug, Clone)]
 pub struct ProvisionRequest {
@@ -69,8 +63,6 @@ pub enum Availability {
 
 pub trait HomeserverConnection: Send + Sync {
     fn kind(&self) -> &'static str;
-    fn server_name(&self) -> &str;
-    fn query_user(&self, localpart: &str) -> HsResult<Option<HomeserverUser>>;
     fn is_localpart_available(&self, localpart: &str) -> HsResult<Availability>;
     /// Creates or updates the user; `true` when it was created.
     fn provision_user(&self, req: &ProvisionRequest) -> HsResult<bool>;
@@ -164,10 +156,6 @@ impl Client {
         let body = res.body_mut().read_to_string().unwrap_or_default();
         tracing::debug!(method, path, status, "homeserver call");
         Ok(Answer { status, body })
-    }
-
-    pub fn server_name(&self) -> &str {
-        &self.config.homeserver
     }
 
     pub fn server_version(&self) -> HsResult<String> {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Availability, Client, HomeserverConnection, HomeserverError, HomeserverUser, HsResult, ProvisionRequest};
+use super::{Availability, Client, HomeserverConnection, HomeserverError, HsResult, ProvisionRequest};
 
 pub struct Synapse(pub(crate) Client);
 
@@ -26,25 +26,6 @@ impl Synapse {
 impl HomeserverConnection for Synapse {
     fn kind(&self) -> &'static str {
         "synapse"
-    }
-
-    fn server_name(&self) -> &str {
-        self.0.server_name()
-    }
-
-    fn query_user(&self, localpart: &str) -> HsResult<Option<HomeserverUser>> {
-        let a = self.0.call("GET", &format!("_synapse/mas/query_user?localpart={}", enc(localpart)), None)?;
-        match a.status {
-            200 => {
-                let v: serde_json::Value = a.json()?;
-                Ok(Some(HomeserverUser {
-                    display_name: v.get("display_name").and_then(|d| d.as_str()).map(String::from),
-                    deactivated: v.get("is_deactivated").and_then(|d| d.as_bool()).unwrap_or(false),
-                }))
-            }
-            404 => Ok(None),
-            _ => Err(a.unexpected()),
-        }
     }
 
     fn is_localpart_available(&self, localpart: &str) -> HsResult<Availability> {

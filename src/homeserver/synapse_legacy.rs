@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Availability, Client, HomeserverConnection, HomeserverError, HomeserverUser, HsResult, ProvisionRequest};
+use super::{Availability, Client, HomeserverConnection, HomeserverError, HsResult, ProvisionRequest};
 
 pub struct SynapseLegacy(pub(crate) Client);
 
@@ -40,25 +40,6 @@ impl SynapseLegacy {
 impl HomeserverConnection for SynapseLegacy {
     fn kind(&self) -> &'static str {
         "synapse_legacy"
-    }
-
-    fn server_name(&self) -> &str {
-        self.0.server_name()
-    }
-
-    fn query_user(&self, localpart: &str) -> HsResult<Option<HomeserverUser>> {
-        let a = self.0.call("GET", &self.user_path(localpart), None)?;
-        match a.status {
-            200 => {
-                let v: Value = a.json()?;
-                Ok(Some(HomeserverUser {
-                    display_name: v.get("displayname").and_then(Value::as_str).map(String::from),
-                    deactivated: v.get("deactivated").and_then(Value::as_bool).unwrap_or(false),
-                }))
-            }
-            404 => Ok(None),
-            _ => Err(a.unexpected()),
-        }
     }
 
     fn is_localpart_available(&self, localpart: &str) -> HsResult<Availability> {
