@@ -4,6 +4,7 @@
 #   benches/run.sh                      # build, start, measure, load (a few minutes)
 #   RUNS=3 DURATION=10s CONNS=32 THREADS=2 POOL=96 benches/run.sh
 #   SKIP_BUILD=1 benches/run.sh         # reuse the existing release binary
+#   SKIP_ATTACKS=1 benches/run.sh       # without the attack figures (benches/attacks.py, ~1 min)
 #
 # Needs: cargo, curl, wrk, openssl, python3 (or awk only for the arithmetic), file, ldd.
 # Figures drift from run to run: compare the appliance with its own /health in the same run
@@ -26,7 +27,7 @@ say() { printf '%s\n' "$*"; }
 hdr() { printf '\n== %s ==\n' "$*"; }
 die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 
-for t in curl wrk openssl file ldd awk; do
+for t in curl wrk openssl file ldd awk python3; do
     command -v "$t" >/dev/null || die "missing tool: $t (wrk: apt-get install -y wrk)"
 done
 
@@ -480,3 +481,13 @@ say "server log: $(grep -c ' ERROR ' "$WORK/server.log" || true) ERROR, $(grep -
 # here, since no homeserver runs at matrix.endpoint.
 grep -E ' (ERROR|WARN) |panicked' "$WORK/server.log" \
     | sed -E 's/^[0-9TZ:.-]+ +//; s/attempt=[0-9]+ retry_in=[0-9]+ //' | sort | uniq -c | sort -rn | head -n 10 | sed 's/^/  /' || true
+
+# ---------------------------------------------------------------------------------------------
+# The attack figures (issue 11): worst-case request cost, and introspection beside slow clients
+# and big bodies. attacks.py starts its own server from the same binary, so ours stops first.
+if [[ -z "${SKIP_ATTACKS:-}" ]]; then
+    hdr "attacks (benches/attacks.py)"
+    stop_server
+    DURATION=${ATTACK_DURATION:-10} python3 "$ROOT/benches/attacks.py" "$BIN" \
+        || say "attacks.py ended with exit code $? (figures above are partial)"
+fi
