@@ -121,6 +121,23 @@ impl Locale {
         Safe(fill(self.get(key), &[(n1, &v1.to_string()), (n2, &v2.to_string())], true))
     }
 
+    /// Catalogue text with three values, HTML-escaped.
+    #[allow(clippy::too_many_arguments)]
+    pub fn t3(
+        &self,
+        key: &str,
+        n1: &str,
+        v1: impl Display,
+        n2: &str,
+        v2: impl Display,
+        n3: &str,
+        v3: impl Display,
+    ) -> Safe<String> {
+        let args = [(n1, v1.to_string()), (n2, v2.to_string()), (n3, v3.to_string())];
+        let args: Vec<(&str, &str)> = args.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        Safe(fill(self.get(key), &args, true))
+    }
+
     /// Plain catalogue text (escaped when a template shows it: for macro arguments, attributes).
     pub fn s(&self, key: &str) -> &'static str {
         self.get(key)

@@ -20,6 +20,20 @@ impl PageContext {
     pub fn t2(&self, key: &str, n1: &str, v1: impl Display, n2: &str, v2: impl Display) -> Safe<String> {
         self.locale.t2(key, n1, v1, n2, v2)
     }
+    /// Catalogue text with three HTML-escaped values.
+    #[allow(clippy::too_many_arguments)]
+    pub fn t3(
+        &self,
+        key: &str,
+        n1: &str,
+        v1: impl Display,
+        n2: &str,
+        v2: impl Display,
+        n3: &str,
+        v3: impl Display,
+    ) -> Safe<String> {
+        self.locale.t3(key, n1, v1, n2, v2, n3, v3)
+    }
     /// Plain catalogue text, for macro arguments and attributes (escaped where it is shown).
     pub fn s(&self, key: &str) -> &'static str {
         self.locale.s(key)

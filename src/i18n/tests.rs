@@ -34,7 +34,7 @@ fn every_line_of_the_catalogues_is_a_message() {
 /// `s(`, `s1(`, `s2(` and `text(` when it is a string literal with a dot and no space.
 fn used_keys(source: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for call in [".t(\"", ".t1(\"", ".t2(\"", ".s(\"", ".s1(\"", ".s2(\"", ".text(\""] {
+    for call in [".t(\"", ".t1(\"", ".t2(\"", ".t3(\"", ".s(\"", ".s1(\"", ".s2(\"", ".text(\""] {
         for (at, _) in source.match_indices(call) {
             let rest = &source[at + call.len()..];
             let Some(end) = rest.find('"') else { continue };

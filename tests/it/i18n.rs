@@ -127,6 +127,7 @@ async fn walk(app: &TestApp, accept_language: &str, lang: &str) {
         ("/account/?action=org.matrix.account_deactivate", "Mein Konto löschen", "Delete my account"),
         ("/account/?action=org.matrix.cross_signing_reset", "Zurücksetzen erlauben", "Allow the reset"),
         ("/link", "Gerät verknüpfen", "Link a device"),
+        ("/account/mfa", "Authenticator-App einrichten", "Set up an authenticator app"),
     ] {
         let html = get(path.into()).await.text().await.unwrap();
         check(path, lang, &html, says(german, english));
