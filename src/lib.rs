@@ -15,6 +15,7 @@ pub mod i18n;
 pub mod jobs;
 pub mod lifecycle;
 pub mod model;
+pub mod rng;
 pub mod store;
 pub mod syn2mas;
 pub mod tokens;
@@ -54,6 +55,11 @@ impl App {
 
     /// Migrates the database, loads or generates keys, syncs config clients and binds listeners.
     pub async fn build_with_clock(config: Config, clock: BoxClock) -> anyhow::Result<App> {
+        Self::build_with(config, clock, Arc::new(rng::OsRng)).await
+    }
+
+    /// As `build_with_clock`, with the randomness injected too (tests pin both).
+    pub async fn build_with(config: Config, clock: BoxClock, rng: rng::BoxRng) -> anyhow::Result<App> {
         let db_path = config.database_path();
         let readers = config.database.read_connections;
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path, readers))
@@ -102,7 +108,12 @@ impl App {
             );
         }
         let assets = Assets::with_logo(config.branding.load_logo()?);
-        let lifecycle = lifecycle::Lifecycle::new(store.clone(), homeserver::connect(&config.matrix), clock.clone());
+        let lifecycle = lifecycle::Lifecycle::with_rng(
+            store.clone(),
+            homeserver::connect(&config.matrix),
+            clock.clone(),
+            rng.clone(),
+        );
         let state = AppState(Arc::new(AppInner {
             passwords: PasswordManager::new(&config.passwords),
             config,
@@ -111,6 +122,7 @@ impl App {
             encrypter,
             cookie_key,
             clock,
+            rng,
             assets,
             metrics: Metrics::with_activity(lifecycle.activity.flushed_counter()),
             http,

@@ -5,7 +5,6 @@ pub mod keys;
 pub mod password;
 
 use base64::Engine;
-use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// Constant-time equality for secrets.
@@ -24,17 +23,12 @@ pub fn b64url(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
 
-/// `n` random characters of `[A-Za-z0-9]`.
+/// `n` random characters of `[A-Za-z0-9]`, from the OS CSPRNG (`rng::OsRng`).
 pub fn random_alnum(n: usize) -> String {
-    const CHARS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    // ThreadRng is a CSPRNG seeded from the OS: one syscall per reseed, not per character.
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..n).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+    (&crate::rng::OsRng as &dyn crate::rng::Rng).alnum(n)
 }
 
+/// `N` random bytes from the OS CSPRNG (`rng::OsRng`).
 pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    b
+    (&crate::rng::OsRng as &dyn crate::rng::Rng).bytes::<N>()
 }

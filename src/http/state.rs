@@ -25,6 +25,8 @@ pub struct AppInner {
     pub cookie_key: Key,
     pub passwords: PasswordManager,
     pub clock: BoxClock,
+    /// Where IDs, codes and secrets come from (the OS CSPRNG in production).
+    pub rng: crate::rng::BoxRng,
     pub assets: Assets,
     pub metrics: Metrics,
     /// Outgoing HTTP to operator-configured services (upstream identity providers).

@@ -12,6 +12,7 @@ use tokio::sync::{Notify, watch};
 use crate::clock::BoxClock;
 use crate::homeserver::{BoxHomeserver, HomeserverError, ProvisionRequest};
 use crate::model::Scope;
+use crate::rng::BoxRng;
 use crate::store::{Store, StoreError, compat, grants, jobs as job_store, sessions, tokens, upstream, users};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,19 +68,21 @@ impl JobError {
 pub struct JobQueue {
     store: Store,
     clock: BoxClock,
+    rng: BoxRng,
     wake: Arc<Notify>,
 }
 
 impl JobQueue {
-    pub fn new(store: Store, clock: BoxClock) -> Self {
-        Self { store, clock, wake: Arc::new(Notify::new()) }
+    pub fn new(store: Store, clock: BoxClock, rng: BoxRng) -> Self {
+        Self { store, clock, rng, wake: Arc::new(Notify::new()) }
     }
 
     pub async fn enqueue(&self, job: Job) -> Result<(), StoreError> {
         let payload = serde_json::to_string(&job).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let now = self.clock.now();
         let kind = job.kind();
-        self.store.write(move |c| job_store::enqueue(c, kind, &payload, now, now)).await?;
+        let id = self.rng.ulid(self.clock.as_ref()).to_string();
+        self.store.write(move |c| job_store::enqueue(c, &id, kind, &payload, now, now)).await?;
         self.wake.notify_one();
         Ok(())
     }
@@ -288,5 +291,40 @@ pub async fn run_worker(
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::MockClock;
+    use crate::rng::SeededRng;
+
+    /// Clock and randomness pinned: the same jobs get the same IDs in two fresh databases.
+    #[tokio::test]
+    async fn a_pinned_clock_and_rng_give_the_same_job_ids() {
+        async fn ids() -> Vec<String> {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(&dir.path().join("t.db"), 1).unwrap();
+            let clock = MockClock::new(1_700_000_000);
+            let queue = JobQueue::new(store.clone(), clock.clone(), SeededRng::new(42));
+            queue.enqueue(Job::ProvisionUser { user_id: "u1".into() }).await.unwrap();
+            clock.advance(5);
+            queue.enqueue(Job::SyncDevices { user_id: "u1".into() }).await.unwrap();
+            let ids = store
+                .read(|c| {
+                    let mut q = c.prepare("SELECT job_id FROM queue_jobs ORDER BY job_id")?;
+                    let rows = q.query_map([], |r| r.get::<_, String>(0))?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .await
+                .unwrap();
+            ids
+        }
+        let (first, second) = (ids().await, ids().await);
+        assert_eq!(first.len(), 2);
+        assert_eq!(first, second, "the same IDs with the same clock and seed");
+        assert_eq!(ulid::Ulid::from_string(&first[0]).unwrap().timestamp_ms(), 1_700_000_000_000);
+        assert_eq!(ulid::Ulid::from_string(&first[1]).unwrap().timestamp_ms(), 1_700_000_005_000);
     }
 }

@@ -45,7 +45,12 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     pub fn new(store: Store, homeserver: BoxHomeserver, clock: BoxClock) -> Self {
-        let jobs = JobQueue::new(store.clone(), clock.clone());
+        Self::with_rng(store, homeserver, clock, std::sync::Arc::new(crate::rng::OsRng))
+    }
+
+    /// As `new`, with the randomness injected (IDs of queued jobs; tests pin it with the clock).
+    pub fn with_rng(store: Store, homeserver: BoxHomeserver, clock: BoxClock, rng: crate::rng::BoxRng) -> Self {
+        let jobs = JobQueue::new(store.clone(), clock.clone(), rng);
         let activity = activity::ActivityTracker::new(store.clone(), clock.clone());
         Self { store, homeserver, jobs, clock, activity }
     }

@@ -14,8 +14,9 @@ pub struct StoredJob {
     pub last_error: Option<String>,
 }
 
-/// Queues a job unless the same job is already pending (then it is made due no later than `run_at`).
-pub fn enqueue(conn: &Connection, kind: &str, payload: &str, run_at: i64, now: i64) -> StoreResult<()> {
+/// Queues a job as `id` unless the same job is already pending (then it is made due no later than
+/// `run_at`).
+pub fn enqueue(conn: &Connection, id: &str, kind: &str, payload: &str, run_at: i64, now: i64) -> StoreResult<()> {
     let pending = conn.execute(
         "UPDATE queue_jobs SET next_run_at = MIN(next_run_at, ?3)
          WHERE kind = ?1 AND payload = ?2 AND completed_at IS NULL AND failed_at IS NULL",
@@ -24,7 +25,7 @@ pub fn enqueue(conn: &Connection, kind: &str, payload: &str, run_at: i64, now: i
     if pending == 0 {
         conn.execute(
             "INSERT INTO queue_jobs (job_id, kind, payload, next_run_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![ulid::Ulid::new().to_string(), kind, payload, run_at, now],
+            params![id, kind, payload, run_at, now],
         )?;
     }
     Ok(())
