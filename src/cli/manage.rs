@@ -68,6 +68,14 @@ pub enum Command {
     },
     /// List users and their state.
     ListUsers,
+    /// Show whether a user has second factors (authenticator app, recovery codes, passkeys).
+    ShowSecondFactors {
+        username: String,
+    },
+    /// Remove every second factor of a user who lost them (their phone, their key); logged.
+    ResetSecondFactors {
+        username: String,
+    },
     /// Queue provisioning of every user on the homeserver (recovery after a restore).
     ProvisionAllUsers,
     /// Reconcile the homeserver's devices of a user (or everyone) with the active sessions.
@@ -282,6 +290,27 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
             }
             users::unlock(&ctx.lifecycle, &user.id).await?;
             println!("{username} unlocked{}", if reactivate { " and reactivated" } else { "" });
+        }
+        Command::ShowSecondFactors { username } => {
+            let user = users::find(&ctx.store, &username).await?;
+            let f = crate::lifecycle::factors::of(&ctx.store, &user.id).await?;
+            println!("authenticator app: {}", if f.totp { "yes" } else { "no" });
+            println!("recovery codes left: {}", f.recovery_codes_left);
+            println!("passkeys: {}", f.passkeys);
+        }
+        Command::ResetSecondFactors { username } => {
+            let user = users::find(&ctx.store, &username).await?;
+            let f = crate::lifecycle::factors::reset(&ctx.store, &user.id, "appliance manage").await?;
+            if f.any() || f.recovery_codes_left > 0 {
+                println!(
+                    "second factors of {username} removed (authenticator app: {}, recovery codes: {}, passkeys: {})",
+                    if f.totp { "yes" } else { "no" },
+                    f.recovery_codes_left,
+                    f.passkeys
+                );
+            } else {
+                println!("{username} had no second factor");
+            }
         }
         Command::PromoteAdmin { username } => set_admin(&ctx, &username, true).await?,
         Command::DemoteAdmin { username } => set_admin(&ctx, &username, false).await?,

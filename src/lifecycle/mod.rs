@@ -11,6 +11,7 @@ pub mod clients;
 pub mod compat_sessions;
 pub mod emails;
 pub mod expiry;
+pub mod factors;
 pub mod grants;
 pub mod oauth_sessions;
 pub mod personal_sessions;

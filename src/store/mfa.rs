@@ -18,9 +18,14 @@ pub fn totp(c: &Connection, user_id: &str) -> StoreResult<Option<Totp>> {
     .optional()?)
 }
 
-/// Whether the user has a confirmed second factor.
-pub fn has_factor(c: &Connection, user_id: &str) -> StoreResult<bool> {
+/// Whether the user has a confirmed TOTP secret.
+pub fn has_totp(c: &Connection, user_id: &str) -> StoreResult<bool> {
     Ok(totp(c, user_id)?.is_some_and(|t| t.confirmed_at.is_some()))
+}
+
+/// Whether the user has a second factor: a confirmed TOTP secret or a passkey.
+pub fn has_factor(c: &Connection, user_id: &str) -> StoreResult<bool> {
+    Ok(has_totp(c, user_id)? || super::passkeys::count(c, user_id)? > 0)
 }
 
 /// Starts an enrolment: replaces an unconfirmed secret; a confirmed one is kept (returns false).
@@ -77,8 +82,8 @@ pub fn recovery_codes_left(c: &Connection, user_id: &str) -> StoreResult<usize> 
     })? as usize)
 }
 
-/// Removes every factor of the user; true when there was one.
-pub fn delete_factors(c: &Connection, user_id: &str) -> StoreResult<bool> {
+/// Removes the user's TOTP secret and recovery codes; true when there was a secret.
+pub fn delete_totp(c: &Connection, user_id: &str) -> StoreResult<bool> {
     let n = c.execute("DELETE FROM user_totp WHERE user_id = ?1", [user_id])?;
     c.execute("DELETE FROM user_recovery_codes WHERE user_id = ?1", [user_id])?;
     Ok(n > 0)

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod keys;
 pub mod mfa;
 pub mod page;
+pub mod passkeys;
 pub mod pending_registrations;
 pub mod personal;
 pub mod registration_tokens;

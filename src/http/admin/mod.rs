@@ -7,6 +7,7 @@
 
 mod clients;
 mod emails;
+mod factors;
 pub mod openapi;
 mod params;
 mod personal_sessions;
@@ -48,6 +49,7 @@ pub const PREFIX: &str = "/api/admin/v1";
 pub fn routes() -> openapi::Routes {
     site::routes()
         .merge(users::routes())
+        .merge(factors::routes())
         .merge(emails::routes())
         .merge(sessions::routes())
         .merge(clients::routes())

@@ -312,6 +312,10 @@ fn schemas() -> Value {
             "username": {"type": "string"}, "created_at": time(), "locked_at": opt_time(),
             "deactivated_at": opt_time(), "admin": {"type": "boolean"}, "legacy_guest": {"type": "boolean"},
         })),
+        "UserSecondFactors": object(&["user_id", "has_second_factor", "totp", "recovery_codes_left", "passkeys"], json!({
+            "user_id": schema_ref("ULID"), "has_second_factor": {"type": "boolean"}, "totp": {"type": "boolean"},
+            "recovery_codes_left": {"type": "integer"}, "passkeys": {"type": "integer"},
+        })),
         "AddUserRequest": object(&["username"], json!({
             "username": {"type": "string"},
             "skip_homeserver_check": {"type": "boolean", "description": "Do not ask the homeserver whether the username is free"},
