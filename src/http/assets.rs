@@ -21,6 +21,11 @@ const FILES: &[Asset] = &[
         content_type: "text/javascript; charset=utf-8",
         bytes: include_bytes!("../../assets/app.js"),
     },
+    Asset {
+        name: "passkey.js",
+        content_type: "text/javascript; charset=utf-8",
+        bytes: include_bytes!("../../assets/passkey.js"),
+    },
     Asset { name: "logo.svg", content_type: "image/svg+xml", bytes: include_bytes!("../../assets/logo.svg") },
     Asset { name: "favicon.svg", content_type: "image/svg+xml", bytes: include_bytes!("../../assets/favicon.svg") },
 ];

@@ -8,7 +8,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 use crate::flows::*;
 use crate::helpers::{TestApp, spawn_app_with};
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 async fn app_with(extra: &str) -> TestApp {
     let app = spawn_app_with(&format!("{}{extra}", clients_patch())).await;
@@ -24,7 +24,7 @@ fn secret_of(html: &str) -> Vec<u8> {
     Secret::Encoded(b32).to_bytes().unwrap()
 }
 
-fn code_at(secret: &[u8], now: i64) -> String {
+pub(crate) fn code_at(secret: &[u8], now: i64) -> String {
     TOTP::new(Algorithm::SHA1, 6, 1, 30, secret.to_vec()).unwrap().generate(now as u64)
 }
 
@@ -34,7 +34,7 @@ fn codes_of(html: &str) -> Vec<String> {
 
 /// Signs alice in with her password, enrols TOTP; returns the secret, the recovery codes and the
 /// signed-in client.
-async fn enrol(app: &TestApp) -> (Vec<u8>, Vec<String>, reqwest::Client) {
+pub(crate) async fn enrol(app: &TestApp) -> (Vec<u8>, Vec<String>, reqwest::Client) {
     let client = signed_in(app, "alice", PASSWORD).await;
     let (status, html) = get(app, &client, "/account/mfa").await;
     assert_eq!(status, 200);
@@ -65,7 +65,7 @@ async fn enrol(app: &TestApp) -> (Vec<u8>, Vec<String>, reqwest::Client) {
 
 /// Password step of a fresh browser; asserts it is sent to the code step. Returns the client and
 /// the CSRF token of the code page.
-async fn password_step(app: &TestApp) -> (reqwest::Client, String) {
+pub(crate) async fn password_step(app: &TestApp) -> (reqwest::Client, String) {
     let client = app.new_client();
     let res = login(app, &client, "/account/", "alice", PASSWORD).await;
     assert_eq!(res.status(), 303);
@@ -81,7 +81,7 @@ async fn password_step(app: &TestApp) -> (reqwest::Client, String) {
     (client, csrf)
 }
 
-async fn code_step(app: &TestApp, client: &reqwest::Client, csrf: &str, code: &str) -> reqwest::Response {
+pub(crate) async fn code_step(app: &TestApp, client: &reqwest::Client, csrf: &str, code: &str) -> reqwest::Response {
     post(app, client, "/login/mfa", &[("csrf", csrf), ("code", code)]).await
 }
 

@@ -28,6 +28,10 @@ struct LoginPage {
     recovery_enabled: bool,
     passwords_enabled: bool,
     providers: Vec<ProviderButton>,
+    /// "Sign in with a passkey" (JSON options), when passkeys can be offered.
+    passkey_options: Option<String>,
+    passkey_js: String,
+    passkey_error: Option<String>,
 }
 
 /// A "Continue with …" button of an upstream provider.
@@ -114,7 +118,28 @@ fn page(
         recovery_enabled: state.config.account.password_recovery_enabled,
         passwords_enabled: state.config.passwords.enabled,
         providers: provider_buttons(state, next_for_buttons.as_deref()),
+        passkey_options: None,
+        passkey_js: state.assets.path("passkey.js"),
+        passkey_error: None,
     }
+}
+
+/// The sign-in page after a refused passkey: its error beside a fresh passkey button.
+pub(crate) async fn passkey_refused(
+    state: &AppState,
+    mut browser: Browser,
+    next: Option<String>,
+    status: axum::http::StatusCode,
+    message: &str,
+) -> Response {
+    let options = match super::passkeys::authentication_options(state, &mut browser, None).await {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let mut p = page(state, &browser, String::new(), None, next);
+    p.passkey_options = options;
+    p.passkey_error = Some(message.to_string());
+    (status, browser.jar, render(&p)).into_response()
 }
 
 pub async fn index(browser: Browser) -> Response {
@@ -125,7 +150,7 @@ pub async fn index(browser: Browser) -> Response {
 }
 
 #[tracing::instrument(name = "http.pages.login.get", skip_all)]
-pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<LoginQuery>) -> Response {
+pub async fn get(State(state): State<AppState>, mut browser: Browser, Query(q): Query<LoginQuery>) -> Response {
     let next = safe_next(q.next.as_deref());
     // A reauthentication request (prompt=login) passes `reauth`; otherwise a signed-in user moves on.
     if browser.session.is_some() && !q.next.as_deref().is_some_and(|n| n.contains("reauth=1")) {
@@ -139,7 +164,12 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
         return (browser.jar, Redirect::to(&buttons[0].url)).into_response();
     }
     let hint = q.login_hint.as_deref().map(|h| h.trim_start_matches("mxid:").to_string()).unwrap_or_default();
-    let p = page(&state, &browser, hint, None, next);
+    let options = match super::passkeys::authentication_options(&state, &mut browser, None).await {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let mut p = page(&state, &browser, hint, None, next);
+    p.passkey_options = options;
     (browser.jar, render(&p)).into_response()
 }
 

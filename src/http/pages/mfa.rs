@@ -145,7 +145,7 @@ pub fn start_second_step(state: &AppState, browser: Browser, user: &User, next: 
 }
 
 /// The user waiting for their second factor on this browser, and where they go next.
-async fn pending(state: &AppState, browser: &Browser) -> Result<Option<(User, Option<String>)>, PageError> {
+pub(crate) async fn pending(state: &AppState, browser: &Browser) -> Result<Option<(User, Option<String>)>, PageError> {
     let Some(c) = browser.jar.get(PENDING_COOKIE) else { return Ok(None) };
     let mut parts = c.value().splitn(3, '\n');
     let (Some(id), Some(at), next) = (parts.next(), parts.next().and_then(|a| a.parse::<i64>().ok()), parts.next())
@@ -257,6 +257,34 @@ async fn enrolment_secret(state: &AppState, user: &User) -> Result<Vec<u8>, Page
 struct CodePage {
     ctx: PageContext,
     error: Option<String>,
+    /// "Use a passkey" (JSON options), when the user has one.
+    passkey_options: Option<String>,
+    passkey_js: String,
+    passkey_error: Option<String>,
+}
+
+/// The code step for `user`, with a passkey button when they have a passkey. `error` goes with
+/// the code field, `passkey_error` with the passkey button.
+pub(crate) async fn code_page(
+    state: &AppState,
+    mut browser: Browser,
+    user: &User,
+    status: StatusCode,
+    error: Option<String>,
+    passkey_error: Option<String>,
+) -> Response {
+    let passkey_options = match super::passkeys::authentication_options(state, &mut browser, Some(user)).await {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let page = CodePage {
+        ctx: browser.context(state),
+        error,
+        passkey_options,
+        passkey_js: state.assets.path("passkey.js"),
+        passkey_error,
+    };
+    (status, browser.jar, render(&page)).into_response()
 }
 
 pub async fn get(State(state): State<AppState>, browser: Browser) -> Response {
@@ -267,10 +295,7 @@ pub async fn get(State(state): State<AppState>, browser: Browser) -> Response {
                 Err(e) => e.into_response(),
             }
         }
-        Ok(Some(_)) => {
-            let page = CodePage { ctx: browser.context(&state), error: None };
-            (browser.jar, render(&page)).into_response()
-        }
+        Ok(Some((user, _))) => code_page(&state, browser, &user, StatusCode::OK, None, None).await,
         Ok(None) => (browser.jar, Redirect::to("/login")).into_response(),
         Err(e) => e.into_response(),
     }
@@ -314,8 +339,7 @@ pub async fn post(
         Ok(Check::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait a minute and try again."),
         Err(e) => return e.into_response(),
     };
-    let page = CodePage { ctx: browser.context(&state), error: Some(message.1.into()) };
-    (message.0, browser.jar, render(&page)).into_response()
+    code_page(&state, browser, &user, message.0, Some(message.1.into()), None).await
 }
 
 /// `account.mfa: required`: the first code turns the factor on and starts the session; the

@@ -7,6 +7,7 @@ pub mod error;
 pub mod link;
 pub mod login;
 pub mod mfa;
+pub mod passkeys;
 pub mod recover;
 pub mod register;
 
@@ -34,6 +35,11 @@ pub fn router() -> Router<AppState> {
         .route("/account/mfa/totp/confirm", axum::routing::post(account::mfa::confirm_post))
         .route("/account/mfa/disable", axum::routing::post(account::mfa::disable_post))
         .route("/account/mfa/recovery-codes", axum::routing::post(account::mfa::regenerate_post))
+        .route("/account/passkeys/add", axum::routing::post(account::passkeys::add_post))
+        .route("/account/passkeys/rename", axum::routing::post(account::passkeys::rename_post))
+        .route("/account/passkeys/remove", axum::routing::post(account::passkeys::remove_post))
+        .route("/login/passkey", axum::routing::post(passkeys::login_post))
+        .route("/login/mfa/passkey", axum::routing::post(passkeys::second_step_post))
         .route("/register", get(register::get).post(register::post))
         .route("/register/verify/{id}", get(register::verify_get).post(register::verify_post))
         .route("/register/resend/{id}", axum::routing::post(register::resend_post))

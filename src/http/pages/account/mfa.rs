@@ -14,6 +14,7 @@ use crate::http::AppState;
 use crate::http::pages::context::{Browser, NoticeQuery, PageContext, Session};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::mfa::{self as factors, Check};
+use crate::http::pages::passkeys;
 use crate::store::mfa as mfa_store;
 
 const HERE: &str = "/account/mfa";
@@ -27,14 +28,34 @@ struct MfaPage {
     codes_left: usize,
     needs_password: bool,
     notice: Option<&'static str>,
-    /// Which form failed ("disable" or "regenerate") and why.
+    /// Which form failed ("disable", "regenerate" or "passkey") and why.
     failed: &'static str,
     error: Option<String>,
+    passkeys: Vec<passkeys::PasskeyView>,
+    /// The options of "Add a passkey" (JSON), when passkeys can be offered.
+    register_options: Option<String>,
+    passkey_js: String,
+}
+
+/// A form of the page that failed: the status to answer, which form, and why.
+pub(crate) struct Failed {
+    pub status: StatusCode,
+    pub form: &'static str,
+    pub message: Option<String>,
+}
+
+impl Failed {
+    fn none() -> Self {
+        Self { status: StatusCode::OK, form: "", message: None }
+    }
 }
 
 fn notice_text(n: Option<&str>) -> Option<&'static str> {
     match n? {
         "disabled" => Some("Two-step verification is turned off."),
+        "passkey_added" => Some("The passkey was added."),
+        "passkey_renamed" => Some("The passkey was renamed."),
+        "passkey_removed" => Some("The passkey was removed."),
         _ => None,
     }
 }
@@ -43,33 +64,43 @@ async fn status(state: &AppState, user_id: &str) -> Result<(bool, usize), PageEr
     let id = user_id.to_string();
     state
         .store
-        .read(move |c| Ok((mfa_store::has_factor(c, &id)?, mfa_store::recovery_codes_left(c, &id)?)))
+        .read(move |c| Ok((mfa_store::has_totp(c, &id)?, mfa_store::recovery_codes_left(c, &id)?)))
         .await
         .map_err(PageError::internal)
 }
 
-async fn mfa_page(
+pub(crate) async fn mfa_page(
     state: &AppState,
-    browser: Browser,
+    mut browser: Browser,
     session: &Session,
     notice: Option<&'static str>,
-    failed: (StatusCode, &'static str, Option<String>),
+    failed: Failed,
 ) -> Response {
-    let ((enrolled, codes_left), needs_password) =
-        match tokio::try_join!(status(state, &session.user.id), has_password(state, &session.user.id)) {
-            Ok(v) => v,
-            Err(e) => return e.into_response(),
-        };
+    let ((enrolled, codes_left), needs_password, list) = match tokio::try_join!(
+        status(state, &session.user.id),
+        has_password(state, &session.user.id),
+        passkeys::list(state, &session.user.id)
+    ) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    let register_options = match passkeys::registration_options(state, &mut browser, &session.user).await {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
     let page = MfaPage {
         ctx: browser.context(state),
         enrolled,
         codes_left,
         needs_password,
         notice,
-        failed: failed.1,
-        error: failed.2,
+        failed: failed.form,
+        error: failed.message,
+        passkeys: list,
+        register_options,
+        passkey_js: state.assets.path("passkey.js"),
     };
-    (failed.0, browser.jar, render(&page)).into_response()
+    (failed.status, browser.jar, render(&page)).into_response()
 }
 
 pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Query<NoticeQuery>) -> Response {
@@ -77,15 +108,15 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
         Ok(s) => s,
         Err(r) => return (browser.jar, *r).into_response(),
     };
-    mfa_page(&state, browser, &session, notice_text(q.notice.as_deref()), (StatusCode::OK, "", None)).await
+    mfa_page(&state, browser, &session, notice_text(q.notice.as_deref()), Failed::none()).await
 }
 
 #[derive(Deserialize)]
 pub struct MfaForm {
     csrf: Option<String>,
-    #[serde(default)]
+    #[serde(default, alias = "regenerate-password", alias = "disable-password")]
     password: String,
-    #[serde(default)]
+    #[serde(default, alias = "regenerate-code", alias = "disable-code")]
     code: String,
 }
 
@@ -196,10 +227,11 @@ pub async fn disable_post(State(state): State<AppState>, browser: Browser, Form(
         Err(r) => return *r,
     };
     if let Err((status, message)) = recheck(&state, &session, &form).await {
-        return mfa_page(&state, browser, &session, None, (status, "disable", Some(message))).await;
+        let failed = Failed { status, form: "disable", message: Some(message) };
+        return mfa_page(&state, browser, &session, None, failed).await;
     }
     let id = session.user.id.clone();
-    match state.store.write(move |c| mfa_store::delete_factors(c, &id)).await {
+    match state.store.write(move |c| mfa_store::delete_totp(c, &id)).await {
         Ok(_) => {
             tracing::info!(user = %session.user.username, "second factor turned off by its owner");
             Redirect::to("/account/mfa?notice=disabled").into_response()
@@ -219,7 +251,8 @@ pub async fn regenerate_post(State(state): State<AppState>, browser: Browser, Fo
         Err(r) => return *r,
     };
     if let Err((status, message)) = recheck(&state, &session, &form).await {
-        return mfa_page(&state, browser, &session, None, (status, "regenerate", Some(message))).await;
+        let failed = Failed { status, form: "regenerate", message: Some(message) };
+        return mfa_page(&state, browser, &session, None, failed).await;
     }
     let (codes, hashes) = factors::new_recovery_codes();
     let (id, now) = (session.user.id.clone(), state.now());

@@ -7,6 +7,7 @@
 
 pub mod emails;
 pub mod mfa;
+pub mod passkeys;
 mod profile;
 mod security;
 mod sessions;

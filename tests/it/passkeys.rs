@@ -1,0 +1,188 @@
+//! Passkeys (issue 16 item 3): registered, used and removed through the real pages in headless
+//! Chromium with its virtual authenticator (WebDriver `addVirtualAuthenticator`, CTAP2, resident
+//! keys, user verification); the forms' place without JavaScript; the sign-in rate limit.
+//!
+//! WebAuthn needs a domain as relying party (browsers refuse IP addresses), so these apps have
+//! `public_base: http://localhost:PORT/` and Chromium opens `localhost`.
+
+use fantoccini::wd::WebDriverCompatibleCommand;
+use serde_json::{Value, json};
+
+use crate::browser::Chrome;
+use crate::flows::*;
+use crate::helpers::{TestApp, merged_yaml, spawn_app_with};
+use crate::mfa::PASSWORD;
+
+async fn localhost_app(extra: &str) -> TestApp {
+    let patch = format!("{}http:\n  public_base: \"http://localhost:$PORT/\"\n", clients_patch());
+    let app = spawn_app_with(&merged_yaml(&patch, extra)).await;
+    register_user(&app, "alice", PASSWORD, false).await;
+    app
+}
+
+/// `http://localhost:PORT/path` of an app.
+fn local(app: &TestApp, path: &str) -> String {
+    let port = url::Url::parse(&app.url("/")).unwrap().port().unwrap();
+    format!("http://localhost:{port}{path}")
+}
+
+/// A WebDriver command fantoccini has no method for: `POST /session/{id}/{path}` with `body`.
+#[derive(Debug)]
+struct Raw {
+    path: &'static str,
+    body: Value,
+}
+
+impl WebDriverCompatibleCommand for Raw {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.path))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.body.to_string()))
+    }
+}
+
+/// A platform authenticator that keeps discoverable credentials and verifies its user.
+async fn add_virtual_authenticator(chrome: &Chrome) {
+    let options = json!({
+        "protocol": "ctap2",
+        "transport": "internal",
+        "hasResidentKey": true,
+        "hasUserVerification": true,
+        "isUserConsenting": true,
+        "isUserVerified": true,
+    });
+    chrome
+        .client
+        .issue_cmd(Raw { path: "webauthn/authenticator", body: options })
+        .await
+        .unwrap_or_else(|e| panic!("addVirtualAuthenticator: {e}"));
+}
+
+async fn wait_path(chrome: &Chrome, prefix: &str) {
+    let start = std::time::Instant::now();
+    while !chrome.path().await.starts_with(prefix) {
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            chrome.expect_path(prefix).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    chrome.settle().await;
+}
+
+fn passkey_rows(app: &TestApp) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+    let mut stmt = conn.prepare("SELECT name, credential FROM user_passkeys ORDER BY passkey_id").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(|r| r.unwrap()).collect()
+}
+
+/// Register a passkey from the account page, sign in with it alone (no username), use it as
+/// the step after the password, rename it and remove it — then the password alone signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passkeys_in_chromium_with_a_virtual_authenticator() {
+    let app = localhost_app("").await;
+    let chrome = Chrome::start("passkeys").await;
+    add_virtual_authenticator(&chrome).await;
+    let sign_out = async |chrome: &Chrome| {
+        chrome.goto(&local(&app, "/account/")).await;
+        chrome.click("form[action='/logout'] button").await;
+        wait_path(chrome, "/login").await;
+    };
+    let password_sign_in = async |chrome: &Chrome| {
+        chrome.goto(&local(&app, "/login")).await;
+        chrome.fill("#username", "alice").await;
+        chrome.fill("#password", PASSWORD).await;
+        chrome.click("form[action='/login'] button[type=submit]").await;
+    };
+
+    password_sign_in(&chrome).await;
+    wait_path(&chrome, "/account/").await;
+    chrome.goto(&local(&app, "/account/mfa")).await;
+    assert!(chrome.text().await.contains("You have no passkey."));
+    chrome.shoot("passkeys-none").await;
+    chrome.fill("#passkey-name", "Laptop").await;
+    chrome.click("form[action='/account/passkeys/add'] button[type=submit]").await;
+    wait_path(&chrome, "/account/mfa?notice=passkey_added").await;
+    assert!(chrome.text().await.contains("Laptop"), "{}", chrome.text().await);
+    chrome.shoot("passkeys-one").await;
+    let rows = passkey_rows(&app);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].0, "Laptop");
+
+    // Username-less: the passkey alone signs in.
+    sign_out(&chrome).await;
+    chrome.shoot("login-with-passkey-button").await;
+    chrome.click("form[action='/login/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/").await;
+    assert!(chrome.text().await.contains("@alice:localhost"), "{}", chrome.text().await);
+
+    // After the password, the passkey is the second step.
+    sign_out(&chrome).await;
+    password_sign_in(&chrome).await;
+    wait_path(&chrome, "/login/mfa").await;
+    chrome.shoot("login-mfa-passkey").await;
+    chrome.click("form[action='/login/mfa/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/").await;
+    let conn = rusqlite::Connection::open(&app.db_path).unwrap();
+    let used: Option<i64> = conn.query_row("SELECT last_used_at FROM user_passkeys", [], |r| r.get(0)).unwrap();
+    assert!(used.is_some(), "the passkey's last use is recorded");
+
+    // Rename, then remove.
+    chrome.goto(&local(&app, "/account/mfa")).await;
+    chrome.fill(".passkey-rename input[name=name]", "Work laptop").await;
+    chrome.click(".passkey-rename button[type=submit]").await;
+    wait_path(&chrome, "/account/mfa?notice=passkey_renamed").await;
+    assert_eq!(passkey_rows(&app)[0].0, "Work laptop");
+    chrome.click(".passkey-remove button[type=submit]").await;
+    wait_path(&chrome, "/account/mfa?notice=passkey_removed").await;
+    assert!(passkey_rows(&app).is_empty());
+    sign_out(&chrome).await;
+    password_sign_in(&chrome).await;
+    wait_path(&chrome, "/account/").await;
+}
+
+/// Without JavaScript the passkey forms stay hidden; the one script is a hashed asset (the
+/// strict CSP allows no inline script); on an IP-address `public_base` no passkey is offered.
+#[tokio::test]
+async fn passkey_forms_are_hidden_without_javascript_and_need_a_domain() {
+    let app = localhost_app("").await;
+    let client = app.new_client();
+    let res = client.get(app.url("/login")).send().await.unwrap();
+    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_string();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    let html = res.text().await.unwrap();
+    let form = html.split("action=\"/login/passkey\"").nth(1).expect("a passkey form on /login");
+    let form = form.split('>').next().unwrap();
+    assert!(form.contains("data-passkey=\"get\"") && form.ends_with(" hidden"), "{form}");
+    let script = html.split("<script src=\"").filter_map(|s| s.split('"').next()).find(|s| s.contains("passkey."));
+    let script = script.expect("the passkey script");
+    assert!(script.starts_with("/assets/passkey.") && script.ends_with(".js"), "{script}");
+    let res = client.get(app.url(script)).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(!html.contains("<script>"), "no inline script");
+
+    let ip_app = spawn_app_with(&clients_patch()).await;
+    let (_, html) = get(&ip_app, &ip_app.new_client(), "/login").await;
+    assert!(!html.contains("data-passkey"), "no passkeys on an IP address");
+}
+
+/// Every passkey sign-in attempt counts against the per-IP sign-in limit, as passwords do.
+#[tokio::test]
+async fn passkey_sign_in_is_rate_limited_like_passwords() {
+    let app = localhost_app(
+        "rate_limiting:\n  login:\n    per_ip: {burst: 3, per_second: 0.001}\n    per_account: {burst: 100, per_second: 100}\n",
+    )
+    .await;
+    let client = app.new_client();
+    let (_, html) = get(&app, &client, "/login").await;
+    let csrf = csrf_of(&html);
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let res = post(&app, &client, "/login/passkey", &[("csrf", &csrf), ("credential", "{}")]).await;
+        statuses.push(res.status().as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "the fourth attempt is limited");
+    let res = post(&app, &client, "/login", &[("csrf", &csrf), ("username", "alice"), ("password", PASSWORD)]).await;
+    assert!(res.text().await.unwrap().contains("Too many attempts"), "one budget for both ways in");
+}
