@@ -9,11 +9,13 @@ use crate::jobs::Job;
 use crate::lifecycle::Lifecycle;
 use crate::lifecycle::personal_sessions::{self, NewPersonalSession};
 use crate::lifecycle::registration_tokens;
+use crate::lifecycle::sessions::{Ending, end_session};
 use crate::lifecycle::users::{self, NewUser, UserError};
 use crate::model::Scope;
 use crate::model::scope::MATRIX_API;
 use crate::store::Store;
 use crate::store::personal::{Owner, PersonalFilter};
+use crate::store::sessions::SessionKind;
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -451,7 +453,11 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
             let id = ulid::Ulid::from_string(&session_id)
                 .map_err(|_| anyhow::anyhow!("{session_id} is not a personal session id (a ULID)"))?
                 .to_string();
-            let session = personal_sessions::revoke(&ctx.lifecycle, &id).await?;
+            let session = personal_sessions::get(&ctx.store, &id).await?;
+            let ending = Ending::One(SessionKind::Personal, &session.id);
+            if session.revoked_at.is_some() || end_session(&ctx.lifecycle, ending).await? == 0 {
+                return Err(personal_sessions::PersonalError::AlreadyRevoked(session.id).into());
+            }
             println!("personal access token {} ({}) revoked", session.id, session.human_name);
         }
         Command::KillSessions { username, dry_run } => {

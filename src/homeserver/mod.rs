@@ -67,7 +67,6 @@ pub trait HomeserverConnection: Send + Sync {
     /// Creates or updates the user; `true` when it was created.
     fn provision_user(&self, req: &ProvisionRequest) -> HsResult<bool>;
     fn upsert_device(&self, localpart: &str, device_id: &str, display_name: Option<&str>) -> HsResult<()>;
-    fn delete_device(&self, localpart: &str, device_id: &str) -> HsResult<()>;
     /// Makes the user's devices exactly `devices`.
     fn sync_devices(&self, localpart: &str, devices: &[String]) -> HsResult<()>;
     fn delete_user(&self, localpart: &str, erase: bool) -> HsResult<()>;

@@ -65,10 +65,6 @@ impl HomeserverConnection for Synapse {
         self.post("upsert_device", body, &[200, 201]).map(|_| ())
     }
 
-    fn delete_device(&self, localpart: &str, device_id: &str) -> HsResult<()> {
-        self.post("delete_device", json!({ "localpart": localpart, "device_id": device_id }), &[200, 204]).map(|_| ())
-    }
-
     fn sync_devices(&self, localpart: &str, devices: &[String]) -> HsResult<()> {
         self.post("sync_devices", json!({ "localpart": localpart, "devices": devices }), &[200]).map(|_| ())
     }

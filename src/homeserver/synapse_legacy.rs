@@ -98,11 +98,6 @@ impl HomeserverConnection for SynapseLegacy {
         Ok(())
     }
 
-    fn delete_device(&self, localpart: &str, device_id: &str) -> HsResult<()> {
-        let a = self.0.call("DELETE", &format!("{}/devices/{}", self.user_path(localpart), enc(device_id)), None)?;
-        self.expect(a, &[200, 204]).map(|_| ())
-    }
-
     fn sync_devices(&self, localpart: &str, devices: &[String]) -> HsResult<()> {
         let existing = self.devices(localpart)?;
         let extra: Vec<&String> = existing.iter().filter(|d| !devices.contains(d)).collect();

@@ -1,9 +1,10 @@
-//! Sessions of the Matrix legacy login API: start (device upserted first), refresh, end.
+//! Sessions of the Matrix legacy login API: start (device upserted first) and refresh; they end
+//! through `sessions::end_session`.
 
 use crate::model::scope::{self, Scope};
 use crate::model::{DeviceId, User};
 use crate::store::compat::{self, CompatSession};
-use crate::store::{Store, StoreResult, sessions};
+use crate::store::{StoreResult, sessions};
 use crate::tokens::{TokenKind, hash_token};
 use rusqlite::Connection;
 
@@ -42,7 +43,7 @@ pub fn start(
     let device_id = new.device_id.clone().map_or_else(generate_device_id, DeviceId::into_string);
     for s in compat::active_for_user(conn, &new.user.id)? {
         if s.device_id == device_id {
-            compat::finish_session(conn, &s.id, now)?;
+            compat::finish(conn, &s.id, now)?;
         }
     }
     for s in sessions::active_oauth_for_user(conn, &new.user.id)? {
@@ -100,19 +101,6 @@ pub fn refresh(conn: &Connection, refresh_token: &str, ttl: i64, now: i64) -> St
     }
     let (access_token, refresh_token, expires_in) = issue(conn, &session.id, true, ttl, now)?;
     Ok(Some(CompatTokens { session, access_token, refresh_token, expires_in }))
-}
-
-/// Ends a compat session inside the caller's write: its tokens stop working at once. Returns it
-/// when it was active.
-pub fn end(conn: &Connection, session_id: &str, now: i64) -> StoreResult<Option<CompatSession>> {
-    let s = compat::session_by_id(conn, session_id)?;
-    Ok(if compat::finish_session(conn, session_id, now)? { s } else { None })
-}
-
-/// Ends a compat session (logout, account page, admin). Returns it when it was active.
-pub async fn finish(store: &Store, session_id: &str, now: i64) -> StoreResult<Option<CompatSession>> {
-    let id = session_id.to_string();
-    store.write(move |c| end(c, &id, now)).await
 }
 
 /// How introspection presents a compat session's scope: built from constants and a device ID

@@ -8,8 +8,6 @@
 //! flushes it first and, within each write, still skips a session with recent activity pending:
 //! a session in use is never ended.
 
-use std::collections::BTreeSet;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,7 +15,7 @@ use rusqlite::Connection;
 
 use super::Lifecycle;
 use super::activity::ActivityTracker;
-use super::{compat_sessions, oauth_sessions, sessions};
+use super::sessions::{Ended, sync_ended};
 use crate::config::InactiveSessionExpirationConfig;
 use crate::jobs::{Periodic, TaskFuture};
 use crate::store::StoreResult;
@@ -96,14 +94,13 @@ pub async fn run_once(lc: &Lifecycle, config: &InactiveSessionExpirationConfig) 
     let now = lc.clock.now();
     let cutoff = now - config.ttl;
     let mut expired = Expired::default();
-    let mut users = BTreeSet::new();
-    let ended = end_idle(lc, config, cutoff, now, &mut expired, &mut users).await;
+    let mut ended = Ended::default();
+    let outcome = end_idle(lc, config, cutoff, now, &mut expired, &mut ended).await;
+    let users_synced = ended.users().count();
     // Also after a failed write: the batches committed before it have ended sessions.
-    for user_id in &users {
-        lc.sync_devices(user_id).await;
-    }
-    ended?;
-    expired.users_synced = users.len();
+    sync_ended(lc, ended).await;
+    outcome?;
+    expired.users_synced = users_synced;
     if expired.sessions() > 0 {
         tracing::info!(
             oauth2 = expired.oauth2,
@@ -119,14 +116,14 @@ pub async fn run_once(lc: &Lifecycle, config: &InactiveSessionExpirationConfig) 
     Ok(expired)
 }
 
-/// The batches of every kind `config` covers; what they ended goes into `expired` and `users`.
+/// The batches of every kind `config` covers; what they ended goes into `expired` and `ended`.
 async fn end_idle(
     lc: &Lifecycle,
     config: &InactiveSessionExpirationConfig,
     cutoff: i64,
     now: i64,
     expired: &mut Expired,
-    users: &mut BTreeSet<String>,
+    ended: &mut Ended,
 ) -> StoreResult<()> {
     for kind in kinds(config) {
         let mut after: Option<IdleCursor> = None;
@@ -141,7 +138,7 @@ async fn end_idle(
                 })
                 .await?;
             expired.add(kind, batch.ended);
-            users.extend(batch.users);
+            ended.merge(batch.to_sync);
             match batch.last {
                 Some(last) if batch.listed == BATCH_SIZE => after = Some(last),
                 _ => break,
@@ -161,8 +158,10 @@ struct Batch {
     /// Idle sessions listed (`BATCH_SIZE` means there may be more).
     listed: usize,
     ended: usize,
-    /// Users that lost a device (OAuth and compat sessions; a browser session has none).
+    /// The user of each ended session that had a device (a browser session has none).
     users: Vec<String>,
+    /// What `sync_ended` reconciles once the write committed.
+    to_sync: Ended,
     /// Where the next batch resumes.
     last: Option<IdleCursor>,
 }
@@ -184,22 +183,14 @@ fn expire_batch(
         // Personal access tokens have their own expiry; inactivity does not end them (as MAS).
         SessionKind::Personal => Vec::new(),
     };
-    let mut batch = Batch { listed: idle.len(), ended: 0, users: Vec::new(), last: idle.last().map(|s| s.cursor()) };
-    for s in &idle {
-        if in_use(&s.id) {
-            continue;
-        }
-        let (ended, has_device) = match kind {
-            SessionKind::OAuth2 => (oauth_sessions::end(conn, &s.id, now)?.is_some(), true),
-            SessionKind::Compat => (compat_sessions::end(conn, &s.id, now)?.is_some(), true),
-            SessionKind::Browser => (sessions::end_browser(conn, &s.id, now)?, false),
-            SessionKind::Personal => (false, false),
-        };
-        if ended {
+    let last = idle.last().map(|s| s.cursor());
+    let mut batch = Batch { listed: idle.len(), ended: 0, users: Vec::new(), to_sync: Ended::default(), last };
+    for s in idle.iter().filter(|s| !in_use(&s.id)) {
+        let mut one = Ended::default();
+        if one.end(conn, kind, &s.id, now)? {
             batch.ended += 1;
-            if has_device {
-                batch.users.push(s.user_id.clone());
-            }
+            batch.users.extend(one.users().map(String::from));
+            batch.to_sync.merge(one);
         }
     }
     Ok(batch)

@@ -5,12 +5,14 @@
 
 use sha2::{Digest, Sha256};
 
+use super::Lifecycle;
 use super::oauth_sessions::{self, IssuedTokens, NewSession};
-use super::provisioning::Lifecycle;
+use super::sessions::{Ended, sync_ended};
 use crate::crypto::{b64url, constant_time_eq};
 use crate::model::client::GRANT_REFRESH_TOKEN;
 use crate::model::{Client, Scope, User};
 use crate::store::grants::{self as grant_store, AuthorizationGrant};
+use crate::store::sessions::SessionKind;
 use crate::store::{StoreError, StoreResult, sessions as session_store, users as user_store};
 use crate::tokens::hash_token;
 use rusqlite::Connection;
@@ -66,10 +68,8 @@ pub struct CodeRequest {
 enum Exchange {
     Issued(Box<Approved>),
     Refused(GrantError),
-    /// A code used again; the session it issued (of this user, if any) was ended.
-    Replayed {
-        ended_for: Option<String>,
-    },
+    /// A code used again; the session it issued was ended.
+    Replayed(Ended),
 }
 
 /// Exchanges an authorization code (RFC 6749 §4.1.3, RFC 7636 §4.6). A code presented a second
@@ -112,10 +112,8 @@ async fn issued(lc: &Lifecycle, client: &Client, outcome: Exchange) -> Result<Ap
             Ok(*approved)
         }
         Exchange::Refused(e) => Err(e),
-        Exchange::Replayed { ended_for } => {
-            if let Some(user_id) = ended_for {
-                lc.sync_devices(&user_id).await;
-            }
+        Exchange::Replayed(ended) => {
+            sync_ended(lc, ended).await;
             Err(GrantError::CodeReplayed)
         }
     }
@@ -136,11 +134,11 @@ fn redeem_code(
         return Ok(Exchange::Refused(GrantError::Invalid("the code was issued to another client")));
     }
     if grant.exchanged_at.is_some() {
-        let mut ended_for = None;
+        let mut ended = Ended::default();
         if let Some(session_id) = &grant.oauth2_session_id {
-            ended_for = oauth_sessions::end(c, session_id, now)?.and_then(|s| s.user_id);
+            ended.end(c, SessionKind::OAuth2, session_id, now)?;
         }
-        return Ok(Exchange::Replayed { ended_for });
+        return Ok(Exchange::Replayed(ended));
     }
     if let Err(e) = check_code(&grant, req, now) {
         return Ok(Exchange::Refused(e));

@@ -1,9 +1,8 @@
-//! Starting, rotating and ending OAuth 2.0 sessions. Every surface that ends a session (revoke,
-//! logout, account page, admin) goes through `end`.
+//! Starting and rotating OAuth 2.0 sessions; they end through `sessions::end_session`.
 
 use std::net::IpAddr;
 
-use super::provisioning::Lifecycle;
+use super::Lifecycle;
 use crate::model::Scope;
 use crate::store::sessions::{self, OAuthSession};
 use crate::store::tokens::{self as token_store, AccessToken, RefreshToken};
@@ -169,7 +168,7 @@ pub fn rotate(
     if token.consumed_at.is_some() {
         for successor in token_store::successors(conn, &token)? {
             if successor.revoked_at.is_none() && successor_used(conn, &successor)? {
-                end(conn, &session.id, now)?;
+                sessions::finish_oauth(conn, &session.id, now)?;
                 return Ok(RefreshOutcome::Reused { user_id: session.user_id.clone() });
             }
         }
@@ -216,16 +215,4 @@ pub async fn refresh(
         _ => {}
     }
     Ok(outcome)
-}
-
-/// Ends a session: its tokens stop working at once. Returns the session when it was active.
-pub fn end(conn: &Connection, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
-    let session = sessions::oauth_by_id(conn, session_id)?;
-    if sessions::finish_oauth(conn, session_id, now)? { Ok(session) } else { Ok(None) }
-}
-
-/// Ends a session from any surface (revoke, logout, account page, admin, CLI).
-pub async fn finish(store: &crate::store::Store, session_id: &str, now: i64) -> StoreResult<Option<OAuthSession>> {
-    let id = session_id.to_string();
-    store.write(move |c| end(c, &id, now)).await
 }

@@ -1,17 +1,15 @@
 //! Personal access tokens (`mpt_`) for bots and admin tools, as MAS's personal sessions: a
 //! long-lived session acting as a user (the actor), owned by the user or OAuth client that
 //! created it. Created (device upserted before the token is handed out), regenerated (the old
-//! token dies, a new one is shown once) and revoked (token dead, device deleted) here, for the
-//! admin API and `manage`.
+//! token dies, a new one is shown once) here, for the admin API and `manage`; revoked (token
+//! dead, device deleted) through `sessions::end_session`, as every other kind of session.
 
 use super::Lifecycle;
 use super::policy::{self, GrantKind};
-use super::sessions;
 use crate::config::PolicyData;
 use crate::model::Scope;
 use crate::model::scope::SYNAPSE_ADMIN;
 use crate::store::personal::{self as personal_store, Owner, PersonalSession};
-use crate::store::sessions::SessionKind;
 use crate::store::{Store, StoreError, StoreResult, users as user_store};
 use crate::tokens::{TokenKind, hash_token};
 
@@ -152,27 +150,6 @@ pub async fn regenerate(
         return Err(PersonalError::Revoked(session.id));
     }
     Ok(IssuedToken { session, access_token, expires_at, device_ready: true })
-}
-
-/// Revokes a session: its token stops working at once and its device is deleted on the
-/// homeserver (`sessions::end`, as for every other kind of session).
-pub async fn revoke(lc: &Lifecycle, id: &str) -> Result<PersonalSession, PersonalError> {
-    let session = get(&lc.store, id).await?;
-    if session.revoked_at.is_some() || !sessions::end(lc, SessionKind::Personal, &session.id).await? {
-        return Err(PersonalError::AlreadyRevoked(session.id));
-    }
-    get(&lc.store, id).await
-}
-
-/// The store side of revoking: the session and its token. Returns the session when it was live.
-pub async fn finish(store: &Store, id: &str, now: i64) -> StoreResult<Option<PersonalSession>> {
-    let key = id.to_string();
-    store
-        .write(move |c| {
-            let s = personal_store::session_by_id(c, &key)?;
-            Ok(if personal_store::revoke_session(c, &key, now)? { s } else { None })
-        })
-        .await
 }
 
 /// Revokes every session a user acts as or owns (deactivation, as MAS). Devices of other

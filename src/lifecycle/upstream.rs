@@ -4,12 +4,14 @@
 use rusqlite::Connection;
 
 use super::Lifecycle;
+use super::sessions::{Ended, sync_ended};
 use super::users::{NewUser, UserError};
 use crate::config::OnBackchannelLogout;
 use crate::model::User;
 use crate::model::upstream::UpstreamLink;
 use crate::model::user::check_localpart;
-use crate::store::{Store, StoreResult, sessions as session_store, upstream as upstream_store, users as user_store};
+use crate::store::sessions::SessionKind;
+use crate::store::{Store, StoreResult, upstream as upstream_store, users as user_store};
 
 pub struct Callback {
     pub session_id: String,
@@ -135,37 +137,32 @@ pub async fn backchannel_logout(
     if mode == OnBackchannelLogout::DoNothing {
         return Ok(0);
     }
-    let mut ended = 0;
-    let mut users = Vec::new();
+    let mut browsers_ended = 0;
+    let mut ended = Ended::default();
     for id in browser_sessions {
         let all = mode == OnBackchannelLogout::LogoutAll;
-        let (ended_one, user) = lc
+        let (browser_ended, these) = lc
             .store
             .write(move |c| {
-                let user = session_store::browser_by_id(c, &id)?.map(|s| s.user_id);
+                let mut these = Ended::default();
                 if all {
                     let (oauth, compat) = upstream_store::sessions_of_browser(c, &id)?;
                     for s in oauth {
-                        super::oauth_sessions::end(c, &s, now)?;
+                        these.end(c, SessionKind::OAuth2, &s, now)?;
                     }
                     for s in compat {
-                        super::compat_sessions::end(c, &s, now)?;
+                        these.end(c, SessionKind::Compat, &s, now)?;
                     }
                 }
-                let ended = super::sessions::end_browser(c, &id, now)?;
-                Ok((ended, user))
+                let browser_ended = these.end(c, SessionKind::Browser, &id, now)?;
+                Ok((browser_ended, these))
             })
             .await?;
-        ended += ended_one as usize;
-        if let (true, Some(u)) = (all, user) {
-            users.push(u);
-        }
+        browsers_ended += usize::from(browser_ended);
+        ended.merge(these);
     }
-    users.dedup();
-    for u in users {
-        lc.sync_devices(&u).await;
-    }
-    Ok(ended)
+    sync_ended(lc, ended).await;
+    Ok(browsers_ended)
 }
 
 #[derive(Debug)]

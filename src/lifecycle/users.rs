@@ -3,13 +3,14 @@
 //! admin API both use them.
 
 use super::Lifecycle;
+use super::sessions::Ending;
 use crate::clock::Clock;
 use crate::crypto::password::{PasswordError, PasswordManager};
 pub use crate::homeserver::Availability;
 use crate::jobs::Job;
 use crate::model::User;
 use crate::model::user::check_localpart;
-use crate::store::{Store, StoreError, sessions as session_store, users as user_store};
+use crate::store::{Store, StoreError, users as user_store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -237,10 +238,7 @@ pub async fn unlock(lc: &Lifecycle, user_id: &str) -> Result<User, UserError> {
 /// Ends every session of a user (OAuth, compat, browser) and deletes their devices on the
 /// homeserver. Returns how many OAuth and compat sessions ended.
 pub async fn end_all_sessions(lc: &Lifecycle, user_id: &str) -> Result<usize, UserError> {
-    let (id, now) = (user_id.to_string(), lc.clock.now());
-    let n = lc.store.write(move |c| session_store::finish_all_for_user(c, &id, now)).await?;
-    lc.sync_devices(user_id).await;
-    Ok(n)
+    Ok(super::sessions::end_session(lc, Ending::AllOf(user_id)).await?)
 }
 
 /// Deactivates a user: marked deactivated (keeping the first time), every session ended, the

@@ -57,7 +57,8 @@ pub fn active_for_user(conn: &Connection, user_id: &str) -> StoreResult<Vec<Comp
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn finish_session(conn: &Connection, id: &str, now: i64) -> StoreResult<bool> {
+/// Ends a session and its access tokens; false when it had already ended (or does not exist).
+pub fn finish(conn: &Connection, id: &str, now: i64) -> StoreResult<bool> {
     let n = conn.execute(
         "UPDATE compat_sessions SET finished_at = ?2 WHERE compat_session_id = ?1 AND finished_at IS NULL",
         params![id, now],

@@ -209,7 +209,7 @@ pub fn finish_all_for_user(conn: &Connection, user_id: &str, now: i64) -> StoreR
     }
     let compat = super::compat::active_for_user(conn, user_id)?;
     for s in &compat {
-        super::compat::finish_session(conn, &s.id, now)?;
+        super::compat::finish(conn, &s.id, now)?;
     }
     conn.execute(
         "UPDATE user_sessions SET finished_at = ?2 WHERE user_id = ?1 AND finished_at IS NULL",

@@ -14,7 +14,8 @@ use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{NoFields, Query, json_body, optional_json_body};
 use super::{AdminError, Caller, IdPath, Resource, created, single, time};
 use crate::http::AppState;
-use crate::lifecycle::personal_sessions::{self as personal, IssuedToken, NewPersonalSession};
+use crate::lifecycle::personal_sessions::{self as personal, IssuedToken, NewPersonalSession, PersonalError};
+use crate::lifecycle::sessions::{Ending, end_session};
 use crate::model::Scope;
 use crate::store::personal::{self as personal_store, DetailedPersonal, Owner, PersonalFilter};
 use crate::store::sessions::SessionKind;
@@ -239,7 +240,11 @@ async fn revoke(
     body: Bytes,
 ) -> Result<Json<Value>, AdminError> {
     let NoFields {} = optional_json_body(&body)?;
-    personal::revoke(&state.lifecycle, &id).await?;
+    let session = personal::get(&state.store, &id).await?;
+    let ending = Ending::One(SessionKind::Personal, &session.id);
+    if session.revoked_at.is_some() || end_session(&state.lifecycle, ending).await? == 0 {
+        return Err(PersonalError::AlreadyRevoked(session.id).into());
+    }
     tracing::info!(admin_session = %caller.session_id, personal_session = %id, "admin API: personal access token revoked");
     Ok(single(&load(&state, &id).await?))
 }

@@ -1,5 +1,5 @@
 //! `/user-sessions` (browser), `/compat-sessions`, `/oauth2-sessions`: list, get, finish. Finishing
-//! goes through `lifecycle::sessions::end`, the steps of logout and `/oauth2/revoke`: the tokens
+//! goes through `lifecycle::sessions::end_session`, the steps of logout and `/oauth2/revoke`: the tokens
 //! stop working at once and the device is deleted on the homeserver.
 
 use axum::body::Bytes;
@@ -13,7 +13,7 @@ use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{NoFields, Query, optional_json_body};
 use super::{AdminError, Caller, IdPath, Resource, single, single_at, time};
 use crate::http::AppState;
-use crate::lifecycle::sessions;
+use crate::lifecycle::sessions::{Ending, end_session};
 use crate::store::StoreResult;
 use crate::store::compat::{self as compat_store, CompatSession};
 use crate::store::page::{Page, PageRequest};
@@ -355,7 +355,7 @@ async fn finish<T: SessionResource>(
     if T::finished_at(&d.session).is_some() {
         return Err(already());
     }
-    if !sessions::end(&state.lifecycle, T::KIND_OF, &id).await? {
+    if end_session(&state.lifecycle, Ending::One(T::KIND_OF, &id)).await? == 0 {
         return Err(already());
     }
     tracing::info!(admin_session = %caller.session_id, session = %id, kind = T::KIND, "admin API: session finished");

@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use super::access_token;
 use crate::http::AppState;
 use crate::http::error::MatrixError;
-use crate::lifecycle::compat_sessions;
+use crate::lifecycle::sessions::{Ending, end_session};
 use crate::store::compat::{self, CompatSession};
+use crate::store::sessions::SessionKind;
 use crate::tokens::{TokenKind, hash_token};
 
 async fn session_of_request(
@@ -40,10 +41,9 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, RawQuery(
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = compat_sessions::finish(&state.store, &session.id, state.now()).await {
+    if let Err(e) = end_session(&state.lifecycle, Ending::One(SessionKind::Compat, &session.id)).await {
         return MatrixError::internal(e).into_response();
     }
-    state.lifecycle.sync_devices(&session.user_id).await;
     Json(json!({})).into_response()
 }
 
@@ -64,19 +64,8 @@ pub async fn logout_all(
     if body.get("io.element.only_compat_is_fine").and_then(Value::as_bool) != Some(true) {
         return MatrixError::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", "Unrecognized request").into_response();
     }
-    let (user_id, now) = (session.user_id.clone(), state.now());
-    let result = state
-        .store
-        .write(move |c| {
-            for s in compat::active_for_user(c, &user_id)? {
-                compat::finish_session(c, &s.id, now)?;
-            }
-            Ok(())
-        })
-        .await;
-    if let Err(e) = result {
+    if let Err(e) = end_session(&state.lifecycle, Ending::CompatOf(&session.user_id)).await {
         return MatrixError::internal(e).into_response();
     }
-    state.lifecycle.sync_devices(&session.user_id).await;
     Json(json!({})).into_response()
 }

@@ -9,7 +9,8 @@ use super::client_auth;
 use super::params::Params;
 use crate::http::AppState;
 use crate::http::error::OAuthError;
-use crate::lifecycle::oauth_sessions;
+use crate::lifecycle::sessions::{Ending, end_session};
+use crate::store::sessions::SessionKind;
 use crate::store::tokens as token_store;
 use crate::tokens::{TokenKind, hash_token};
 
@@ -60,12 +61,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<(
             "the token belongs to another client",
         ));
     }
-    let now = state.now();
-    if let Some(ended) = oauth_sessions::finish(&state.store, &session_id, now).await? {
-        // The device goes at once, so the homeserver drops its cached token too.
-        if let Some(user_id) = ended.user_id {
-            state.lifecycle.sync_devices(&user_id).await;
-        }
-    }
+    // The device goes at once, so the homeserver drops its cached token too.
+    end_session(&state.lifecycle, Ending::One(SessionKind::OAuth2, &session_id)).await?;
     Ok(())
 }

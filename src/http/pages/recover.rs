@@ -18,8 +18,9 @@ use super::error::{PageError, render};
 use crate::email::{self, RECOVERY_TTL_SECS};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
+use crate::lifecycle::sessions::{Ended, sync_ended};
 use crate::store::email_codes::{self, RecoveryTicket};
-use crate::store::{sessions as session_store, users as user_store};
+use crate::store::users as user_store;
 
 /// Whether `/recover` is offered: recovery on, and passwords in use at all.
 pub fn recovery_enabled(state: &AppState) -> bool {
@@ -294,7 +295,10 @@ pub async fn ticket_post(
                 return Ok(None);
             }
             user_store::set_password(c, &user_id, &hash, version, now)?;
-            let ended = if end_sessions { Some(session_store::finish_all_for_user(c, &user_id, now)?) } else { None };
+            let mut ended = Ended::default();
+            if end_sessions {
+                ended.end_all_of(c, &user_id, now)?;
+            }
             Ok(Some(ended))
         })
         .await;
@@ -303,10 +307,13 @@ pub async fn ticket_post(
         Ok(None) => return gone_page(&state, browser),
         Ok(Some(ended)) => ended,
     };
+    let count = ended.count();
+    // Their devices go from the homeserver.
+    sync_ended(&state.lifecycle, ended).await;
+    let ended = end_sessions.then_some(count);
     tracing::info!(user_id = %user.id, sessions_ended = ?ended, "password reset by email");
     let mut jar = browser.jar.clone();
     if ended.is_some() {
-        state.lifecycle.sync_devices(&user.id).await;
         // Every browser session of the user ended too, this browser's included.
         jar = jar.remove(axum_extra::extract::cookie::Cookie::build(super::context::SESSION_COOKIE).path("/"));
     }

@@ -250,7 +250,8 @@ pub async fn end_post(State(state): State<AppState>, browser: Browser, Form(form
         _ => SessionKind::Browser,
     };
     // The same step as /oauth2/revoke, compat /logout and the admin API: the device goes too.
-    if let Err(e) = crate::lifecycle::sessions::end(&state.lifecycle, kind, &id).await {
+    use crate::lifecycle::sessions::{Ending, end_session};
+    if let Err(e) = end_session(&state.lifecycle, Ending::One(kind, &id)).await {
         return PageError::internal(e).into_response();
     }
     if kind == SessionKind::Browser && id == session.id {
