@@ -100,7 +100,12 @@ impl App {
                 .ok()
                 .and_then(|u| u.host_str().map(String::from))
                 .unwrap_or_else(|| "localhost".into());
-            email::Mailer::new(&config.email, &hello).context("cannot set up the email transport")?
+            let service_name = config
+                .branding
+                .service_name
+                .clone()
+                .unwrap_or_else(|| format!("{} accounts", config.matrix.homeserver));
+            email::Mailer::new(&config.email, &hello, service_name).context("cannot set up the email transport")?
         };
         if mailer.is_blackhole() && config.account.password_recovery_enabled {
             tracing::warn!(

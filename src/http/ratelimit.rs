@@ -118,6 +118,17 @@ pub struct Limiters {
     pub compat_sso: RateLimiter,
 }
 
+/// The email-verification workflow's sending limits.
+impl crate::lifecycle::emails::SendLimits for Limiters {
+    fn per_ip(&self, ip: IpAddr) -> bool {
+        self.email_per_ip.check_ip(ip).is_ok()
+    }
+
+    fn per_address(&self, address: &str) -> bool {
+        self.email_per_address.check(address).is_ok()
+    }
+}
+
 impl Limiters {
     pub fn new(config: &crate::config::RateLimitingConfig) -> Self {
         Self {

@@ -166,7 +166,7 @@ async fn send_recovery(state: &AppState, address: &str) -> anyhow::Result<bool> 
         .await?;
     let link = state.url(&format!("/recover/{secret}"));
     let mxid = state.config.matrix.mxid(&user.username);
-    email::send_recovery_link(state, address, &mxid, &link).await?;
+    email::send_recovery_link(&state.mailer, address, &mxid, &link).await?;
     Ok(true)
 }
 

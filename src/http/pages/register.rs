@@ -27,6 +27,7 @@ use super::login::{localpart_of, login_url, safe_next, sign_in_and_continue};
 use crate::email;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
+use crate::lifecycle::emails as verification;
 use crate::lifecycle::registration::{self, NewRegistration, RegistrationError, Strength};
 use crate::lifecycle::users::{self, Availability, UserError};
 use crate::model::user::check_localpart;
@@ -368,8 +369,8 @@ async fn start_pending(
     // Whether another account uses the address is told only once the code proves the visitor
     // owns it (`complete_pending`): until then an address in use gets the same answer and the
     // same mail as a free one, so the form cannot be used to find out who has an account.
-    if !email::may_send_code(state, ip, &address) {
-        p.form_error = Some(email::TOO_MANY_CODES.into());
+    if !verification::may_send_code(&state.limiters, ip, &address) {
+        p.form_error = Some(verification::TOO_MANY_CODES.into());
         return refuse(browser, p, StatusCode::TOO_MANY_REQUESTS);
     }
     let token_id = match token {
@@ -387,11 +388,12 @@ async fn start_pending(
         Ok(h) => h,
         Err(e) => return PageError::internal(e).into_response(),
     };
-    let verification = match email::start_verification(state, None, &address).await {
+    let verification_id = match verification::start_verification(&state.lifecycle, &state.mailer, None, &address).await
+    {
         Ok(id) => id,
         Err(e) => {
             tracing::error!(error = %e, "cannot start email verification for a registration");
-            p.errors.email = Some(email::FIRST_CODE_NOT_SENT.into());
+            p.errors.email = Some(verification::FIRST_CODE_NOT_SENT.into());
             return refuse(browser, p, StatusCode::BAD_GATEWAY);
         }
     };
@@ -404,7 +406,7 @@ async fn start_pending(
         display_name,
         accepted_terms: terms,
         registration_token_id: token_id,
-        email_verification_id: verification,
+        email_verification_id: verification_id,
         next,
         created_at: now,
         completed_at: None,
@@ -455,7 +457,7 @@ fn verify_page(
         ctx: browser.context(state),
         id: id.to_string(),
         email: v.email.clone(),
-        minutes: email::CODE_TTL_SECS / 60,
+        minutes: verification::CODE_TTL_SECS / 60,
         error,
         notice,
     };
@@ -546,7 +548,7 @@ pub async fn verify_post(
         Ok(found) => found,
         Err(r) => return r,
     };
-    let check = match email::check_code(&state, &v, &form.code).await {
+    let check = match verification::check_code(&state.lifecycle, &v, &form.code).await {
         Ok(c) => c,
         Err(e) => return PageError::internal(e).into_response(),
     };
@@ -627,8 +629,9 @@ pub async fn resend_post(
     if v.verified_at.is_some() {
         return (browser.jar, Redirect::to(&here)).into_response();
     }
-    if let Err(why) = email::resend_code(&state, ip, &v).await {
-        return verify_page(&state, browser, why.status(), &v, &id, Some(why.message().to_string()), None);
+    if let Err(why) = verification::resend_code(&state.lifecycle, &state.mailer, &state.limiters, ip, &v).await {
+        let status = super::account::emails::not_resent_status(why);
+        return verify_page(&state, browser, status, &v, &id, Some(why.message().to_string()), None);
     }
     (browser.jar, Redirect::to(&format!("{here}?notice=resent"))).into_response()
 }

@@ -11,12 +11,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::{error_page, signed_in};
-use crate::email::{self, CodeCheck};
+use crate::email;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::pages::context::{Browser, NoticeQuery, PageContext, Session};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::login::login_url;
+use crate::lifecycle::emails::{self as verification, CodeCheck, NotResent};
 use crate::store::email_codes::{self, EmailVerification};
 use crate::store::{StoreError, users as user_store};
 
@@ -50,6 +51,14 @@ fn notice_text(notice: Option<&str>) -> Option<&'static str> {
         "removed" => Some("The email address was removed from your account."),
         "resent" => Some("A new code was sent."),
         _ => None,
+    }
+}
+
+/// The status of the page when a new code was not sent.
+pub(crate) fn not_resent_status(why: NotResent) -> StatusCode {
+    match why {
+        NotResent::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        NotResent::Failed => StatusCode::BAD_GATEWAY,
     }
 }
 
@@ -140,14 +149,14 @@ pub async fn add_post(
     if existing.iter().any(|e| e.eq_ignore_ascii_case(&address)) {
         return fail(browser, StatusCode::BAD_REQUEST, "This address is already on your account.").await;
     }
-    if !email::may_send_code(&state, ip, &address) {
-        return fail(browser, StatusCode::TOO_MANY_REQUESTS, email::TOO_MANY_CODES).await;
+    if !verification::may_send_code(&state.limiters, ip, &address) {
+        return fail(browser, StatusCode::TOO_MANY_REQUESTS, verification::TOO_MANY_CODES).await;
     }
-    match email::start_verification(&state, Some(&session.user.id), &address).await {
+    match verification::start_verification(&state.lifecycle, &state.mailer, Some(&session.user.id), &address).await {
         Ok(id) => (browser.jar, Redirect::to(&format!("{EMAILS_URL}/verify/{id}"))).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot start email verification");
-            fail(browser, StatusCode::BAD_GATEWAY, email::FIRST_CODE_NOT_SENT).await
+            fail(browser, StatusCode::BAD_GATEWAY, verification::FIRST_CODE_NOT_SENT).await
         }
     }
 }
@@ -171,7 +180,7 @@ fn verify_page(
         ctx: browser.context(state),
         id: v.id.clone(),
         email: v.email.clone(),
-        minutes: email::CODE_TTL_SECS / 60,
+        minutes: verification::CODE_TTL_SECS / 60,
         error,
         notice,
     };
@@ -237,7 +246,7 @@ pub async fn verify_post(
         Ok(None) => return unknown_verification(&state, browser),
         Ok(Some(v)) => v,
     };
-    let check = match email::check_code(&state, &v, &form.code).await {
+    let check = match verification::check_code(&state.lifecycle, &v, &form.code).await {
         Ok(c) => c,
         Err(e) => return PageError::internal(e).into_response(),
     };
@@ -302,8 +311,8 @@ pub async fn resend_post(
         Ok(Some(v)) if v.verified_at.is_some() => return (browser.jar, Redirect::to(EMAILS_URL)).into_response(),
         Ok(Some(v)) => v,
     };
-    if let Err(why) = email::resend_code(&state, ip, &v).await {
-        return verify_page(&state, browser, why.status(), &v, Some(why.message().to_string()), None);
+    if let Err(why) = verification::resend_code(&state.lifecycle, &state.mailer, &state.limiters, ip, &v).await {
+        return verify_page(&state, browser, not_resent_status(why), &v, Some(why.message().to_string()), None);
     }
     (browser.jar, Redirect::to(&format!("{here}?notice=resent"))).into_response()
 }
