@@ -9,6 +9,14 @@ use rusqlite::{Connection, Row, params_from_iter};
 
 use super::StoreResult;
 
+/// A read listing one page of rows (admin API), for callers that do not name the connection.
+pub trait PageRead<R>: FnOnce(&Connection, &PageRequest) -> StoreResult<Page<R>> + Send + 'static {}
+impl<R, F: FnOnce(&Connection, &PageRequest) -> StoreResult<Page<R>> + Send + 'static> PageRead<R> for F {}
+
+/// A read counting rows, as `PageRead`.
+pub trait CountRead: FnOnce(&Connection) -> StoreResult<usize> + Send + 'static {}
+impl<F: FnOnce(&Connection) -> StoreResult<usize> + Send + 'static> CountRead for F {}
+
 /// Largest page a caller may ask for.
 pub const MAX_PAGE_SIZE: usize = 1000;
 

@@ -218,6 +218,49 @@ pub fn finish_all_for_user(conn: &Connection, user_id: &str, now: i64) -> StoreR
     Ok(sessions.len() + compat.len())
 }
 
+/// What the admin API reads of each kind of session: a page, a count, one row by id.
+pub trait Listed: Sized + Send + 'static {
+    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<Self>>>;
+    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize>;
+    fn detailed_by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<Self>>>;
+}
+
+impl Listed for BrowserSession {
+    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<Self>>> {
+        page_browser(c, f, p)
+    }
+    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize> {
+        count_browser(c, f)
+    }
+    fn detailed_by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<Self>>> {
+        browser_detailed_by_id(c, id)
+    }
+}
+
+impl Listed for OAuthSession {
+    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<Self>>> {
+        page_oauth(c, f, p)
+    }
+    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize> {
+        count_oauth(c, f)
+    }
+    fn detailed_by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<Self>>> {
+        oauth_detailed_by_id(c, id)
+    }
+}
+
+impl Listed for super::compat::CompatSession {
+    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<Self>>> {
+        super::compat::page(c, f, p)
+    }
+    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize> {
+        super::compat::count(c, f)
+    }
+    fn detailed_by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<Self>>> {
+        super::compat::detailed_by_id(c, id)
+    }
+}
+
 /// When and from where a session was last seen (for the account page).
 #[derive(Debug, Clone, Default)]
 pub struct SessionActivity {

@@ -37,9 +37,9 @@ use crate::lifecycle::registration_tokens::TokenError;
 use crate::lifecycle::tokens;
 use crate::lifecycle::users::UserError;
 use crate::model::scope::MAS_ADMIN;
-use crate::store::page::{Page, PageRequest};
+use crate::store::StoreError;
+use crate::store::page::{CountRead, PageRead, PageRequest};
 use crate::store::sessions::SessionKind;
-use crate::store::{StoreError, StoreResult};
 use params::{IncludeCount, Pagination, link, rfc3339};
 
 /// Where the API is mounted.
@@ -329,8 +329,8 @@ pub async fn list<T, R, F, C>(
 where
     T: Resource,
     R: Send + 'static,
-    F: FnOnce(&rusqlite::Connection, &PageRequest) -> StoreResult<Page<R>> + Send + 'static,
-    C: FnOnce(&rusqlite::Connection) -> StoreResult<usize> + Send + 'static,
+    F: PageRead<R>,
+    C: CountRead,
 {
     let Pagination { request, include_count } = pagination;
     let req = request.clone();

@@ -5,7 +5,6 @@
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::{Extension, Json};
-use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -14,11 +13,9 @@ use super::params::{NoFields, Query, optional_json_body};
 use super::{AdminError, Caller, IdPath, Resource, single, single_at, time};
 use crate::http::AppState;
 use crate::lifecycle::sessions::{Ending, end_session};
-use crate::store::StoreResult;
-use crate::store::compat::{self as compat_store, CompatSession};
-use crate::store::page::{Page, PageRequest};
+use crate::store::compat::CompatSession;
 use crate::store::sessions::{
-    self as session_store, BrowserSession, Detailed, OAuthSession, SessionActivity, SessionFilter, SessionKind,
+    BrowserSession, Detailed, Listed, OAuthSession, SessionActivity, SessionFilter, SessionKind,
 };
 
 const USER: Filter = Filter::Id("user", "Sessions of this user");
@@ -107,13 +104,10 @@ pub fn routes() -> Routes {
 
 /// What differs between the three kinds of session.
 trait SessionResource: Resource + Sized {
-    type Session: Send + 'static;
+    type Session: Listed;
     const KIND_OF: SessionKind;
     /// Offers `filter[client]`.
     const BY_CLIENT: bool;
-    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<Self::Session>>>;
-    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize>;
-    fn by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<Self::Session>>>;
     fn finished_at(s: &Self::Session) -> Option<i64>;
     fn session_id(s: &Self::Session) -> &str;
     fn new(s: Self::Session, activity: SessionActivity, human_name: Option<String>) -> Self;
@@ -149,15 +143,6 @@ impl SessionResource for UserSessionResource {
     type Session = BrowserSession;
     const KIND_OF: SessionKind = SessionKind::Browser;
     const BY_CLIENT: bool = false;
-    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<BrowserSession>>> {
-        session_store::page_browser(c, f, p)
-    }
-    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize> {
-        session_store::count_browser(c, f)
-    }
-    fn by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<BrowserSession>>> {
-        session_store::browser_detailed_by_id(c, id)
-    }
     fn finished_at(s: &BrowserSession) -> Option<i64> {
         s.finished_at
     }
@@ -205,15 +190,6 @@ impl SessionResource for CompatSessionResource {
     type Session = CompatSession;
     const KIND_OF: SessionKind = SessionKind::Compat;
     const BY_CLIENT: bool = false;
-    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<CompatSession>>> {
-        compat_store::page(c, f, p)
-    }
-    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize> {
-        compat_store::count(c, f)
-    }
-    fn by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<CompatSession>>> {
-        compat_store::detailed_by_id(c, id)
-    }
     fn finished_at(s: &CompatSession) -> Option<i64> {
         s.finished_at
     }
@@ -265,15 +241,6 @@ impl SessionResource for OAuth2SessionResource {
     type Session = OAuthSession;
     const KIND_OF: SessionKind = SessionKind::OAuth2;
     const BY_CLIENT: bool = true;
-    fn page(c: &Connection, f: &SessionFilter, p: &PageRequest) -> StoreResult<Page<Detailed<OAuthSession>>> {
-        session_store::page_oauth(c, f, p)
-    }
-    fn count(c: &Connection, f: &SessionFilter) -> StoreResult<usize> {
-        session_store::count_oauth(c, f)
-    }
-    fn by_id(c: &Connection, id: &str) -> StoreResult<Option<Detailed<OAuthSession>>> {
-        session_store::oauth_detailed_by_id(c, id)
-    }
     fn finished_at(s: &OAuthSession) -> Option<i64> {
         s.finished_at
     }
@@ -315,8 +282,8 @@ async fn list<T: SessionResource>(
         &state,
         pagination,
         filters,
-        move |c, p| T::page(c, &filter, p),
-        move |c| T::count(c, &f),
+        move |c, p| T::Session::page(c, &filter, p),
+        move |c| T::Session::count(c, &f),
         move |d: Detailed<T::Session>| {
             let id = T::session_id(&d.session).to_string();
             build::<T>(&tracker, d, &id)
@@ -327,7 +294,7 @@ async fn list<T: SessionResource>(
 
 async fn load<T: SessionResource>(state: &AppState, id: &str) -> Result<T, AdminError> {
     let key = id.to_string();
-    let found = state.store.read(move |c| T::by_id(c, &key)).await?;
+    let found = state.store.read(move |c| T::Session::detailed_by_id(c, &key)).await?;
     let d = found.ok_or_else(|| AdminError::not_found(format!("Session with ID {id} not found")))?;
     Ok(build::<T>(state, d, id))
 }
@@ -349,7 +316,7 @@ async fn finish<T: SessionResource>(
 ) -> Result<Json<Value>, AdminError> {
     let NoFields {} = optional_json_body(&body)?;
     let key = id.clone();
-    let found = state.store.read(move |c| T::by_id(c, &key)).await?;
+    let found = state.store.read(move |c| T::Session::detailed_by_id(c, &key)).await?;
     let d = found.ok_or_else(|| AdminError::not_found(format!("Session with ID {id} not found")))?;
     let already = || AdminError::bad_request(format!("Session with ID {id} is already finished"));
     if T::finished_at(&d.session).is_some() {
