@@ -25,6 +25,7 @@ mod flows;
 mod foundation;
 mod helpers;
 mod i18n;
+mod layering;
 mod locked;
 mod mas_config;
 mod mfa;
