@@ -30,6 +30,7 @@ mod locked;
 mod mas_config;
 mod mfa;
 mod mfa_admin;
+mod mfa_upstream;
 mod oauth;
 mod oauth_extras;
 mod oauth_library;

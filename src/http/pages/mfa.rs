@@ -140,24 +140,95 @@ pub async fn has_factor(state: &AppState, user_id: &str) -> Result<bool, PageErr
 
 /// After the password: holds the user in the pending cookie and asks for the code.
 pub fn start_second_step(state: &AppState, browser: Browser, user: &User, next: Option<&str>) -> Response {
-    let value = format!("{}\n{}\n{}", user.id, state.now(), next.unwrap_or_default());
+    start_second_step_after_upstream(state, browser, user, next, None)
+}
+
+/// Whether signing `user` in goes through the second step: they have a factor, or
+/// `account.mfa: required` sets one up first. Upstream sign-in asks too: a factor the user set
+/// up is not bypassed by signing in through a provider.
+pub async fn needs_second_step(state: &AppState, user: &User) -> Result<bool, PageError> {
+    Ok(state.config.account.mfa == crate::config::MfaPolicy::Required || has_factor(state, &user.id).await?)
+}
+
+/// As `start_second_step`, after an upstream provider's callback: the upstream authorization
+/// session is consumed with the browser session the second step starts.
+pub fn start_second_step_after_upstream(
+    state: &AppState,
+    browser: Browser,
+    user: &User,
+    next: Option<&str>,
+    upstream_session: Option<&str>,
+) -> Response {
+    let value =
+        format!("{}\n{}\n{}\n{}", user.id, state.now(), upstream_session.unwrap_or_default(), next.unwrap_or_default());
     (browser.jar.add(cookie(state, PENDING_COOKIE, value)), Redirect::to("/login/mfa")).into_response()
 }
 
+/// A user waiting for their second factor on this browser.
+pub(crate) struct Pending {
+    pub user: User,
+    pub next: Option<String>,
+    /// The upstream authorization session the sign-in came through.
+    upstream: Option<String>,
+}
+
 /// The user waiting for their second factor on this browser, and where they go next.
-pub(crate) async fn pending(state: &AppState, browser: &Browser) -> Result<Option<(User, Option<String>)>, PageError> {
+pub(crate) async fn pending(state: &AppState, browser: &Browser) -> Result<Option<Pending>, PageError> {
     let Some(c) = browser.jar.get(PENDING_COOKIE) else { return Ok(None) };
-    let mut parts = c.value().splitn(3, '\n');
-    let (Some(id), Some(at), next) = (parts.next(), parts.next().and_then(|a| a.parse::<i64>().ok()), parts.next())
+    let mut parts = c.value().splitn(4, '\n');
+    let (Some(id), Some(at), Some(upstream), next) =
+        (parts.next(), parts.next().and_then(|a| a.parse::<i64>().ok()), parts.next(), parts.next())
     else {
         return Ok(None);
     };
     if state.now() - at > PENDING_TTL {
         return Ok(None);
     }
+    let upstream = Some(upstream.to_string()).filter(|u| !u.is_empty());
     let id = id.to_string();
     let user = state.store.read(move |c| user_store::by_id(c, &id)).await.map_err(PageError::internal)?;
-    Ok(user.filter(|u| u.is_valid()).map(|u| (u, super::login::safe_next(next))))
+    Ok(user.filter(|u| u.is_valid()).map(|user| Pending { user, next: super::login::safe_next(next), upstream }))
+}
+
+/// The second step is passed: the browser session starts (consuming the upstream authorization
+/// session it came through, if any) and the user goes on.
+pub(crate) async fn second_step_passed(
+    state: &AppState,
+    mut browser: Browser,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+    p: &Pending,
+) -> Response {
+    browser.jar = browser.jar.remove(axum_extra::extract::cookie::Cookie::build(PENDING_COOKIE).path("/"));
+    let ua = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
+    let existing = browser.session.as_ref().map(|s| s.id.clone());
+    match start_session(state, &p.user, existing, ua, ip, p.upstream.clone()).await {
+        Ok(session_id) => {
+            let next = p.next.clone().unwrap_or_else(|| "/account/".into());
+            (browser.with_session(state, &session_id), Redirect::to(&next)).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn start_session(
+    state: &AppState,
+    user: &User,
+    existing: Option<String>,
+    ua: Option<String>,
+    ip: std::net::IpAddr,
+    upstream: Option<String>,
+) -> Result<String, PageError> {
+    let session_id = super::login::start_browser_session(state, user, existing, ua, ip.to_string()).await?;
+    if let Some(upstream) = upstream {
+        let (sid, now) = (session_id.clone(), state.now());
+        state
+            .store
+            .write(move |c| crate::store::upstream::consume_session(c, &upstream, &sid, now))
+            .await
+            .map_err(PageError::internal)?;
+    }
+    Ok(session_id)
 }
 
 pub(crate) const WRONG_FIRST_CODE: &str = "That code is not correct. Enter the code your app shows now.";
@@ -289,13 +360,13 @@ pub(crate) async fn code_page(
 
 pub async fn get(State(state): State<AppState>, browser: Browser) -> Response {
     match pending(&state, &browser).await {
-        Ok(Some((user, _))) if !matches!(has_factor(&state, &user.id).await, Ok(true)) => {
-            match enrolment_secret(&state, &user).await {
-                Ok(secret) => enrol_page(&state, browser, &user, &secret, None, "/login/mfa"),
+        Ok(Some(p)) if !matches!(has_factor(&state, &p.user.id).await, Ok(true)) => {
+            match enrolment_secret(&state, &p.user).await {
+                Ok(secret) => enrol_page(&state, browser, &p.user, &secret, None, "/login/mfa"),
                 Err(e) => e.into_response(),
             }
         }
-        Ok(Some((user, _))) => code_page(&state, browser, &user, StatusCode::OK, None, None).await,
+        Ok(Some(p)) => code_page(&state, browser, &p.user, StatusCode::OK, None, None).await,
         Ok(None) => (browser.jar, Redirect::to("/login")).into_response(),
         Err(e) => e.into_response(),
     }
@@ -311,7 +382,7 @@ pub struct CodeForm {
 #[tracing::instrument(name = "http.pages.login.mfa", skip_all)]
 pub async fn post(
     State(state): State<AppState>,
-    mut browser: Browser,
+    browser: Browser,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
@@ -319,27 +390,27 @@ pub async fn post(
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
-    let (user, next) = match pending(&state, &browser).await {
+    let p = match pending(&state, &browser).await {
         Ok(Some(p)) => p,
         Ok(None) => return (browser.jar, Redirect::to("/login")).into_response(),
         Err(e) => return e.into_response(),
     };
+    let user = &p.user;
     match has_factor(&state, &user.id).await {
         Ok(true) => {}
-        Ok(false) => return enrol_at_sign_in(&state, browser, &headers, ip, &user, next, &form.code).await,
+        Ok(false) => return enrol_at_sign_in(&state, browser, &headers, ip, &p, &form.code).await,
         Err(e) => return e.into_response(),
     }
-    let message = match check_code(&state, &user, &form.code).await {
+    let message = match check_code(&state, user, &form.code).await {
         Ok(Check::Accepted) => {
             tracing::info!(user = %user.username, "second factor accepted");
-            browser.jar = browser.jar.remove(axum_extra::extract::cookie::Cookie::build(PENDING_COOKIE).path("/"));
-            return super::login::sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await;
+            return second_step_passed(&state, browser, &headers, ip, &p).await;
         }
         Ok(Check::Wrong) => (StatusCode::UNAUTHORIZED, "That code is not correct, or was already used."),
         Ok(Check::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, "Too many attempts. Wait a minute and try again."),
         Err(e) => return e.into_response(),
     };
-    code_page(&state, browser, &user, message.0, Some(message.1.into()), None).await
+    code_page(&state, browser, user, message.0, Some(message.1.into()), None).await
 }
 
 /// `account.mfa: required`: the first code turns the factor on and starts the session; the
@@ -349,10 +420,10 @@ async fn enrol_at_sign_in(
     mut browser: Browser,
     headers: &HeaderMap,
     ip: std::net::IpAddr,
-    user: &User,
-    next: Option<String>,
+    p: &Pending,
     code: &str,
 ) -> Response {
+    let (user, next) = (&p.user, p.next.clone());
     let secret = match enrolment_secret(state, user).await {
         Ok(s) => s,
         Err(e) => return e.into_response(),
@@ -369,7 +440,7 @@ async fn enrol_at_sign_in(
     browser.jar = browser.jar.remove(axum_extra::extract::cookie::Cookie::build(PENDING_COOKIE).path("/"));
     let ua = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
     let existing = browser.session.as_ref().map(|s| s.id.clone());
-    match super::login::start_browser_session(state, user, existing, ua, ip.to_string()).await {
+    match start_session(state, user, existing, ua, ip, p.upstream.clone()).await {
         Ok(session_id) => {
             let ctx = super::context::page_context(state, browser.csrf.clone(), Some(user));
             let page = CodesPage { ctx, codes, first: true, next: next.unwrap_or_else(|| "/account/".into()) };

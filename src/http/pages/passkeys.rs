@@ -379,19 +379,20 @@ pub async fn second_step_post(
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
-    let (user, next) = match super::mfa::pending(&state, &browser).await {
+    let p = match super::mfa::pending(&state, &browser).await {
         Ok(Some(p)) => p,
         Ok(None) => return (browser.jar, Redirect::to("/login")).into_response(),
         Err(e) => return e.into_response(),
     };
-    match finish_authentication(&state, &mut browser, ip, Some(&user), &form.credential).await {
+    match finish_authentication(&state, &mut browser, ip, Some(&p.user), &form.credential).await {
         Ok(user) => {
             tracing::info!(user = %user.username, "second factor (passkey) accepted");
-            browser.jar = browser.jar.remove(Cookie::build(super::mfa::PENDING_COOKIE).path("/"));
-            super::login::sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await
+            super::mfa::second_step_passed(&state, browser, &headers, ip, &p).await
         }
         Err(Refused::Internal(e)) => e.into_response(),
-        Err(why) => super::mfa::code_page(&state, browser, &user, why.status(), None, Some(why.message().into())).await,
+        Err(why) => {
+            super::mfa::code_page(&state, browser, &p.user, why.status(), None, Some(why.message().into())).await
+        }
     }
 }
 

@@ -289,6 +289,15 @@ async fn sign_in(
         )
         .into_response();
     }
+    // A second factor the user set up is asked for after a provider too (issue 16).
+    match crate::http::pages::mfa::needs_second_step(state, &user).await {
+        Ok(true) => {
+            let (next, sid) = (session.next.as_deref(), Some(session.id.as_str()));
+            return crate::http::pages::mfa::start_second_step_after_upstream(state, browser, &user, next, sid);
+        }
+        Ok(false) => {}
+        Err(e) => return e.into_response(),
+    }
     let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
     let existing = browser.session.as_ref().map(|s| s.id.clone());
     let browser_session = match start_browser_session(state, &user, existing, user_agent, ip.to_string()).await {
