@@ -209,14 +209,12 @@ impl CodeCheck {
     pub fn problem(&self) -> Option<String> {
         match self {
             CodeCheck::Verified | CodeCheck::AlreadyVerified => None,
-            CodeCheck::Wrong { attempts_left } => Some(format!(
-                "That code is not right. {attempts_left} {} left.",
-                if *attempts_left == 1 { "attempt" } else { "attempts" }
-            )),
+            CodeCheck::Wrong { attempts_left: 1 } => Some(crate::i18n::current().s("form.code-wrong-one").into()),
+            CodeCheck::Wrong { attempts_left } => {
+                Some(crate::i18n::current().s1("form.code-wrong", "n", attempts_left))
+            }
             CodeCheck::Expired => Some("This code has expired. Send a new one.".to_string()),
-            CodeCheck::TooManyAttempts => Some(format!(
-                "The code was entered wrong {MAX_CODE_ATTEMPTS} times and no longer works. Send a new one."
-            )),
+            CodeCheck::TooManyAttempts => Some(crate::i18n::current().s1("form.code-too-many", "n", MAX_CODE_ATTEMPTS)),
         }
     }
 }

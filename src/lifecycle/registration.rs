@@ -72,20 +72,20 @@ pub fn check_new_password(password: &str, minimum: u8, user_inputs: &[&str]) -> 
         return (None, Some("Choose a password.".into()));
     }
     if password.chars().count() > MAX_PASSWORD_LENGTH {
-        return (None, Some(format!("Use at most {MAX_PASSWORD_LENGTH} characters.")));
+        return (None, Some(crate::i18n::current().s1("form.too-long", "n", MAX_PASSWORD_LENGTH)));
     }
     let s = strength(password, minimum, user_inputs);
     let problem = (!s.acceptable()).then(|| {
+        // In the page's language; zxcvbn's own advice (`why`) is English and only the English
+        // text includes it.
         let why = s.warning.clone().or_else(|| s.suggestions.first().cloned());
-        let needed = format!(
-            "It is {} ({} of 4); this server needs at least {} of 4.",
-            s.label().to_lowercase(),
-            s.score,
-            s.minimum
-        );
+        let l = crate::i18n::current();
+        let label = l.tr(s.label()).to_lowercase();
+        let (score, minimum) = (s.score.to_string(), s.minimum.to_string());
+        let args = [("label", label.as_str()), ("score", score.as_str()), ("minimum", minimum.as_str())];
         match why {
-            Some(w) => format!("This password is too easy to guess. {w} {needed}"),
-            None => format!("This password is too easy to guess. {needed}"),
+            Some(w) => l.text("form.too-easy-why", &[args.as_slice(), &[("why", w.as_str())]].concat()),
+            None => l.text("form.too-easy", &args),
         }
     });
     (Some(s), problem)

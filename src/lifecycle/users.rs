@@ -153,7 +153,7 @@ pub fn display_name_problem(name: &str) -> Option<String> {
     if name.chars().any(char::is_control) {
         Some("The display name contains characters that cannot be shown.".into())
     } else if name.chars().count() > MAX_DISPLAY_NAME {
-        Some(format!("Use at most {MAX_DISPLAY_NAME} characters."))
+        Some(crate::i18n::current().s1("form.too-long", "n", MAX_DISPLAY_NAME))
     } else {
         None
     }

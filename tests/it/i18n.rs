@@ -85,6 +85,30 @@ async fn walk(app: &TestApp, accept_language: &str, lang: &str) {
 
     let html = get("/register".into()).await.text().await.unwrap();
     check("/register", lang, &html, says("Sie haben schon ein Konto?", "Already have an account?"));
+    // Field errors with values, made in Rust in the request's language.
+    let form = [("csrf", csrf_of(&html)), ("username", "@bob:elsewhere".into()), ("password", "password".into())];
+    let html = client.post(app.url("/register")).form(&form).send().await.unwrap().text().await.unwrap();
+    check(
+        "/register (errors)",
+        lang,
+        &html,
+        says("Wählen Sie einen Benutzernamen auf localhost", "Choose a username on localhost"),
+    );
+    check(
+        "/register (errors)",
+        lang,
+        &html,
+        says("Dieses Passwort ist zu leicht zu erraten.", "This password is too easy to guess."),
+    );
+    check(
+        "/register (errors)",
+        lang,
+        &html,
+        says(
+            "Stärke des eingegebenen Passworts: <strong>Sehr schwach</strong>",
+            "Strength of the password you entered: <strong>Very weak</strong>",
+        ),
+    );
 
     let html = get("/recover".into()).await.text().await.unwrap();
     check("/recover", lang, &html, says("Link senden", "Send the link"));

@@ -204,8 +204,7 @@ pub async fn post(
             None
         }
         None => {
-            p.errors.username =
-                Some(format!("Choose a username on {server_name}, like alice or @alice:{server_name}."));
+            p.errors.username = Some(crate::i18n::current().s1("form.choose-username", "server", server_name));
             None
         }
     };
