@@ -4,14 +4,16 @@
 use rusqlite::Connection;
 
 use super::Lifecycle;
+use super::registration::RegistrationError;
 use super::sessions::{Ended, sync_ended};
 use super::users::{NewUser, UserError};
 use crate::config::OnBackchannelLogout;
 use crate::model::User;
 use crate::model::upstream::UpstreamLink;
 use crate::model::user::check_localpart;
+use crate::store::registration_tokens as token_store;
 use crate::store::sessions::SessionKind;
-use crate::store::{Store, StoreResult, upstream as upstream_store, users as user_store};
+use crate::store::{Store, StoreError, StoreResult, upstream as upstream_store, users as user_store};
 
 pub struct Callback {
     pub session_id: String,
@@ -76,9 +78,23 @@ pub fn attach(conn: &Connection, link_id: &str, user_id: &str) -> StoreResult<bo
     }
 }
 
-/// Creates the user of an upstream account (no password), attaches the link, and provisions the
-/// user on the homeserver (queued when it is down).
-pub async fn register(lc: &Lifecycle, new: NewUser, link_id: &str) -> Result<User, UserError> {
+/// What else a new account through a provider brings: the registration token when the provider
+/// requires one, and the terms of service the person accepted.
+#[derive(Debug, Default)]
+pub struct Admission {
+    pub token: Option<String>,
+    pub accepted_terms: Option<String>,
+}
+
+/// Creates the user of an upstream account (no password), uses the registration token, records
+/// the accepted terms and attaches the link in one write — a token that cannot be used changes
+/// nothing — then provisions the user on the homeserver (queued when it is down).
+pub async fn register(
+    lc: &Lifecycle,
+    new: NewUser,
+    link_id: &str,
+    admission: Admission,
+) -> Result<User, RegistrationError> {
     check_localpart(&new.username).map_err(UserError::InvalidUsername)?;
     let now = lc.clock.now();
     let user = User {
@@ -94,15 +110,32 @@ pub async fn register(lc: &Lifecycle, new: NewUser, link_id: &str) -> Result<Use
     let attached = lc
         .store
         .write(move |c| {
+            if let Some(t) = &admission.token {
+                if let Err(problem) = token_store::consume(c, t, now)? {
+                    return Ok(Err(problem));
+                }
+            }
             user_store::insert(c, &row)?;
             for e in &emails {
                 user_store::add_email(c, &row.id, e, now)?;
             }
-            attach(c, &link, &row.id)
+            if let Some(url) = &admission.accepted_terms {
+                token_store::accept_terms(c, &row.id, url, now)?;
+            }
+            if !attach(c, &link, &row.id)? {
+                // Rolls the user and the token use back.
+                return Err(StoreError::Conflict("upstream link"));
+            }
+            Ok(Ok(()))
         })
-        .await?;
-    if !attached {
-        return Err(UserError::NotFound(format!("upstream link {link_id}")));
+        .await;
+    match attached {
+        Ok(Ok(())) => {}
+        Ok(Err(problem)) => return Err(RegistrationError::Token(problem)),
+        Err(StoreError::Conflict("upstream link")) => {
+            return Err(UserError::NotFound(format!("upstream link {link_id}")).into());
+        }
+        Err(e) => return Err(UserError::from(e).into()),
     }
     lc.provision_user(&user.id).await;
     Ok(user)

@@ -77,3 +77,97 @@ async fn abandoned_upstream_sign_ins_are_pruned_with_the_other_expired_rows() {
     let res = kept.get(app.url("/account/")).send().await.unwrap();
     assert!(location(&res).starts_with("/login"), "the browser session survived");
 }
+
+const P_TOKEN: &str = "01JX0000000000000000000061";
+
+/// `registration_token_required: true`: a new account through the provider needs a valid
+/// registration token, used like the password sign-up uses it; a used-up, unknown or missing
+/// token creates nothing.
+#[tokio::test]
+async fn a_provider_requiring_registration_tokens_consumes_one_per_new_account() {
+    let op = FakeOp::start().await;
+    let more = format!("{NONE}      registration_token_required: true\n");
+    let app = upstream_app(&[provider(P_TOKEN, &op, "c-token", &more)], "").await;
+    op.client("c-token", Expect::None);
+    let s = &app.state;
+    appliance::lifecycle::registration_tokens::create(
+        &s.store,
+        s.clock.as_ref(),
+        Some("INVITE-1".into()),
+        Some(1),
+        None,
+    )
+    .await
+    .unwrap();
+    let users = "SELECT count(*) FROM users";
+    let used = "SELECT times_used FROM user_registration_tokens WHERE token = 'INVITE-1'";
+
+    let browser = app.new_client();
+    let (link, page) = to_link_page(&app, &op, &browser, P_TOKEN, json!({"sub": "ivy"})).await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"token\""), "the token field is asked for: {html}");
+    for (token, says) in [(None, "not valid"), (Some("NOPE"), "not valid")] {
+        let mut form = vec![("csrf", csrf_of(&html)), ("action", "register".into()), ("username", "ivy".into())];
+        if let Some(t) = token {
+            form.push(("token", t.into()));
+        }
+        let res = browser.post(app.url(&link)).form(&form).send().await.unwrap();
+        assert_eq!(res.status(), 400, "{token:?}");
+        let page = res.text().await.unwrap();
+        assert!(page.contains(says) && page.contains("aria-invalid=\"true\""), "{token:?}: {page}");
+    }
+    assert_eq!(count(&app, users), 0);
+    let form = [
+        ("csrf", csrf_of(&html)),
+        ("action", "register".into()),
+        ("username", "ivy".into()),
+        ("token", "INVITE-1".into()),
+    ];
+    let res = browser.post(app.url(&link)).form(&form).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), location(&res)), (303, "/account/".to_string()));
+    assert_eq!((count(&app, users), count(&app, used)), (1, 1));
+
+    // The token allowed one account: the next person through the provider is refused.
+    let other = app.new_client();
+    let res =
+        sign_up(&app, &op, &other, P_TOKEN, json!({"sub": "jack"}), &[("username", "jack"), ("token", "INVITE-1")])
+            .await;
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("used up"));
+    assert_eq!((count(&app, users), count(&app, used)), (1, 1));
+}
+
+const P_TOS: &str = "01JX0000000000000000000071";
+
+/// With `branding.tos_uri`, a new account through a provider accepts the terms on the link page;
+/// the acceptance is recorded with the account. An existing user signing in is not asked.
+#[tokio::test]
+async fn new_upstream_users_accept_the_terms_of_service() {
+    let op = FakeOp::start().await;
+    let app =
+        upstream_app(&[provider(P_TOS, &op, "c-tos", NONE)], "branding: {tos_uri: \"https://example.org/tos\"}").await;
+    op.client("c-tos", Expect::None);
+
+    let browser = app.new_client();
+    let (link, page) = to_link_page(&app, &op, &browser, P_TOS, json!({"sub": "kim"})).await;
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"tos\"") && html.contains("href=\"https://example.org/tos\""), "{html}");
+    let form = vec![("csrf", csrf_of(&html)), ("action", "register".to_string()), ("username", "kim".to_string())];
+    let res = browser.post(app.url(&link)).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Accept the terms of service") && page.contains("id=\"tos-error\""), "{page}");
+    assert_eq!(count(&app, "SELECT count(*) FROM users"), 0);
+
+    let mut form = form;
+    form.push(("tos", "accept".into()));
+    let res = browser.post(app.url(&link)).form(&form).send().await.unwrap();
+    assert_eq!((res.status().as_u16(), location(&res)), (303, "/account/".to_string()));
+    let terms = "SELECT count(*) FROM user_terms JOIN users USING (user_id) WHERE username = 'kim' AND terms_url = 'https://example.org/tos'";
+    assert_eq!(count(&app, terms), 1);
+
+    // Signing in again with the linked account asks nothing.
+    let again = app.new_client();
+    let (_, res) = to_link_page(&app, &op, &again, P_TOS, json!({"sub": "kim"})).await;
+    assert_eq!((res.status().as_u16(), location(&res)), (303, "/account/".to_string()));
+}

@@ -17,6 +17,8 @@ use crate::http::client_ip::ClientIp;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render as render_page};
 use crate::http::pages::login::start_browser_session;
+use crate::lifecycle::registration::RegistrationError;
+use crate::lifecycle::upstream::Admission;
 use crate::lifecycle::users::{NewUser, UserError};
 use crate::model::upstream::{UpstreamLink, UpstreamProvider};
 use crate::store::upstream::{self as upstream_store, AuthorizationSession};
@@ -36,7 +38,18 @@ struct RegisterPage {
     email: Option<String>,
     email_forced: bool,
     token_required: bool,
+    token_error: Option<String>,
+    tos_accepted: bool,
+    tos_error: Option<String>,
     form_error: Option<String>,
+}
+
+/// Why the register form is shown again, by field.
+#[derive(Default)]
+struct FormErrors {
+    token: Option<String>,
+    tos: Option<String>,
+    form: Option<String>,
 }
 
 #[derive(Template)]
@@ -128,7 +141,8 @@ fn register_page(
     link: &UpstreamLink,
     provider: &UpstreamProvider,
     username: Option<String>,
-    form_error: Option<String>,
+    tos_accepted: bool,
+    errors: FormErrors,
 ) -> Result<RegisterPage, PageError> {
     let i = imports(session, provider);
     let c = &provider.config.claims_imports;
@@ -154,7 +168,10 @@ fn register_page(
         email_forced: hard(c.email.action),
         email: i.email,
         token_required: provider.config.registration_token_required,
-        form_error,
+        token_error: errors.token,
+        tos_accepted,
+        tos_error: errors.tos,
+        form_error: errors.form,
     })
 }
 
@@ -197,10 +214,12 @@ pub async fn get(
         (None, Some(owner)) => sign_in(&state, browser, &headers, ip, &session, &owner).await,
         (None, None) => match conflict_or_page(&state, &browser, &session, &link, &provider).await {
             Ok(Some(owner)) => sign_in(&state, browser, &headers, ip, &session, &owner).await,
-            Ok(None) => match register_page(&state, &browser, &session, &link, &provider, None, None) {
-                Ok(p) => (browser.jar, render_page(&p)).into_response(),
-                Err(e) => e.into_response(),
-            },
+            Ok(None) => {
+                match register_page(&state, &browser, &session, &link, &provider, None, false, FormErrors::default()) {
+                    Ok(p) => (browser.jar, render_page(&p)).into_response(),
+                    Err(e) => e.into_response(),
+                }
+            }
             Err(e) => e.into_response(),
         },
     }
@@ -320,6 +339,7 @@ pub struct LinkForm {
     import_display_name: Option<String>,
     import_email: Option<String>,
     token: Option<String>,
+    tos: Option<String>,
 }
 
 #[tracing::instrument(name = "http.upstream.link.post", skip_all)]
@@ -382,24 +402,42 @@ async fn register(
     };
     let display_name = pick(c.displayname.action, &i.display_name, form.import_display_name.is_some());
     let email = pick(c.email.action, &i.email, form.import_email.is_some());
-    let again = |browser: Browser, message: String| match register_page(
+    let tos_accepted = form.tos.is_some();
+    let again = |browser: Browser, errors: FormErrors| match register_page(
         state,
         &browser,
         session,
         link,
         provider,
         Some(username.clone()),
-        Some(message),
+        tos_accepted,
+        errors,
     ) {
         Ok(p) => (StatusCode::BAD_REQUEST, browser.jar, render_page(&p)).into_response(),
         Err(e) => e.into_response(),
     };
-    if provider.config.registration_token_required {
-        let token = form.token.clone().unwrap_or_default();
-        if let Err(e) = crate::lifecycle::registration::check_token(&state.store, token.trim(), state.now()).await {
-            return again(browser, format!("{e}"));
-        }
+    let form_error = |message: String| FormErrors { form: Some(message), ..FormErrors::default() };
+    // The terms of service, when the server has them, are accepted on this page.
+    let terms = browser.context(state).tos_uri;
+    if terms.is_some() && !tos_accepted {
+        let errors =
+            FormErrors { tos: Some("Accept the terms of service to create an account.".into()), ..Default::default() };
+        return again(browser, errors);
     }
+    let token = match provider.config.registration_token_required {
+        false => None,
+        true => {
+            let token = form.token.clone().unwrap_or_default().trim().to_string();
+            if let Err(e) = crate::lifecycle::registration::check_token(&state.store, &token, state.now()).await {
+                let message = match e {
+                    RegistrationError::Token(problem) => problem.message().to_string(),
+                    other => other.to_string(),
+                };
+                return again(browser, FormErrors { token: Some(message), ..Default::default() });
+            }
+            Some(token)
+        }
+    };
     if let Err(e) = crate::lifecycle::users::check_available(&state.lifecycle, &username).await {
         let message = match e {
             UserError::Taken | UserError::HomeserverRefused(_) => {
@@ -407,7 +445,7 @@ async fn register(
             }
             other => other.to_string(),
         };
-        return again(browser, message);
+        return again(browser, form_error(message));
     }
     let new = NewUser {
         username: username.clone(),
@@ -416,12 +454,18 @@ async fn register(
         display_name,
         admin: false,
     };
-    match crate::lifecycle::upstream::register(&state.lifecycle, new, &link.id).await {
+    let admission = Admission { token, accepted_terms: terms };
+    match crate::lifecycle::upstream::register(&state.lifecycle, new, &link.id, admission).await {
         Ok(user) => {
             tracing::info!(provider_id = %provider.id, user = %user.username, "account created through an upstream provider");
             sign_in(state, browser, headers, ip, session, &user.id).await
         }
-        Err(UserError::Taken) => again(browser, "This username is taken. Choose another one.".into()),
+        Err(RegistrationError::User(UserError::Taken)) => {
+            again(browser, form_error("This username is taken. Choose another one.".into()))
+        }
+        Err(RegistrationError::Token(problem)) => {
+            again(browser, FormErrors { token: Some(problem.message().into()), ..Default::default() })
+        }
         Err(e) => PageError::internal(e).into_response(),
     }
 }
