@@ -58,14 +58,10 @@ fn offenders(dir: &str, forbidden: &[&str], except: &[&str]) -> Vec<String> {
     found
 }
 
-/// Handlers still taking a `rusqlite::Connection` until their move into lifecycle lands
-/// (issue 15, door-grants); delete an entry once its file is clean.
-const PENDING_SQLITE: &[&str] = &["src/http/admin/mod.rs", "src/http/admin/sessions.rs"];
-
 #[test]
 fn handlers_reach_neither_the_homeserver_nor_sqlite() {
     let mut found = offenders("http", &["crate::homeserver"], &[]);
-    found.extend(offenders("http", &["rusqlite"], PENDING_SQLITE));
+    found.extend(offenders("http", &["rusqlite"], &[]));
     assert!(found.is_empty(), "handlers must go through lifecycle:\n{}", found.join("\n"));
 }
 
