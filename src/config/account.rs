@@ -75,6 +75,9 @@ pub struct BrandingConfig {
     /// the built-in logo; read once at start and served from `/assets/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logo_path: Option<std::path::PathBuf>,
+    /// The pages' language for browsers asking for none this service has (`en` or `de`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_language: Option<crate::i18n::Locale>,
 }
 
 /// Largest logo file accepted: it is kept in memory and sent with every first page view.

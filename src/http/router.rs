@@ -34,7 +34,10 @@ pub fn build(state: AppState, resources: &[Resource]) -> Router {
         .layer(axum::middleware::from_fn(too_large::in_endpoint_shape))
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::security_headers))
         // Outside the page middleware, so that error pages it renders are in the request's language.
-        .layer(axum::middleware::from_fn(crate::i18n::negotiate_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.branding.default_language.unwrap_or_default(),
+            crate::i18n::negotiate_layer,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(60),

@@ -21,7 +21,7 @@ use std::fmt::Display;
 use std::sync::OnceLock;
 
 use askama::filters::Safe;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -30,7 +30,8 @@ const EN: &str = include_str!("../../locales/en.txt");
 const DE: &str = include_str!("../../locales/de.txt");
 
 /// A language of the pages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Locale {
     #[default]
     En,
@@ -211,7 +212,13 @@ fn escape_into(out: &mut String, s: &str) {
 /// The best language for an `Accept-Language` header: the highest q-value among the languages
 /// we have (by primary subtag, so `de-AT` is German; `*` is English), English when none.
 pub fn negotiate(accept_language: Option<&str>) -> Locale {
-    let Some(header) = accept_language else { return Locale::En };
+    negotiate_or(accept_language, Locale::En)
+}
+
+/// As [`negotiate`], with the operator's `branding.default_language` for a browser that names
+/// none of our languages (or `*`, or sends no header).
+pub fn negotiate_or(accept_language: Option<&str>, default: Locale) -> Locale {
+    let Some(header) = accept_language else { return default };
     let mut best: Option<(f32, Locale)> = None;
     for item in header.split(',') {
         let mut parts = item.split(';');
@@ -224,7 +231,8 @@ pub fn negotiate(accept_language: Option<&str>) -> Locale {
         let primary = tag.split(['-', '_']).next().unwrap_or_default().to_ascii_lowercase();
         let locale = match primary.as_str() {
             "de" => Locale::De,
-            "en" | "*" => Locale::En,
+            "en" => Locale::En,
+            "*" => default,
             _ => continue,
         };
         // The first of equal q-values wins (the order the browser lists them in).
@@ -232,7 +240,7 @@ pub fn negotiate(accept_language: Option<&str>) -> Locale {
             best = Some((q, locale));
         }
     }
-    best.map_or(Locale::En, |(_, l)| l)
+    best.map_or(default, |(_, l)| l)
 }
 
 tokio::task_local! {
@@ -251,9 +259,9 @@ pub async fn with_locale<F: std::future::Future>(locale: Locale, f: F) -> F::Out
 
 /// Middleware: negotiates the request's language and handles the request in it. Pages vary by
 /// `Accept-Language`, and say which language they are in.
-pub async fn negotiate_layer(req: Request, next: Next) -> Response {
+pub async fn negotiate_layer(State(default): State<Locale>, req: Request, next: Next) -> Response {
     let header = req.headers().get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
-    let locale = negotiate(header);
+    let locale = negotiate_or(header, default);
     let mut res = CURRENT.scope(locale, next.run(req)).await;
     let is_html = res
         .headers()

@@ -121,3 +121,13 @@ fn messages_made_in_rust_are_translated_by_their_english_text() {
     assert_eq!(Locale::En.tr(english), "Continue");
     assert_eq!(Locale::De.tr("Something no catalogue has"), "Something no catalogue has");
 }
+
+#[test]
+fn the_default_answers_when_no_language_of_ours_is_asked_for() {
+    use super::negotiate_or;
+    assert_eq!(negotiate_or(None, Locale::De), Locale::De);
+    assert_eq!(negotiate_or(Some("fr"), Locale::De), Locale::De);
+    assert_eq!(negotiate_or(Some("*"), Locale::De), Locale::De);
+    assert_eq!(negotiate_or(Some("en-US"), Locale::De), Locale::En);
+    assert_eq!(negotiate_or(Some("fr, de;q=0.5"), Locale::En), Locale::De);
+}

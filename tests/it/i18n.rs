@@ -216,3 +216,16 @@ async fn the_recovery_email_is_in_the_language_of_the_page_that_asked_for_it() {
         assert!(html.contains(&format!("<html lang=\"{lang}\">")), "{html}");
     }
 }
+
+/// `branding.default_language` answers browsers that ask for none of our languages; a browser
+/// naming one of them still gets it.
+#[tokio::test]
+async fn the_configured_default_language_serves_browsers_asking_for_no_language_of_ours() {
+    let app = helpers::spawn_app_with("branding:\n  default_language: de\n").await;
+    for (accept_language, lang) in [("fr-FR, fr;q=0.9", "de"), ("*", "de"), ("en-GB", "en"), ("de-AT", "de")] {
+        let html = browser(accept_language).get(app.url("/login")).send().await.unwrap().text().await.unwrap();
+        assert!(html.contains(&format!("<html lang=\"{lang}\"")), "Accept-Language {accept_language}: not {lang}");
+    }
+    let bare = reqwest::Client::new().get(app.url("/login")).header(ACCEPT, "text/html").send().await.unwrap();
+    assert!(bare.text().await.unwrap().contains("<html lang=\"de\""), "no Accept-Language: not the default");
+}
