@@ -93,7 +93,9 @@
         },
         function (err) {
           if (status) {
-            status.textContent = "The passkey was not used (" + (err && err.name ? err.name : "error") + "). Try again.";
+            // The page gives the text in its language; {reason} is the browser's error name.
+            var text = status.dataset.failed || "The passkey was not used ({reason}). Try again.";
+            status.textContent = text.replace("{reason}", err && err.name ? err.name : "error");
             status.hidden = false;
           }
         }

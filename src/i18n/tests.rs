@@ -131,3 +131,16 @@ fn the_default_answers_when_no_language_of_ours_is_asked_for() {
     assert_eq!(negotiate_or(Some("en-US"), Locale::De), Locale::En);
     assert_eq!(negotiate_or(Some("fr, de;q=0.5"), Locale::En), Locale::De);
 }
+
+#[tokio::test]
+async fn the_password_checks_advice_is_in_the_pages_language() {
+    use crate::lifecycle::registration::check_new_password;
+    let (strength, problem) = super::with_locale(Locale::De, async { check_new_password("password", 3, &[]) }).await;
+    let problem = problem.expect("a weak password is refused");
+    assert!(problem.contains("Dies ist eines der 10 häufigsten Passwörter."), "{problem}");
+    let tips = strength.expect("a strength").suggestions;
+    assert!(!tips.is_empty());
+    for tip in tips {
+        assert_ne!(Locale::De.tr(&tip), tip.as_str(), "no German for {tip:?}");
+    }
+}

@@ -76,10 +76,9 @@ pub fn check_new_password(password: &str, minimum: u8, user_inputs: &[&str]) -> 
     }
     let s = strength(password, minimum, user_inputs);
     let problem = (!s.acceptable()).then(|| {
-        // In the page's language; zxcvbn's own advice (`why`) is English and only the English
-        // text includes it.
-        let why = s.warning.clone().or_else(|| s.suggestions.first().cloned());
+        // In the page's language; zxcvbn's advice is English, translated by its text.
         let l = crate::i18n::current();
+        let why = s.warning.as_ref().or_else(|| s.suggestions.first()).map(|w| l.tr(w).into_owned());
         let label = l.tr(s.label()).to_lowercase();
         let (score, minimum) = (s.score.to_string(), s.minimum.to_string());
         let args = [("label", label.as_str()), ("score", score.as_str()), ("minimum", minimum.as_str())];
