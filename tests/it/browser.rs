@@ -192,6 +192,50 @@ impl Chrome {
         self.settle().await;
     }
 
+    /// Waits (on the browser's own navigation, up to 20 s) until the path starts with `prefix`,
+    /// then until that page has loaded.
+    pub(crate) async fn wait_path(&self, prefix: &str) {
+        let start = Instant::now();
+        while !self.path().await.starts_with(prefix) {
+            if start.elapsed() > Duration::from_secs(20) {
+                self.expect_path(prefix).await;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.settle().await;
+    }
+
+    /// Waits (up to 20 s) until the page's visible text contains `text`.
+    pub(crate) async fn wait_text(&self, text: &str) {
+        let start = Instant::now();
+        while !self.text().await.contains(text) {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no {text:?} on {}:\n{}",
+                self.path().await,
+                self.text().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Adds Chromium's virtual authenticator (WebDriver `addVirtualAuthenticator`): a platform
+    /// authenticator speaking CTAP2 that keeps discoverable credentials and verifies its user.
+    pub(crate) async fn add_virtual_authenticator(&self) {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        self.client
+            .issue_cmd(WebDriverPost { path: "webauthn/authenticator", body: options })
+            .await
+            .unwrap_or_else(|e| panic!("addVirtualAuthenticator: {e}"));
+    }
+
     /// Waits until the document has finished loading.
     pub(crate) async fn settle(&self) {
         let start = Instant::now();
@@ -220,16 +264,21 @@ impl Chrome {
         let mut files = Vec::new();
         for (kind, (width, height)) in [("desktop", DESKTOP), ("phone", PHONE)] {
             self.resize(width, height).await;
-            // Grow the window to the whole page; the second pass catches a page that reflows
-            // (a sticky footer, say) once the window is taller.
-            let mut shown = height;
-            for _ in 0..2 {
-                let full = self.page_height().await.clamp(height, MAX_SHOT_HEIGHT);
-                if full > shown {
-                    self.resize(width, full).await;
-                    shown = full;
+            // Grow the window until its viewport (smaller than the window by the browser's own
+            // frame) holds the whole page; further passes catch a page that reflows (a sticky
+            // footer, say) once the window is taller.
+            let mut window_height = height;
+            for _ in 0..3 {
+                let viewport = self.viewport_height().await;
+                let page = self.page_height().await;
+                if page <= viewport || window_height >= MAX_SHOT_HEIGHT {
+                    break;
                 }
+                window_height = (window_height + page - viewport).min(MAX_SHOT_HEIGHT);
+                self.resize(width, window_height).await;
             }
+            // A field with autofocus may have scrolled the page while the window was short.
+            let _ = self.client.execute("window.scrollTo(0, 0)", vec![]).await;
             if kind == "phone" {
                 let overflow = self
                     .client
@@ -255,6 +304,12 @@ impl Chrome {
         let mut shots = self.shots.lock().unwrap_or_else(|e| e.into_inner());
         shots.push((label.to_string(), files[0].clone(), files[1].clone()));
         self.write_index(&shots);
+    }
+
+    /// The height of the viewport, in CSS pixels.
+    async fn viewport_height(&self) -> u32 {
+        let height = self.client.execute("return window.innerHeight", vec![]).await.ok().and_then(|v| v.as_u64());
+        height.and_then(|h| u32::try_from(h).ok()).unwrap_or(0)
     }
 
     /// The height of the whole document, in CSS pixels.
@@ -338,6 +393,22 @@ return problems;
             );
         }
         let _ = std::fs::write(self.shots_dir.join("index.html"), html);
+    }
+}
+
+/// A WebDriver command fantoccini has no method for: `POST /session/{id}/{path}` with `body`.
+#[derive(Debug)]
+struct WebDriverPost {
+    path: &'static str,
+    body: Value,
+}
+
+impl fantoccini::wd::WebDriverCompatibleCommand for WebDriverPost {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.path))
+    }
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.body.to_string()))
     }
 }
 

@@ -147,6 +147,14 @@ impl Env {
         }
     }
 
+    /// Restarts the appliance with `extra` config on the same port and database (Synapse and
+    /// nginx keep pointing at it), as an operator changing config.yaml would.
+    pub(crate) async fn reboot_app_with(&mut self, extra: &str) {
+        self.clock_task.abort();
+        self.app.reboot_with(extra).await;
+        self.clock_task = follow_wall_clock(&self.app);
+    }
+
     pub(crate) fn step(&self, what: &str) {
         eprintln!("[e2e {} +{:>5.1} s] {what}", self.mode.version(), self.started.elapsed().as_secs_f64());
     }

@@ -122,6 +122,16 @@ impl TestApp {
         let (dir, patch) = self.stop().await;
         boot(dir, &patch).await
     }
+
+    /// Stops the server and boots it again in place: the same directory, database and port
+    /// (whatever names it — Synapse's `endpoint`, nginx — keeps working), with `extra` merged
+    /// over the config patch, as an operator editing config.yaml and restarting would.
+    pub async fn reboot_with(&mut self, extra: &str) {
+        self.stop_in_place().await;
+        let dir = std::mem::replace(&mut self.dir, tempdir());
+        let patch = merged_yaml(&self.patch, extra);
+        *self = boot_on(dir, &patch, Some(self.addr.port())).await;
+    }
 }
 
 impl Drop for TestApp {
@@ -165,6 +175,11 @@ pub fn tempdir() -> tempfile::TempDir {
 }
 
 async fn boot(dir: tempfile::TempDir, patch: &str) -> TestApp {
+    boot_on(dir, patch, None).await
+}
+
+/// Boots on `port`, or on a free port when None.
+async fn boot_on(dir: tempfile::TempDir, patch: &str, port: Option<u16>) -> TestApp {
     init_tracing();
     let config_path = dir.path().join("config.yaml");
     let db_path = dir.path().join("appliance.db");
@@ -172,7 +187,7 @@ async fn boot(dir: tempfile::TempDir, patch: &str) -> TestApp {
     // The port is picked before the server binds it (public_base must name it), so another
     // process may take it in between: then pick again.
     for _ in 0..5 {
-        let port = free_port();
+        let port = port.unwrap_or_else(free_port);
         let public_base = format!("http://127.0.0.1:{port}/");
         let yaml = merged_yaml(&test_config_yaml(&public_base, &db_path), &patch.replace("$PORT", &port.to_string()));
         std::fs::write(&config_path, &yaml).expect("write config");

@@ -17,6 +17,7 @@ mod deb_package;
 mod doctor;
 mod durability;
 mod e2e_lifecycle;
+mod e2e_mfa;
 mod e2e_synapse;
 mod e2e_upstream;
 mod email;
