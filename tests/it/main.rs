@@ -31,6 +31,7 @@ mod locked;
 mod mas_config;
 mod mfa;
 mod mfa_admin;
+mod mfa_recheck;
 mod mfa_upstream;
 mod oauth;
 mod oauth_extras;

@@ -28,7 +28,7 @@ pub(crate) fn code_at(secret: &[u8], now: i64) -> String {
     TOTP::new(Algorithm::SHA1, 6, 1, 30, secret.to_vec()).unwrap().generate(now as u64)
 }
 
-fn codes_of(html: &str) -> Vec<String> {
+pub(crate) fn codes_of(html: &str) -> Vec<String> {
     html.split("<li><code>").skip(1).map(|s| s.split('<').next().unwrap().to_string()).collect()
 }
 
@@ -66,8 +66,13 @@ pub(crate) async fn enrol(app: &TestApp) -> (Vec<u8>, Vec<String>, reqwest::Clie
 /// Password step of a fresh browser; asserts it is sent to the code step. Returns the client and
 /// the CSRF token of the code page.
 pub(crate) async fn password_step(app: &TestApp) -> (reqwest::Client, String) {
+    password_step_as(app, PASSWORD).await
+}
+
+/// `password_step` with alice's password `password`.
+pub(crate) async fn password_step_as(app: &TestApp, password: &str) -> (reqwest::Client, String) {
     let client = app.new_client();
-    let res = login(app, &client, "/account/", "alice", PASSWORD).await;
+    let res = login(app, &client, "/account/", "alice", password).await;
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), "/login/mfa");
     // Not signed in yet.

@@ -186,3 +186,188 @@ async fn passkey_sign_in_is_rate_limited_like_passwords() {
     let res = post(&app, &client, "/login", &[("csrf", &csrf), ("username", "alice"), ("password", PASSWORD)]).await;
     assert!(res.text().await.unwrap().contains("Too many attempts"), "one budget for both ways in");
 }
+
+/// An HTTP client holding Chromium's cookies for the app (HttpOnly ones included): the same
+/// browser session, CSRF cookie and passkey ceremonies.
+async fn client_like(chrome: &Chrome, app: &TestApp) -> reqwest::Client {
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let url = reqwest::Url::parse(&app.url("/")).unwrap();
+    for c in chrome.client.get_all_cookies().await.unwrap() {
+        jar.add_cookie_str(&format!("{}={}; Path=/", c.name(), c.value()), &url);
+    }
+    reqwest::Client::builder()
+        .cookie_provider(jar)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Makes the page keep the passkey answer it submits, in `sessionStorage` (which outlives the
+/// navigation the submission starts).
+async fn capture_answers(chrome: &Chrome) {
+    let script = r#"
+        const submit = HTMLFormElement.prototype.submit;
+        HTMLFormElement.prototype.submit = function () {
+            const field = this.querySelector("input[name=credential]");
+            if (field && field.value) sessionStorage.setItem("captured", field.value);
+            return submit.call(this);
+        };"#;
+    chrome.client.execute(script, vec![]).await.unwrap();
+}
+
+async fn captured(chrome: &Chrome) -> String {
+    let v = chrome.client.execute("return sessionStorage.getItem('captured')", vec![]).await.unwrap();
+    let answer = v.as_str().expect("a captured passkey answer").to_string();
+    assert!(answer.contains("authenticatorData") && answer.contains("signature"), "{answer}");
+    answer
+}
+
+async fn csrf_in_page(chrome: &Chrome) -> String {
+    let v = chrome.client.execute("return document.querySelector('input[name=csrf]').value", vec![]).await.unwrap();
+    v.as_str().unwrap().to_string()
+}
+
+/// Alice signs in with her password in Chromium and adds a passkey (her first factor: nothing
+/// more is asked).
+async fn alice_with_a_passkey(app: &TestApp, chrome: &Chrome) {
+    chrome.goto(&local(app, "/login")).await;
+    chrome.fill("#username", "alice").await;
+    chrome.fill("#password", PASSWORD).await;
+    chrome.click("form[action='/login'] button[type=submit]").await;
+    wait_path(chrome, "/account/").await;
+    chrome.goto(&local(app, "/account/mfa")).await;
+    chrome.fill("#passkey-name", "Laptop").await;
+    chrome.click("form[action='/account/passkeys/add'] button[type=submit]").await;
+    wait_path(chrome, "/account/mfa?notice=passkey_added").await;
+    assert_eq!(passkey_rows(app).len(), 1);
+}
+
+/// A user whose factor is a passkey: every sensitive action is refused until a passkey confirms
+/// it on `/account/confirm` (a code does not stand in), then accepted for five minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_passkey_confirmation_lets_sensitive_actions_through() {
+    use crate::mfa_recheck::{Action, Alice, run};
+    let app = localhost_app("").await;
+    let chrome = Chrome::start("passkey-recheck").await;
+    add_virtual_authenticator(&chrome).await;
+    alice_with_a_passkey(&app, &chrome).await;
+
+    let actions = [
+        Action::Password,
+        Action::EmailAdd,
+        Action::EmailRemove,
+        Action::CrossSigningReset,
+        Action::PasskeyAdd,
+        Action::PasskeyRemove,
+        Action::TotpAdd,
+        Action::Deactivate,
+    ];
+    let client = client_like(&chrome, &app).await;
+    let mut alice = Alice::new();
+    for action in actions {
+        for code in ["", "123456"] {
+            let (status, body, passed) = run(&app, &client, &mut alice, action, code).await;
+            assert!(
+                !passed && status == 401 && body.contains("Confirm it’s you with your passkey first."),
+                "{action:?} without a passkey ({code:?}): {status}\n{body}"
+            );
+        }
+    }
+
+    // The page shows the way; no new passkey is offered before it.
+    chrome.goto(&local(&app, "/account/mfa")).await;
+    assert!(chrome.text().await.contains("Changes on this page need your second factor again."));
+    assert!(!chrome.text().await.contains("Name of the new passkey"));
+    chrome.shoot("account-mfa-confirm-first").await;
+    chrome.click("a[href='/account/confirm?next=%2Faccount%2Fmfa']").await;
+    wait_path(&chrome, "/account/confirm").await;
+    chrome.shoot("account-confirm").await;
+    chrome.click("form[action='/account/confirm/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/mfa").await;
+    assert!(chrome.text().await.contains("Name of the new passkey"), "{}", chrome.text().await);
+
+    let client = client_like(&chrome, &app).await;
+    for action in &actions[..actions.len() - 1] {
+        let (status, body, passed) = run(&app, &client, &mut alice, *action, "").await;
+        assert!(passed, "{action:?} after the passkey: {status}\n{body}");
+    }
+    app.clock.advance(301);
+    assert!(!run(&app, &client, &mut alice, Action::EmailRemove, "").await.2, "for five minutes only");
+
+    chrome.goto(&local(&app, "/account/confirm?next=%2Faccount%2F")).await;
+    chrome.click("form[action='/account/confirm/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/").await;
+    let client = client_like(&chrome, &app).await;
+    let (status, body, passed) = run(&app, &client, &mut alice, Action::Deactivate, "").await;
+    assert!(passed, "deactivation after the passkey: {status}\n{body}");
+}
+
+/// A captured passkey answer (the same clientDataJSON, authenticatorData and signature) sent
+/// again is refused, at sign-in and at the confirmation, with the ceremony it answered (its
+/// challenge is spent) or a new one (another challenge); a challenge older than five minutes is
+/// refused even with a right answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn passkey_answers_and_challenges_are_used_once() {
+    let app = localhost_app("").await;
+    let chrome = Chrome::start("passkey-replay").await;
+    add_virtual_authenticator(&chrome).await;
+    alice_with_a_passkey(&app, &chrome).await;
+    let sign_out = async |chrome: &Chrome| {
+        chrome.goto(&local(&app, "/account/")).await;
+        chrome.click("form[action='/logout'] button").await;
+        wait_path(chrome, "/login").await;
+    };
+
+    // Sign-in without a username.
+    sign_out(&chrome).await;
+    capture_answers(&chrome).await;
+    let (before, csrf) = (client_like(&chrome, &app).await, csrf_in_page(&chrome).await);
+    chrome.click("form[action='/login/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/").await;
+    let answer = captured(&chrome).await;
+    let replay = [("csrf", csrf.as_str()), ("credential", answer.as_str())];
+    let (status, html) = post_text(&app, &before, "/login/passkey", &replay).await;
+    assert_eq!(status, 401, "the same answer to the same (spent) challenge");
+    assert!(html.contains("That passkey was not accepted."), "{html}");
+    assert_eq!(get(&app, &before, "/account/").await.0, 303, "not signed in");
+    let fresh = app.new_client();
+    let (_, html) = get(&app, &fresh, "/login").await;
+    let (status, _) =
+        post_text(&app, &fresh, "/login/passkey", &[("csrf", &csrf_of(&html)), ("credential", &answer)]).await;
+    assert_eq!(status, 401, "the answer to another challenge");
+    assert_eq!(get(&app, &fresh, "/account/").await.0, 303);
+
+    // The confirmation of sensitive actions.
+    chrome.goto(&local(&app, "/account/confirm?next=%2Faccount%2F")).await;
+    capture_answers(&chrome).await;
+    let (before, csrf) = (client_like(&chrome, &app).await, csrf_in_page(&chrome).await);
+    chrome.click("form[action='/account/confirm/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/").await;
+    let answer = captured(&chrome).await;
+    app.clock.advance(301);
+    let replay = [("csrf", csrf.as_str()), ("credential", answer.as_str()), ("next", "/account/")];
+    let (status, html) = post_text(&app, &before, "/account/confirm/passkey", &replay).await;
+    assert_eq!(status, 401, "the same answer to the same (spent) challenge");
+    assert!(html.contains("That passkey was not accepted.") || html.contains("expired"), "{html}");
+    let mut alice = crate::mfa_recheck::Alice::new();
+    let (_, _, passed) =
+        crate::mfa_recheck::run(&app, &before, &mut alice, crate::mfa_recheck::Action::EmailRemove, "").await;
+    assert!(!passed, "a replayed answer confirms nothing");
+    let (_, html) = get(&app, &before, "/account/confirm?next=%2Faccount%2F").await;
+    let form = [("csrf", csrf_of(&html)), ("credential", answer.clone()), ("next", "/account/".into())];
+    let res = before.post(app.url("/account/confirm/passkey")).form(&form).send().await.unwrap();
+    assert_eq!(res.status(), 401, "the answer to another challenge");
+
+    // A challenge too old to answer.
+    sign_out(&chrome).await;
+    app.clock.advance(301);
+    chrome.click("form[action='/login/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/login").await;
+    let start = std::time::Instant::now();
+    while !chrome.text().await.contains("The passkey request expired.") {
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "{}", chrome.text().await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(get(&app, &client_like(&chrome, &app).await, "/account/").await.0, 303, "not signed in");
+}

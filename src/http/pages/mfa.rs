@@ -205,7 +205,9 @@ pub(crate) async fn second_step_passed(
     match start_session(state, &p.user, existing, ua, ip, p.upstream.clone()).await {
         Ok(session_id) => {
             let next = p.next.clone().unwrap_or_else(|| "/account/".into());
-            (browser.with_session(state, &session_id), Redirect::to(&next)).into_response()
+            // The factor was just given: sensitive account actions need it again only later.
+            let jar = super::account::recheck::stamp(state, browser.with_session(state, &session_id), &session_id);
+            (jar, Redirect::to(&next)).into_response()
         }
         Err(e) => e.into_response(),
     }

@@ -38,6 +38,8 @@ pub fn router() -> Router<AppState> {
         .route("/account/passkeys/add", axum::routing::post(account::passkeys::add_post))
         .route("/account/passkeys/rename", axum::routing::post(account::passkeys::rename_post))
         .route("/account/passkeys/remove", axum::routing::post(account::passkeys::remove_post))
+        .route("/account/confirm", get(account::recheck::get).post(account::recheck::post))
+        .route("/account/confirm/passkey", axum::routing::post(account::recheck::passkey_post))
         .route("/login/passkey", axum::routing::post(passkeys::login_post))
         .route("/login/mfa/passkey", axum::routing::post(passkeys::second_step_post))
         .route("/register", get(register::get).post(register::post))

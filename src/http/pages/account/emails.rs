@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{error_page, signed_in};
+use super::recheck::{FactorAsk, PasswordCheck, confirm_identity, factor_ask};
+use super::{Reauth, ReauthErrors, error_page, signed_in};
 use crate::email;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
@@ -32,6 +33,10 @@ struct EmailsPage {
     change_allowed: bool,
     new_email: String,
     email_error: Option<String>,
+    /// What changing the addresses asks beyond the address: a fresh second factor.
+    factor: FactorAsk,
+    /// Why the second factor was not accepted (the code field; `form` above the forms).
+    factor_errors: ReauthErrors,
 }
 
 #[derive(Template)]
@@ -85,11 +90,27 @@ async fn list_page(
     new_email: String,
     error: Option<String>,
 ) -> Response {
+    list_page_with(state, browser, status, notice, new_email, error, ReauthErrors::default()).await
+}
+
+async fn list_page_with(
+    state: &AppState,
+    browser: Browser,
+    status: StatusCode,
+    notice: Option<&'static str>,
+    new_email: String,
+    error: Option<String>,
+    factor_errors: ReauthErrors,
+) -> Response {
     let Some(session) = &browser.session else { return Redirect::to(&login_url(EMAILS_URL)).into_response() };
     let user_id = session.user.id.clone();
     let emails = match state.store.read(move |c| user_store::emails(c, &user_id)).await {
         Ok(e) => e,
         Err(e) => return PageError::internal(e).into_response(),
+    };
+    let factor = match factor_ask(state, &browser, session).await {
+        Ok(f) => f,
+        Err(e) => return e.into_response(),
     };
     let page = EmailsPage {
         ctx: browser.context(state),
@@ -98,6 +119,8 @@ async fn list_page(
         change_allowed: state.config.account.email_change_allowed,
         new_email,
         email_error: error,
+        factor,
+        factor_errors,
     };
     (status, browser.jar, render(&page)).into_response()
 }
@@ -116,13 +139,38 @@ pub struct AddForm {
     csrf: Option<String>,
     #[serde(default)]
     email: String,
+    /// A TOTP or recovery code, for a user with a second factor.
+    #[serde(default)]
+    code: String,
+}
+
+/// A fresh second factor for a user who has one (no password: changing addresses never asked
+/// for it); what to answer when it is missing or wrong.
+async fn confirm_factor(
+    state: &AppState,
+    browser: &mut Browser,
+    session: &Session,
+    code: &str,
+    new_email: &str,
+) -> Result<(), Box<Response>> {
+    match confirm_identity(state, browser, session, PasswordCheck::No, code).await {
+        Ok(()) => Ok(()),
+        Err(Reauth::Internal(e)) => Err(Box::new(e.into_response())),
+        Err(why) => {
+            let browser =
+                Browser { jar: browser.jar.clone(), session: browser.session.take(), csrf: browser.csrf.clone() };
+            let page =
+                list_page_with(state, browser, why.status(), None, new_email.to_string(), None, why.errors()).await;
+            Err(Box::new(page))
+        }
+    }
 }
 
 /// `POST /account/emails/add`: emails a code, then shows where to enter it.
 #[tracing::instrument(name = "http.pages.account.emails_add", skip_all)]
 pub async fn add_post(
     State(state): State<AppState>,
-    browser: Browser,
+    mut browser: Browser,
     ClientIp(ip): ClientIp,
     Form(form): Form<AddForm>,
 ) -> Response {
@@ -148,6 +196,9 @@ pub async fn add_post(
     };
     if existing.iter().any(|e| e.eq_ignore_ascii_case(&address)) {
         return fail(browser, StatusCode::BAD_REQUEST, "This address is already on your account.").await;
+    }
+    if let Err(r) = confirm_factor(&state, &mut browser, &session, &form.code, &address).await {
+        return *r;
     }
     if !verification::may_send_code(&state.limiters, ip, &address) {
         return fail(browser, StatusCode::TOO_MANY_REQUESTS, verification::TOO_MANY_CODES).await;
@@ -319,7 +370,7 @@ pub async fn resend_post(
 
 /// `POST /account/emails/remove`.
 #[tracing::instrument(name = "http.pages.account.emails_remove", skip_all)]
-pub async fn remove_post(State(state): State<AppState>, browser: Browser, Form(form): Form<AddForm>) -> Response {
+pub async fn remove_post(State(state): State<AppState>, mut browser: Browser, Form(form): Form<AddForm>) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -327,6 +378,9 @@ pub async fn remove_post(State(state): State<AppState>, browser: Browser, Form(f
         Ok(s) => s,
         Err(r) => return *r,
     };
+    if let Err(r) = confirm_factor(&state, &mut browser, &session, &form.code, "").await {
+        return *r;
+    }
     let (user_id, address) = (session.user.id.clone(), form.email.trim().to_string());
     match state.store.write(move |c| email_codes::remove_email(c, &user_id, &address)).await {
         Err(e) => PageError::internal(e).into_response(),

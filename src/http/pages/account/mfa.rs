@@ -9,11 +9,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Reauth, has_password, reauthenticate, signed_in};
+use super::recheck::{FactorAsk, PasswordCheck, confirm_identity, factor_ask};
+use super::{Reauth, has_password, signed_in};
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, NoticeQuery, PageContext, Session};
 use crate::http::pages::error::{PageError, render};
-use crate::http::pages::mfa::{self as factors, Check};
+use crate::http::pages::mfa as factors;
 use crate::http::pages::passkeys;
 use crate::store::mfa as mfa_store;
 
@@ -27,8 +28,10 @@ struct MfaPage {
     enrolled: bool,
     codes_left: usize,
     needs_password: bool,
+    /// Whether changes here need the second factor again (and how it can be given).
+    factor: FactorAsk,
     notice: Option<&'static str>,
-    /// Which form failed ("disable", "regenerate" or "passkey") and why.
+    /// Which form failed ("totp", "disable", "regenerate" or "passkey") and why.
     failed: &'static str,
     error: Option<String>,
     passkeys: Vec<passkeys::PasskeyView>,
@@ -84,15 +87,26 @@ pub(crate) async fn mfa_page(
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let register_options = match passkeys::registration_options(state, &mut browser, &session.user).await {
-        Ok(o) => o,
+    let factor = match factor_ask(state, &browser, session).await {
+        Ok(f) => f,
         Err(e) => return e.into_response(),
+    };
+    // Adding a passkey when a factor exists needs that factor first (confirmed on
+    // /account/confirm), before the authenticator makes a credential.
+    let register_options = if factor.needed {
+        None
+    } else {
+        match passkeys::registration_options(state, &mut browser, &session.user).await {
+            Ok(o) => o,
+            Err(e) => return e.into_response(),
+        }
     };
     let page = MfaPage {
         ctx: browser.context(state),
         enrolled,
         codes_left,
         needs_password,
+        factor,
         notice,
         failed: failed.form,
         error: failed.message,
@@ -121,7 +135,7 @@ pub struct MfaForm {
 }
 
 /// `POST /account/mfa/totp`: a new secret, waiting for its first code.
-pub async fn enrol_start(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
+pub async fn enrol_start(State(state): State<AppState>, mut browser: Browser, Form(form): Form<MfaForm>) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -129,11 +143,16 @@ pub async fn enrol_start(State(state): State<AppState>, browser: Browser, Form(f
         Ok(s) => s,
         Err(r) => return *r,
     };
+    // The first factor needs nothing more; another one needs the one there is (a passkey).
+    if let Err((status, message)) = recheck(&state, &mut browser, &session, PasswordCheck::No, &form.code).await {
+        let failed = Failed { status, form: "totp", message: Some(message) };
+        return mfa_page(&state, browser, &session, None, failed).await;
+    }
     let secret = state.encrypter.encrypt(&factors::new_secret());
     let (id, now) = (session.user.id.clone(), state.now());
     match state.store.write(move |c| mfa_store::start_totp(c, &id, &secret, now)).await {
-        Ok(true) => Redirect::to("/account/mfa/totp").into_response(),
-        Ok(false) => Redirect::to(HERE).into_response(),
+        Ok(true) => (browser.jar, Redirect::to("/account/mfa/totp")).into_response(),
+        Ok(false) => (browser.jar, Redirect::to(HERE)).into_response(),
         Err(e) => PageError::internal(e).into_response(),
     }
 }
@@ -198,27 +217,23 @@ pub async fn confirm_post(State(state): State<AppState>, browser: Browser, Form(
     }
 }
 
-/// Password (when the account has one) and a current code or a recovery code.
-async fn recheck(state: &AppState, session: &Session, form: &MfaForm) -> Result<(), (StatusCode, String)> {
-    let needs_password = has_password(state, &session.user.id)
-        .await
-        .map_err(|_| (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.".to_string()))?;
-    if needs_password {
-        if let Err(why) = reauthenticate(state, &session.user.username, form.password.clone()).await {
-            return Err((why.status(), why.message().to_string()));
-        }
-    }
-    match factors::check_code(state, &session.user, &form.code).await {
-        Ok(Check::Accepted) => Ok(()),
-        Ok(Check::Wrong) => Err((StatusCode::UNAUTHORIZED, "That code is not correct, or was already used.".into())),
-        Ok(Check::RateLimited) => Err((StatusCode::TOO_MANY_REQUESTS, Reauth::RateLimited.message().into())),
-        Err(_) => Err((StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.".into())),
-    }
+/// `confirm_identity` for the forms of this page: the status and message of a refusal.
+pub(crate) async fn recheck(
+    state: &AppState,
+    browser: &mut Browser,
+    session: &Session,
+    password: PasswordCheck<'_>,
+    code: &str,
+) -> Result<(), (StatusCode, String)> {
+    confirm_identity(state, browser, session, password, code).await.map_err(|why| match why {
+        Reauth::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong.".to_string()),
+        why => (why.status(), why.message().to_string()),
+    })
 }
 
 /// `POST /account/mfa/disable`: after re-authentication, the factor and its recovery codes go.
 #[tracing::instrument(name = "http.pages.account.mfa.disable", skip_all)]
-pub async fn disable_post(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
+pub async fn disable_post(State(state): State<AppState>, mut browser: Browser, Form(form): Form<MfaForm>) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -226,7 +241,8 @@ pub async fn disable_post(State(state): State<AppState>, browser: Browser, Form(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if let Err((status, message)) = recheck(&state, &session, &form).await {
+    let password = PasswordCheck::IfTheAccountHasOne(&form.password);
+    if let Err((status, message)) = recheck(&state, &mut browser, &session, password, &form.code).await {
         let failed = Failed { status, form: "disable", message: Some(message) };
         return mfa_page(&state, browser, &session, None, failed).await;
     }
@@ -234,7 +250,7 @@ pub async fn disable_post(State(state): State<AppState>, browser: Browser, Form(
     match state.store.write(move |c| mfa_store::delete_totp(c, &id)).await {
         Ok(_) => {
             tracing::info!(user = %session.user.username, "second factor turned off by its owner");
-            Redirect::to("/account/mfa?notice=disabled").into_response()
+            (browser.jar, Redirect::to("/account/mfa?notice=disabled")).into_response()
         }
         Err(e) => PageError::internal(e).into_response(),
     }
@@ -242,7 +258,11 @@ pub async fn disable_post(State(state): State<AppState>, browser: Browser, Form(
 
 /// `POST /account/mfa/recovery-codes`: after re-authentication, ten new codes replace the old.
 #[tracing::instrument(name = "http.pages.account.mfa.recovery_codes", skip_all)]
-pub async fn regenerate_post(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
+pub async fn regenerate_post(
+    State(state): State<AppState>,
+    mut browser: Browser,
+    Form(form): Form<MfaForm>,
+) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -250,7 +270,8 @@ pub async fn regenerate_post(State(state): State<AppState>, browser: Browser, Fo
         Ok(s) => s,
         Err(r) => return *r,
     };
-    if let Err((status, message)) = recheck(&state, &session, &form).await {
+    let password = PasswordCheck::IfTheAccountHasOne(&form.password);
+    if let Err((status, message)) = recheck(&state, &mut browser, &session, password, &form.code).await {
         let failed = Failed { status, form: "regenerate", message: Some(message) };
         return mfa_page(&state, browser, &session, None, failed).await;
     }

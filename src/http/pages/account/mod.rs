@@ -9,6 +9,7 @@ pub mod emails;
 pub mod mfa;
 pub mod passkeys;
 mod profile;
+pub mod recheck;
 mod security;
 mod sessions;
 
@@ -146,16 +147,37 @@ fn error_page(
 }
 
 /// Why a re-authentication failed.
-enum Reauth {
+pub(crate) enum Reauth {
+    /// The password is not correct.
     Wrong,
+    /// The user has a second factor, not confirmed lately, and sent no code (`totp`: a code
+    /// from the app would do; otherwise only a passkey on the confirmation page).
+    FactorMissing {
+        totp: bool,
+    },
+    /// The TOTP or recovery code is not correct, or was used before.
+    WrongCode,
     RateLimited,
     Internal(PageError),
+}
+
+/// The form errors of a failed re-authentication, by field.
+#[derive(Default)]
+pub(crate) struct ReauthErrors {
+    pub password: Option<String>,
+    pub code: Option<String>,
+    pub form: Option<String>,
 }
 
 impl Reauth {
     fn message(&self) -> &'static str {
         match self {
             Reauth::Wrong => "That password is not correct.",
+            Reauth::FactorMissing { totp: true } => {
+                "Enter a code from your authenticator app or a recovery code, or confirm it’s you with a passkey."
+            }
+            Reauth::FactorMissing { totp: false } => "Confirm it’s you with your passkey first.",
+            Reauth::WrongCode => "That code is not correct, or was already used.",
             Reauth::RateLimited => "Too many attempts. Wait a minute and try again.",
             Reauth::Internal(_) => "Something went wrong. Try again in a moment.",
         }
@@ -163,9 +185,19 @@ impl Reauth {
 
     fn status(&self) -> StatusCode {
         match self {
-            Reauth::Wrong => StatusCode::UNAUTHORIZED,
+            Reauth::Wrong | Reauth::FactorMissing { .. } | Reauth::WrongCode => StatusCode::UNAUTHORIZED,
             Reauth::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Reauth::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The message under the field it is about (the password, the code) or above the form.
+    fn errors(&self) -> ReauthErrors {
+        let m = Some(self.message().to_string());
+        match self {
+            Reauth::Wrong => ReauthErrors { password: m, ..Default::default() },
+            Reauth::FactorMissing { totp: true } | Reauth::WrongCode => ReauthErrors { code: m, ..Default::default() },
+            _ => ReauthErrors { form: m, ..Default::default() },
         }
     }
 }

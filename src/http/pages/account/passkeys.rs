@@ -8,7 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::mfa::{Failed, mfa_page};
+use super::mfa::{Failed, mfa_page, recheck};
+use super::recheck::PasswordCheck;
 use super::signed_in;
 use crate::http::AppState;
 use crate::http::pages::context::Browser;
@@ -27,6 +28,9 @@ pub struct PasskeyForm {
     name: String,
     #[serde(default)]
     credential: String,
+    /// A TOTP or recovery code, for a user with a second factor not confirmed lately.
+    #[serde(default)]
+    code: String,
 }
 
 /// `POST /account/passkeys/add`: the authenticator's answer to the page's registration options.
@@ -39,6 +43,11 @@ pub async fn add_post(State(state): State<AppState>, mut browser: Browser, Form(
         Ok(s) => s,
         Err(r) => return *r,
     };
+    // The first factor needs nothing more; another one needs the one there is.
+    if let Err((status, message)) = recheck(&state, &mut browser, &session, PasswordCheck::No, &form.code).await {
+        let failed = Failed { status, form: "passkey", message: Some(message) };
+        return mfa_page(&state, browser, &session, None, failed).await;
+    }
     match passkeys::finish_registration(&state, &mut browser, &session.user, &form.credential, &form.name).await {
         Ok(_) => (browser.jar, Redirect::to("/account/mfa?notice=passkey_added")).into_response(),
         Err(passkeys::Refused::Internal(e)) => e.into_response(),
@@ -69,7 +78,11 @@ pub async fn rename_post(State(state): State<AppState>, browser: Browser, Form(f
 
 /// `POST /account/passkeys/remove`.
 #[tracing::instrument(name = "http.pages.account.passkeys.remove", skip_all)]
-pub async fn remove_post(State(state): State<AppState>, browser: Browser, Form(form): Form<PasskeyForm>) -> Response {
+pub async fn remove_post(
+    State(state): State<AppState>,
+    mut browser: Browser,
+    Form(form): Form<PasskeyForm>,
+) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
         return e.into_response();
     }
@@ -77,6 +90,10 @@ pub async fn remove_post(State(state): State<AppState>, browser: Browser, Form(f
         Ok(s) => s,
         Err(r) => return *r,
     };
+    if let Err((status, message)) = recheck(&state, &mut browser, &session, PasswordCheck::No, &form.code).await {
+        let failed = Failed { status, form: "passkey", message: Some(message) };
+        return mfa_page(&state, browser, &session, None, failed).await;
+    }
     let (user_id, id) = (session.user.id.clone(), form.id.clone());
     match state.store.write(move |c| passkey_store::delete(c, &user_id, &id)).await {
         Ok(true) => {

@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{Reauth, has_password, new_password_problem, reauthenticate, signed_in};
+use super::recheck::{FactorAsk, PasswordCheck, confirm_identity, factor_ask};
+use super::{Reauth, has_password, new_password_problem, signed_in};
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
@@ -22,6 +23,8 @@ struct PasswordErrors {
     current: Option<String>,
     new: Option<String>,
     confirm: Option<String>,
+    /// The second factor's code.
+    code: Option<String>,
 }
 
 #[derive(Template)]
@@ -35,6 +38,8 @@ struct ProfilePage {
     emails: Vec<String>,
     password_allowed: bool,
     pw: PasswordErrors,
+    /// What the password form asks beyond the current password.
+    factor: FactorAsk,
     deactivation_allowed: bool,
     session_count: usize,
     /// Linked upstream accounts: (link id, provider name, account name).
@@ -81,6 +86,10 @@ async fn build(
         .map(|p| (format!("/upstream/authorize/{}?next=%2Faccount%2F", p.id.to_uppercase()), p.display_name()))
         .collect();
     let account = &state.config.account;
+    let factor = match &browser.session {
+        Some(session) => factor_ask(state, browser, session).await?,
+        None => FactorAsk::default(),
+    };
     Ok(ProfilePage {
         ctx: browser.context(state),
         notice,
@@ -90,6 +99,7 @@ async fn build(
         emails,
         password_allowed: account.password_change_allowed && has_password(state, &user.id).await?,
         pw: PasswordErrors::default(),
+        factor,
         deactivation_allowed: account.account_deactivation_allowed,
         session_count,
         upstream_links,
@@ -153,13 +163,16 @@ pub struct PasswordForm {
     new_password: String,
     #[serde(default)]
     new_password_confirm: String,
+    /// A TOTP or recovery code, for a user with a second factor.
+    #[serde(default)]
+    code: String,
 }
 
 /// `POST /account/password`: the current password, then the new one twice.
 #[tracing::instrument(name = "http.pages.account.password", skip_all)]
 pub async fn password_post(
     State(state): State<AppState>,
-    browser: Browser,
+    mut browser: Browser,
     Form(form): Form<PasswordForm>,
 ) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
@@ -195,13 +208,14 @@ pub async fn password_post(
         let errors = PasswordErrors { confirm: Some("The passwords do not match.".into()), ..Default::default() };
         return fail(browser, StatusCode::BAD_REQUEST, errors).await;
     }
-    if let Err(why) = reauthenticate(&state, &session.user.username, form.current_password.clone()).await {
+    let check = PasswordCheck::Always(&form.current_password);
+    if let Err(why) = confirm_identity(&state, &mut browser, &session, check, &form.code).await {
         let status = why.status();
-        let errors = match why {
-            Reauth::Internal(e) => return e.into_response(),
-            Reauth::Wrong => PasswordErrors { current: Some(why.message().into()), ..Default::default() },
-            Reauth::RateLimited => PasswordErrors { form: Some(why.message().into()), ..Default::default() },
-        };
+        if let Reauth::Internal(e) = why {
+            return e.into_response();
+        }
+        let e = why.errors();
+        let errors = PasswordErrors { current: e.password, code: e.code, form: e.form, ..Default::default() };
         return fail(browser, status, errors).await;
     }
     let (version, hash) = match state.passwords.hash(form.new_password.clone()).await {

@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{Reauth, has_password, reauthenticate, signed_in};
+use super::recheck::{FactorAsk, PasswordCheck, confirm_identity, factor_ask};
+use super::{Reauth, ReauthErrors, has_password, signed_in};
 use crate::http::AppState;
-use crate::http::pages::context::{Browser, PageContext, page_context};
+use crate::http::pages::context::{Browser, PageContext, Session, page_context};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::link::MessagePage;
 use crate::lifecycle::users as user_lifecycle;
@@ -22,7 +23,8 @@ const DEACTIVATE_URL: &str = "/account/?action=org.matrix.account_deactivate";
 struct ResetPage {
     ctx: PageContext,
     needs_password: bool,
-    error: Option<String>,
+    factor: FactorAsk,
+    errors: ReauthErrors,
 }
 
 #[derive(Template)]
@@ -30,17 +32,23 @@ struct ResetPage {
 struct DeactivatePage {
     ctx: PageContext,
     needs_password: bool,
-    password_error: Option<String>,
+    factor: FactorAsk,
+    errors: ReauthErrors,
     confirm_error: Option<String>,
+}
+
+/// Whether the account has a password, and what else its sensitive forms ask.
+async fn asks(state: &AppState, browser: &Browser, session: &Session) -> Result<(bool, FactorAsk), PageError> {
+    Ok((has_password(state, &session.user.id).await?, factor_ask(state, browser, session).await?))
 }
 
 pub(super) async fn reset_page(state: &AppState, browser: Browser) -> Response {
     let Some(session) = &browser.session else { return PageError::internal("no session").into_response() };
-    let needs_password = match has_password(state, &session.user.id).await {
+    let (needs_password, factor) = match asks(state, &browser, session).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let page = ResetPage { ctx: browser.context(state), needs_password, error: None };
+    let page = ResetPage { ctx: browser.context(state), needs_password, factor, errors: ReauthErrors::default() };
     (browser.jar, render(&page)).into_response()
 }
 
@@ -51,6 +59,9 @@ pub struct ReauthForm {
     password: String,
     #[serde(default)]
     confirm: Option<String>,
+    /// A TOTP or recovery code, for a user with a second factor.
+    #[serde(default)]
+    code: String,
 }
 
 /// `POST /account/cross-signing-reset`: after the password, the homeserver lets the user's app
@@ -58,7 +69,7 @@ pub struct ReauthForm {
 #[tracing::instrument(name = "http.pages.account.cross_signing_reset", skip_all)]
 pub async fn cross_signing_reset_post(
     State(state): State<AppState>,
-    browser: Browser,
+    mut browser: Browser,
     Form(form): Form<ReauthForm>,
 ) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
@@ -68,21 +79,20 @@ pub async fn cross_signing_reset_post(
         Ok(s) => s,
         Err(r) => return *r,
     };
-    let needs_password = match has_password(&state, &session.user.id).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let fail = |browser: Browser, status: StatusCode, message: &str| {
-        let page = ResetPage { ctx: browser.context(&state), needs_password, error: Some(message.into()) };
+    let fail = async |browser: Browser, status: StatusCode, errors: ReauthErrors| {
+        let (needs_password, factor) = match asks(&state, &browser, &session).await {
+            Ok(v) => v,
+            Err(e) => return e.into_response(),
+        };
+        let page = ResetPage { ctx: browser.context(&state), needs_password, factor, errors };
         (status, browser.jar, render(&page)).into_response()
     };
-    if needs_password {
-        if let Err(why) = reauthenticate(&state, &session.user.username, form.password.clone()).await {
-            return match why {
-                Reauth::Internal(e) => e.into_response(),
-                other => fail(browser, other.status(), other.message()),
-            };
-        }
+    let check = PasswordCheck::IfTheAccountHasOne(&form.password);
+    if let Err(why) = confirm_identity(&state, &mut browser, &session, check, &form.code).await {
+        return match why {
+            Reauth::Internal(e) => e.into_response(),
+            other => fail(browser, other.status(), other.errors()).await,
+        };
     }
     match user_lifecycle::allow_cross_signing_reset(&state.lifecycle, &session.user).await {
         Ok(()) => {
@@ -99,11 +109,9 @@ pub async fn cross_signing_reset_post(
         }
         Err(e) => {
             tracing::warn!(error = %e, "allow_cross_signing_reset failed");
-            fail(
-                browser,
-                StatusCode::BAD_GATEWAY,
-                "Your homeserver could not be reached, so the reset was not allowed. Try again in a moment.",
-            )
+            let message = "Your homeserver could not be reached, so the reset was not allowed. Try again in a moment.";
+            fail(browser, StatusCode::BAD_GATEWAY, ReauthErrors { form: Some(message.into()), ..Default::default() })
+                .await
         }
     }
 }
@@ -120,12 +128,17 @@ pub(super) async fn deactivate_page(state: &AppState, browser: Browser) -> Respo
             "/account/",
         );
     }
-    let needs_password = match has_password(state, &session.user.id).await {
+    let (needs_password, factor) = match asks(state, &browser, session).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
     };
-    let page =
-        DeactivatePage { ctx: browser.context(state), needs_password, password_error: None, confirm_error: None };
+    let page = DeactivatePage {
+        ctx: browser.context(state),
+        needs_password,
+        factor,
+        errors: ReauthErrors::default(),
+        confirm_error: None,
+    };
     (browser.jar, render(&page)).into_response()
 }
 
@@ -134,7 +147,7 @@ pub(super) async fn deactivate_page(state: &AppState, browser: Browser) -> Respo
 #[tracing::instrument(name = "http.pages.account.deactivate", skip_all)]
 pub async fn deactivate_post(
     State(state): State<AppState>,
-    browser: Browser,
+    mut browser: Browser,
     Form(form): Form<ReauthForm>,
 ) -> Response {
     if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
@@ -148,29 +161,30 @@ pub async fn deactivate_post(
         return PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Accounts cannot be deleted on this server.")
             .into_response();
     }
-    let needs_password = match has_password(&state, &session.user.id).await {
-        Ok(v) => v,
-        Err(e) => return e.into_response(),
-    };
-    let fail = |browser: Browser, status: StatusCode, password_error: Option<&str>, confirm_error: Option<&str>| {
+    let fail = async |browser: Browser, status: StatusCode, errors: ReauthErrors, confirm_error: Option<&str>| {
+        let (needs_password, factor) = match asks(&state, &browser, &session).await {
+            Ok(v) => v,
+            Err(e) => return e.into_response(),
+        };
         let page = DeactivatePage {
             ctx: browser.context(&state),
             needs_password,
-            password_error: password_error.map(String::from),
+            factor,
+            errors,
             confirm_error: confirm_error.map(String::from),
         };
         (status, browser.jar, render(&page)).into_response()
     };
     if form.confirm.is_none() {
-        return fail(browser, StatusCode::BAD_REQUEST, None, Some("Tick this box to confirm."));
+        return fail(browser, StatusCode::BAD_REQUEST, ReauthErrors::default(), Some("Tick this box to confirm."))
+            .await;
     }
-    if needs_password {
-        if let Err(why) = reauthenticate(&state, &session.user.username, form.password.clone()).await {
-            return match why {
-                Reauth::Internal(e) => e.into_response(),
-                other => fail(browser, other.status(), Some(other.message()), None),
-            };
-        }
+    let check = PasswordCheck::IfTheAccountHasOne(&form.password);
+    if let Err(why) = confirm_identity(&state, &mut browser, &session, check, &form.code).await {
+        return match why {
+            Reauth::Internal(e) => e.into_response(),
+            other => fail(browser, other.status(), other.errors(), None).await,
+        };
     }
     let user = &session.user;
     // The same step as the admin API and the CLI: sessions end, the homeserver deactivates.
