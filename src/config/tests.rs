@@ -306,3 +306,131 @@ upstream_oauth2:
     let err = Config::parse(&bad_id, Path::new(".")).unwrap_err().to_string();
     assert!(err.contains("upstream_oauth2.providers[0].id"), "{err}");
 }
+
+/// MAS's documented Sign in with Apple block (docs/setup/sso.md), with its blanks filled in.
+fn apple_block(key_lines: &str, more: &str) -> String {
+    format!(
+        r#"
+upstream_oauth2:
+  providers:
+    - id: 01JAYS74TCG3BTWKADN5Q4518C
+      issuer: "https://appleid.apple.com"
+      human_name: "Apple"
+      brand_name: "apple"
+      client_id: "org.example.matrix"
+      scope: "openid name email"
+      response_mode: "form_post"
+      token_endpoint_auth_method: "sign_in_with_apple"
+      sign_in_with_apple:
+{key_lines}
+        team_id: "TEAM123456"
+        key_id: "KEY1234567"
+{more}      claims_imports:
+        localpart:
+          action: ignore
+        displayname:
+          action: suggest
+          # SiWA passes down the user infos as query parameters in the callback
+          # which is available in the extra_callback_parameters variable
+          template: |
+            {{%- set u = extra_callback_parameters["user"] | from_json -%}}
+            {{{{- u.name.firstName }}}} {{{{ u.name.lastName -}}}}
+        email:
+          action: suggest
+        account_name:
+          template: |
+            {{%- set u = extra_callback_parameters["user"] | from_json -%}}
+            {{{{- u.name.firstName }}}} {{{{ u.name.lastName -}}}}
+"#
+    )
+}
+
+fn inline_key(pem: &str) -> String {
+    let mut s = "        private_key: |\n".to_string();
+    for line in pem.trim().lines() {
+        s.push_str(&format!("          {line}\n"));
+    }
+    s
+}
+
+#[test]
+fn sign_in_with_apple_blocks() {
+    use jwt_simple::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let p256 = ES256KeyPair::generate().to_pem().unwrap();
+    let p384 = ES384KeyPair::generate().to_pem().unwrap();
+    let rsa = crate::crypto::keys::SigningKey::generate_rsa().unwrap().to_pem();
+    std::fs::write(dir.path().join("AuthKey.p8"), &p256).unwrap();
+    std::fs::write(dir.path().join("p384.p8"), &p384).unwrap();
+    std::fs::write(dir.path().join("rsa.p8"), &rsa).unwrap();
+    let parse = |yaml: &str| Config::parse(&format!("{SEED}{yaml}"), dir.path());
+
+    // Good: the key inline, or from a file (relative to the config).
+    for key in [inline_key(&p256), "        private_key_file: AuthKey.p8".to_string()] {
+        let c = parse(&apple_block(&key, "")).unwrap_or_else(|e| panic!("{key}: {e}"));
+        let p = &c.upstream_oauth2.providers[0];
+        assert_eq!(p.token_endpoint_auth_method, UpstreamAuthMethod::SignInWithApple);
+        assert_eq!(p.response_mode(), ResponseMode::FormPost);
+        let apple = p.sign_in_with_apple.as_ref().unwrap();
+        assert_eq!((apple.team_id.as_str(), apple.key_id.as_str()), ("TEAM123456", "KEY1234567"));
+        assert_eq!(apple.private_key.as_ref().unwrap().expose().trim(), p256.trim());
+        // The dump never shows the key.
+        let dump = c.redacted_yaml();
+        let body = p256.lines().nth(1).unwrap();
+        assert!(!dump.contains(body) && !dump.contains("BEGIN PRIVATE KEY"), "{dump}");
+    }
+
+    let key_body = p256.lines().nth(1).unwrap().to_string();
+    let bad: Vec<(String, String, &str)> = vec![
+        (String::new(), String::new(), "sign_in_with_apple.private_key"),
+        (inline_key(&p256) + "        private_key_file: AuthKey.p8\n", String::new(), "set only one of"),
+        ("        private_key_file: missing.p8".into(), String::new(), "sign_in_with_apple.private_key_file"),
+        ("        private_key_file: p384.p8".into(), String::new(), "P-256"),
+        (inline_key(&p384), String::new(), "sign_in_with_apple.private_key"),
+        ("        private_key_file: rsa.p8".into(), String::new(), "sign_in_with_apple.private_key_file (rsa.p8)"),
+        (inline_key("not a key at all"), String::new(), "not a PEM private key"),
+        (inline_key(&p256), "      client_secret: s\n".into(), "providers[0].client_secret"),
+        (inline_key(&p256), "      token_endpoint_auth_signing_alg: ES256\n".into(), "token_endpoint_auth_signing_alg"),
+    ];
+    for (key, more, expected) in &bad {
+        let err = parse(&apple_block(key, more)).expect_err(expected).to_string();
+        assert!(err.contains(expected), "{key}{more}: error {err:?} does not mention {expected:?}");
+        assert!(!err.contains(&key_body) && !err.contains("BEGIN PRIVATE KEY"), "the key is in the error: {err}");
+    }
+    for (field, expected) in [("team_id", "sign_in_with_apple.team_id"), ("key_id", "sign_in_with_apple.key_id")] {
+        let yaml = apple_block(&inline_key(&p256), "").replace(&format!("{field}: \""), &format!("{field}: \"\" #"));
+        let err = parse(&yaml).expect_err(field).to_string();
+        assert!(err.contains(expected), "{err}");
+        let yaml =
+            apple_block(&inline_key(&p256), "").lines().filter(|l| !l.contains(field)).collect::<Vec<_>>().join("\n");
+        let err = parse(&yaml).expect_err(field).to_string();
+        assert!(err.contains(field), "{err}");
+    }
+    // sign_in_with_apple with another method.
+    let yaml = apple_block(&inline_key(&p256), "")
+        .replace("token_endpoint_auth_method: \"sign_in_with_apple\"", "token_endpoint_auth_method: none");
+    let err = parse(&yaml).unwrap_err().to_string();
+    assert!(err.contains("providers[0].sign_in_with_apple"), "{err}");
+}
+
+#[test]
+fn skip_confirmation_needs_what_mas_needs() {
+    let base = "upstream_oauth2:\n  providers:\n    - {id: 01H8PKNWKKRPCBW4YGH1RWV279, client_id: c, issuer: 'https://i.example/', scope: openid, token_endpoint_auth_method: none, claims_imports: ";
+    let good = "{skip_confirmation: true, localpart: {action: require}, displayname: {action: force}, email: {action: ignore}}}";
+    Config::parse(&format!("{SEED}{base}{good}\n"), Path::new(".")).unwrap();
+    for (imports, expected) in [
+        ("{skip_confirmation: true}}", "claims_imports.localpart.action"),
+        ("{skip_confirmation: true, localpart: {action: force}}}", "claims_imports.localpart.action"),
+        (
+            "{skip_confirmation: true, localpart: {action: require}, email: {action: suggest}}}",
+            "claims_imports.email.action",
+        ),
+        (
+            "{skip_confirmation: true, localpart: {action: require}, displayname: {action: suggest}}}",
+            "claims_imports.displayname.action",
+        ),
+    ] {
+        let err = Config::parse(&format!("{SEED}{base}{imports}\n"), Path::new(".")).unwrap_err().to_string();
+        assert!(err.contains(expected), "{imports}: {err}");
+    }
+}

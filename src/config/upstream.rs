@@ -89,6 +89,41 @@ pub struct SignInWithAppleConfig {
     pub key_id: String,
 }
 
+impl SignInWithAppleConfig {
+    /// Team and key ids present, and the key (after `private_key_file` was read) an ES256 key:
+    /// P-256 in PKCS#8 PEM, as Apple's `.p8` file is. The errors never quote the key.
+    fn validate(&self, path: &str) -> Result<(), ConfigError> {
+        for (key, value) in [("team_id", &self.team_id), ("key_id", &self.key_id)] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::new(
+                    format!("{path}.{key}"),
+                    "must not be empty (see Apple's developer portal)",
+                ));
+            }
+        }
+        let Some(key) = &self.private_key else {
+            return Err(ConfigError::new(
+                format!("{path}.private_key"),
+                "missing: set `private_key` or `private_key_file`",
+            ));
+        };
+        let at = match &self.private_key_file {
+            Some(f) => format!("{path}.private_key_file ({})", f.display()),
+            None => format!("{path}.private_key"),
+        };
+        if !key.expose().contains("-----BEGIN PRIVATE KEY-----") {
+            return Err(ConfigError::new(
+                at,
+                "not a PEM private key: expected the text of the `.p8` file from Apple's developer portal",
+            ));
+        }
+        jwt_simple::prelude::ES256KeyPair::from_pem(key.expose()).map_err(|_| {
+            ConfigError::new(at, "not an ES256 key: Sign in with Apple needs a P-256 (prime256v1) key in PKCS#8 form, as in Apple's `.p8` file")
+        })?;
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum UpstreamAuthMethod {
@@ -343,7 +378,7 @@ impl UpstreamProviderConfig {
                     "missing: set `private_key` or `private_key_file`",
                 ));
             }
-            (UpstreamAuthMethod::SignInWithApple, Some(_)) => {}
+            (UpstreamAuthMethod::SignInWithApple, Some(apple)) => apple.validate(&at("sign_in_with_apple"))?,
             (_, Some(_)) => {
                 return Err(ConfigError::new(
                     at("sign_in_with_apple"),
@@ -451,6 +486,24 @@ impl UpstreamProviderConfig {
         ] {
             if let Some(t) = t {
                 template(&ci(&format!("{key}.template")), t, CLAIM_ROOTS)?;
+            }
+        }
+        // MAS's rule: skipping the page needs a username that cannot be asked for, and nothing
+        // offered for the person to opt out of.
+        if c.skip_confirmation {
+            if c.localpart.action != ImportAction::Require {
+                return Err(ConfigError::new(
+                    ci("localpart.action"),
+                    "must be `require` when `skip_confirmation` is set to `true`",
+                ));
+            }
+            for (key, action) in [("email", c.email.action), ("displayname", c.displayname.action)] {
+                if action == ImportAction::Suggest {
+                    return Err(ConfigError::new(
+                        ci(&format!("{key}.action")),
+                        "must not be `suggest` when `skip_confirmation` is set to `true`",
+                    ));
+                }
             }
         }
         if c.localpart.on_conflict != OnConflict::Fail

@@ -24,6 +24,7 @@ pub struct Callback {
     pub id_token_claims: Option<String>,
     pub userinfo: Option<String>,
     pub sid: Option<String>,
+    pub extra_callback_parameters: Option<String>,
 }
 
 /// Finds or creates the link `(provider, subject)` and completes the authorization session.
@@ -60,6 +61,7 @@ pub async fn record_callback(store: &Store, cb: Callback, now: i64) -> StoreResu
                 cb.userinfo.as_deref(),
                 cb.sid.as_deref(),
                 &cb.subject,
+                cb.extra_callback_parameters.as_deref(),
                 now,
             )?;
             Ok(link.id)

@@ -25,8 +25,14 @@ pub async fn sync(
         .map(|(i, p)| {
             let mut stored = p.clone();
             stored.id = p.id.to_uppercase();
-            let secret = stored.client_secret.take().map(|s| s.expose().to_string());
+            let mut secret = stored.client_secret.take().map(|s| s.expose().to_string());
             stored.client_secret_file = None;
+            // Sign in with Apple's `.p8` key is kept encrypted like a client secret (the method
+            // has none), never in the provider's stored metadata.
+            if let Some(apple) = stored.sign_in_with_apple.as_mut() {
+                secret = apple.private_key.take().map(|s| s.expose().to_string());
+                apple.private_key_file = None;
+            }
             (stored, secret, i as i64)
         })
         .collect();

@@ -294,15 +294,13 @@ impl Parser<'_> {
         while self.eat_punct("|") {
             let name = self.name()?;
             let mut args = Vec::new();
-            if self.eat_punct("(") {
-                if !self.eat_punct(")") {
-                    loop {
-                        args.push(self.expr()?);
-                        if self.eat_punct(")") {
-                            break;
-                        }
-                        self.expect_punct(",")?;
+            if self.eat_punct("(") && !self.eat_punct(")") {
+                loop {
+                    args.push(self.expr()?);
+                    if self.eat_punct(")") {
+                        break;
                     }
+                    self.expect_punct(",")?;
                 }
             }
             let arity = |n: usize, f: Filter| {

@@ -152,12 +152,14 @@ pub struct AuthorizationSession {
     pub created_at: i64,
     pub completed_at: Option<i64>,
     pub consumed_at: Option<i64>,
+    /// What else the provider sent to the callback (a JSON object of strings), e.g. Apple's `user`.
+    pub extra_callback_parameters: Option<String>,
 }
 
 const SESSION_COLUMNS: &str =
     "upstream_oauth_authorization_session_id, upstream_oauth_provider_id, upstream_oauth_link_id,
     state, nonce, code_challenge_verifier, next, id_token_claims, userinfo, sid, subject, user_session_id, created_at,
-    completed_at, consumed_at";
+    completed_at, consumed_at, extra_callback_parameters";
 
 fn session_row(r: &Row) -> rusqlite::Result<AuthorizationSession> {
     Ok(AuthorizationSession {
@@ -176,6 +178,7 @@ fn session_row(r: &Row) -> rusqlite::Result<AuthorizationSession> {
         created_at: r.get(12)?,
         completed_at: r.get(13)?,
         consumed_at: r.get(14)?,
+        extra_callback_parameters: r.get(15)?,
     })
 }
 
@@ -208,15 +211,27 @@ pub fn complete_session(
     userinfo: Option<&str>,
     sid: Option<&str>,
     subject: &str,
+    extra_callback_parameters: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
     conn.execute(
         "UPDATE upstream_oauth_authorization_sessions SET upstream_oauth_link_id = ?2, id_token = ?3,
-             id_token_claims = ?4, userinfo = ?5, sid = ?6, subject = ?7, completed_at = ?8
+             id_token_claims = ?4, userinfo = ?5, sid = ?6, subject = ?7, completed_at = ?8,
+             extra_callback_parameters = ?9
          WHERE upstream_oauth_authorization_session_id = ?1",
-        params![id, link_id, id_token, id_token_claims, userinfo, sid, subject, now],
+        params![id, link_id, id_token, id_token_claims, userinfo, sid, subject, now, extra_callback_parameters],
     )?;
     Ok(())
+}
+
+/// `response_mode: form_post`: keeps the extra fields the provider posted (Apple's `user`) with the
+/// not yet completed session of `state`, for the callback the browser is sent on to.
+pub fn set_callback_parameters(conn: &Connection, provider_id: &str, state: &str, json: &str) -> StoreResult<bool> {
+    Ok(conn.execute(
+        "UPDATE upstream_oauth_authorization_sessions SET extra_callback_parameters = ?3
+         WHERE upstream_oauth_provider_id = ?1 AND state = ?2 AND completed_at IS NULL",
+        params![provider_id, state, json],
+    )? > 0)
 }
 
 /// The session was used to sign in (or link) the browser session `user_session_id`.

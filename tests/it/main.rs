@@ -54,6 +54,7 @@ mod synapse_harness;
 mod token_refusals;
 mod tooling;
 mod upstream;
+mod upstream_apple;
 mod upstream_journey;
 mod upstream_op;
 mod upstream_signup;

@@ -192,6 +192,31 @@ fn client_assertion(
     }
 }
 
+/// Apple's audience for the client secret.
+pub const APPLE_AUDIENCE: &str = "https://appleid.apple.com";
+
+/// Sign in with Apple's client secret: a short-lived ES256 JWT made for each token request with
+/// the `.p8` key (`private_key` is the key's PKCS#8 PEM, kept encrypted in the database):
+/// header `kid` = key_id, `iss` = team_id, `sub` = client_id, `aud` = Apple, `iat`/`exp`.
+/// Nothing about the key itself reaches the error.
+fn apple_client_secret(p: &UpstreamProviderConfig, private_key: Option<&str>) -> Result<String, UpstreamError> {
+    let apple = p
+        .sign_in_with_apple
+        .as_ref()
+        .ok_or_else(|| UpstreamError::TokenEndpoint("sign_in_with_apple is not configured".into()))?;
+    let pem =
+        private_key.ok_or_else(|| UpstreamError::TokenEndpoint("the Sign in with Apple key is missing".into()))?;
+    let key = ES256KeyPair::from_pem(pem)
+        .map_err(|_| UpstreamError::TokenEndpoint("the Sign in with Apple key is not a P-256 PKCS#8 key".into()))?
+        .with_key_id(&apple.key_id);
+    let claims = Claims::create(Duration::from_mins(5))
+        .with_issuer(&apple.team_id)
+        .with_subject(&p.client_id)
+        .with_audience(APPLE_AUDIENCE);
+    key.sign(claims)
+        .map_err(|_| UpstreamError::TokenEndpoint("cannot sign the Sign in with Apple client secret".into()))
+}
+
 pub fn exchange_code(
     agent: &ureq::Agent,
     p: &UpstreamProviderConfig,
@@ -233,7 +258,8 @@ pub fn exchange_code(
             form.push(("client_assertion".into(), assertion));
         }
         UpstreamAuthMethod::SignInWithApple => {
-            return Err(UpstreamError::TokenEndpoint("sign_in_with_apple is not supported yet".into()));
+            form.push(("client_id".into(), p.client_id.clone()));
+            form.push(("client_secret".into(), apple_client_secret(p, secret)?));
         }
     }
     let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();

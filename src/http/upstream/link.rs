@@ -107,7 +107,8 @@ fn imports(session: &AuthorizationSession, provider: &UpstreamProvider) -> Impor
     let parse = |s: &Option<String>| s.as_deref().and_then(|j| serde_json::from_str::<Value>(j).ok());
     let id_claims = parse(&session.id_token_claims).and_then(|v| v.as_object().cloned());
     let userinfo = parse(&session.userinfo);
-    let ctx = claims_context(id_claims.as_ref(), userinfo.as_ref());
+    let extra = parse(&session.extra_callback_parameters);
+    let ctx = claims_context(id_claims.as_ref(), userinfo.as_ref(), extra.as_ref());
     let c = &provider.config.claims_imports;
     let get = |action: ImportAction, t: &Option<String>, default: &str| {
         (action != ImportAction::Ignore)
@@ -216,6 +217,13 @@ pub async fn get(
             Ok(Some(owner)) => sign_in(&state, browser, &headers, ip, &session, &owner).await,
             Ok(None) => {
                 match register_page(&state, &browser, &session, &link, &provider, None, false, FormErrors::default()) {
+                    // `skip_confirmation`: nothing to ask, so no page — the account is created
+                    // with what the provider sent (the register path's checks all still apply).
+                    Ok(p) if skips_confirmation(&provider, &p) => {
+                        tracing::info!(provider_id = %provider.id, "upstream sign-up without confirmation (skip_confirmation)");
+                        let form = LinkForm::confirmed();
+                        register(&state, browser, &headers, ip, &session, &link, &provider, form).await
+                    }
                     Ok(p) => (browser.jar, render_page(&p)).into_response(),
                     Err(e) => e.into_response(),
                 }
@@ -331,6 +339,15 @@ async fn sign_in(
     (browser.with_session(state, &browser_session), Redirect::to(&next)).into_response()
 }
 
+/// MAS's `skip_confirmation`, when the page would ask nothing: the username is imported (the
+/// config makes it `require`d), no registration token and no terms of service to accept.
+fn skips_confirmation(provider: &UpstreamProvider, page: &RegisterPage) -> bool {
+    provider.config.claims_imports.skip_confirmation
+        && page.username_locked
+        && !page.token_required
+        && page.ctx.tos_uri.is_none()
+}
+
 #[derive(Deserialize)]
 pub struct LinkForm {
     csrf: Option<String>,
@@ -340,6 +357,21 @@ pub struct LinkForm {
     import_email: Option<String>,
     token: Option<String>,
     tos: Option<String>,
+}
+
+impl LinkForm {
+    /// The register form as if confirmed unchanged (forced and required imports only).
+    fn confirmed() -> Self {
+        LinkForm {
+            csrf: None,
+            action: "register".into(),
+            username: None,
+            import_display_name: None,
+            import_email: None,
+            token: None,
+            tos: None,
+        }
+    }
 }
 
 #[tracing::instrument(name = "http.upstream.link.post", skip_all)]

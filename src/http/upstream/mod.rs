@@ -64,6 +64,7 @@ pub async fn enabled_provider(state: &AppState, id: &str) -> Result<UpstreamProv
         .ok_or_else(|| PageError::not_found("There is no such sign-in provider on this server."))
 }
 
+/// The provider's client secret — or, for `sign_in_with_apple`, its `.p8` key — decrypted.
 pub fn client_secret(state: &AppState, p: &UpstreamProvider) -> Result<Option<String>, PageError> {
     p.encrypted_client_secret
         .as_ref()
@@ -137,6 +138,7 @@ async fn start(state: &AppState, jar: PrivateCookieJar, id: &str, q: AuthorizeQu
         created_at: state.now(),
         completed_at: None,
         consumed_at: None,
+        extra_callback_parameters: None,
     };
     let row = session.clone();
     state.store.write(move |c| upstream_store::insert_session(c, &row)).await?;
@@ -153,17 +155,61 @@ async fn start(state: &AppState, jar: PrivateCookieJar, id: &str, q: AuthorizeQu
     Ok((jar, Redirect::to(url.as_str())).into_response())
 }
 
-#[derive(Deserialize)]
+/// What the provider sends back to the callback: the standard fields, and the rest (MAS's
+/// `extra_callback_parameters`, e.g. Apple's `user` with the name and email on the first sign-in).
+#[derive(Default)]
 pub struct CallbackParams {
     state: Option<String>,
     code: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    extra: serde_json::Map<String, Value>,
+}
+
+/// The most the extra fields of one callback may weigh (Apple's `user` is a few hundred bytes).
+const MAX_EXTRA_BYTES: usize = 8 * 1024;
+
+impl CallbackParams {
+    fn from_pairs(pairs: Vec<(String, String)>) -> Self {
+        let mut p = CallbackParams::default();
+        let mut weight = 0;
+        for (k, v) in pairs {
+            match k.as_str() {
+                "state" => p.state = Some(v),
+                "code" => p.code = Some(v),
+                "error" => p.error = Some(v),
+                "error_description" => p.error_description = Some(v),
+                _ => {
+                    weight += k.len() + v.len();
+                    if weight <= MAX_EXTRA_BYTES {
+                        p.extra.insert(k, Value::String(v));
+                    }
+                }
+            }
+        }
+        p
+    }
 }
 
 /// `response_mode: form_post`: the provider's page posts here cross-site, where the SameSite=Lax
 /// cookie is not sent; a 303 turns it into a top-level GET of the same callback, which carries it.
-pub async fn callback_post(Path(id): Path<String>, Form(params): Form<CallbackParams>) -> Response {
+/// Extra fields (Apple's `user`) are kept with the session of that `state` rather than put in the
+/// URL, so a name and an email never land in browser history or access logs.
+pub async fn callback_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(pairs): Form<Vec<(String, String)>>,
+) -> Response {
+    let params = CallbackParams::from_pairs(pairs);
+    let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    if let (Some(st), false) = (&params.state, params.extra.is_empty()) {
+        let (provider, st, json) = (id.to_uppercase(), st.clone(), Value::Object(params.extra.clone()).to_string());
+        if let Err(e) =
+            state.store.write(move |c| upstream_store::set_callback_parameters(c, &provider, &st, &json)).await
+        {
+            return PageError::internal(e).into_response();
+        }
+    }
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in [("state", &params.state), ("code", &params.code), ("error", &params.error)]
         .into_iter()
@@ -174,7 +220,6 @@ pub async fn callback_post(Path(id): Path<String>, Form(params): Form<CallbackPa
         }
     }
     let query = query.finish();
-    let id: String = id.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
     Redirect::to(&format!("/upstream/callback/{id}?{query}")).into_response()
 }
 
@@ -183,9 +228,9 @@ pub async fn callback(
     State(state): State<AppState>,
     jar: PrivateCookieJar,
     Path(id): Path<String>,
-    Query(params): Query<CallbackParams>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    match complete(&state, &jar, &id, params).await {
+    match complete(&state, &jar, &id, CallbackParams::from_pairs(pairs)).await {
         Ok(session_id) => Redirect::to(&format!("/upstream/link/{session_id}")).into_response(),
         Err(e) => e.into_response(),
     }
@@ -252,7 +297,14 @@ async fn complete(
     .await
     .map_err(PageError::internal)?;
     let (id_token, id_claims, userinfo) = outcome.map_err(|e| upstream_error(&provider.id, &e))?;
-    let context = claims_context(id_claims.as_ref(), userinfo.as_ref());
+    // Posted fields kept by `callback_post`, and any the provider put in the query.
+    let mut extra = match session.extra_callback_parameters.as_deref().map(serde_json::from_str::<Value>) {
+        Some(Ok(Value::Object(m))) => m,
+        _ => serde_json::Map::new(),
+    };
+    extra.extend(params.extra);
+    let extra = Value::Object(extra);
+    let context = claims_context(id_claims.as_ref(), userinfo.as_ref(), Some(&extra));
     let imports = &provider.config.claims_imports;
     let subject = render(imports.subject.template.as_deref().unwrap_or(crate::config::DEFAULT_SUBJECT), &context);
     if subject.is_empty() {
@@ -272,6 +324,7 @@ async fn complete(
             id_token_claims: id_claims.map(|c| Value::Object(c).to_string()),
             userinfo: userinfo.map(|u| u.to_string()),
             sid,
+            extra_callback_parameters: Some(extra.to_string()),
         },
         state.now(),
     )
@@ -280,9 +333,13 @@ async fn complete(
     Ok(session.id)
 }
 
-/// The template context: `id_token_claims`, `userinfo_claims` and `user` (the two merged,
-/// userinfo winning).
-pub fn claims_context(id_claims: Option<&serde_json::Map<String, Value>>, userinfo: Option<&Value>) -> Value {
+/// The template context: `id_token_claims`, `userinfo_claims`, `user` (the two merged,
+/// userinfo winning) and `extra_callback_parameters` (what else came to the callback).
+pub fn claims_context(
+    id_claims: Option<&serde_json::Map<String, Value>>,
+    userinfo: Option<&Value>,
+    extra: Option<&Value>,
+) -> Value {
     let mut user = id_claims.cloned().unwrap_or_default();
     if let Some(Value::Object(u)) = userinfo {
         for (k, v) in u {
@@ -293,7 +350,7 @@ pub fn claims_context(id_claims: Option<&serde_json::Map<String, Value>>, userin
         "id_token_claims": id_claims.cloned().unwrap_or_default(),
         "userinfo_claims": userinfo.cloned().unwrap_or(json!({})),
         "user": user,
-        "extra_callback_parameters": {},
+        "extra_callback_parameters": extra.cloned().unwrap_or(json!({})),
     })
 }
 
