@@ -1,9 +1,10 @@
 //! Password hashing: argon2id in PHC strings, on a fixed set of hashing threads that each keep
-//! one memory arena for their whole life. A login storm then costs a bounded, constant amount of
-//! memory (one arena per thread, allocated once) instead of a fresh 19 MiB per hash that the
-//! allocator keeps, and cannot starve the async workers that serve introspection.
+//! one memory arena while they are busy. A login storm then costs a bounded, constant amount of
+//! memory (one arena per thread) instead of a fresh 19 MiB per hash that the allocator keeps,
+//! gives it back once the storm is over, and cannot starve the async workers that serve
+//! introspection.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
@@ -14,6 +15,10 @@ use crate::config::{PasswordAlgorithm, PasswordScheme, PasswordsConfig};
 
 /// Jobs waiting for a hashing thread; beyond this, callers wait (asynchronously) for a slot.
 const QUEUE_DEPTH: usize = 256;
+
+/// A hashing thread idle this long gives its arena back: a storm's memory is returned once it
+/// ends, while back-to-back logins keep reusing it.
+const ARENA_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct PasswordManager {
@@ -149,7 +154,7 @@ fn verify_synapse_bcrypt(scheme: &PasswordScheme, password: &str, stored: &str) 
     }
 }
 
-/// A thread's reusable argon2 memory: grown to the largest cost it has seen, never freed.
+/// A thread's reusable argon2 memory: grown to the largest cost it has seen, freed when idle.
 struct Arena(Vec<Block>);
 
 impl Arena {
@@ -203,6 +208,15 @@ fn verify_phc(arena: &mut Arena, password: &[u8], parsed: &PasswordHash<'_>) -> 
 
 type Job = Box<dyn FnOnce(&mut Arena) + Send>;
 
+/// glibc keeps freed blocks in its arenas; trimming hands the unused pages back to the system.
+fn return_free_memory_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory the allocator holds unused; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Fixed hashing threads fed by a bounded queue; they stop when the last handle is dropped.
 #[derive(Clone)]
 struct HashPool {
@@ -212,21 +226,32 @@ struct HashPool {
 impl HashPool {
     fn start(threads: usize) -> Self {
         let (jobs, queue) = mpsc::channel::<Job>(QUEUE_DEPTH);
-        let queue = Arc::new(Mutex::new(queue));
+        let queue = Arc::new(tokio::sync::Mutex::new(queue));
         for i in 0..threads {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
+                    // A private timer, so the thread works whether or not it was started inside
+                    // a runtime (the CLI hashes too).
+                    let Ok(timer) = tokio::runtime::Builder::new_current_thread().enable_time().build() else {
+                        return;
+                    };
                     let mut arena = Arena(Vec::new());
                     loop {
                         // One thread waits on the queue at a time; the others wait for the lock.
-                        let job = match queue.lock() {
-                            Ok(mut q) => q.blocking_recv(),
-                            Err(_) => None,
-                        };
-                        let Some(job) = job else { break };
-                        job(&mut arena);
+                        let next = timer.block_on(async {
+                            tokio::time::timeout(ARENA_IDLE, async { queue.lock().await.recv().await }).await
+                        });
+                        match next {
+                            Ok(Some(job)) => job(&mut arena),
+                            Ok(None) => break,
+                            Err(_idle) if !arena.0.is_empty() => {
+                                arena = Arena(Vec::new());
+                                return_free_memory_to_the_system();
+                            }
+                            Err(_idle) => {}
+                        }
                     }
                 })
                 .expect("spawning a hashing thread");
