@@ -9,7 +9,8 @@
 //!   the single sign-on flow it points to works (code step included, `m.login.token`, whoami).
 //! - Passkeys with Chromium's virtual authenticator: added on the account page, an app's
 //!   sign-in with the passkey alone (no username; whoami), the passkey as the step after the
-//!   password, then removed.
+//!   password, then removed — after the five minutes a sign-in's factor covers, only once a
+//!   factor is confirmed again on the confirmation page (a wrong code refused first).
 //! - `account.mfa: required`: the appliance restarted with it (same port and database; Synapse
 //!   and nginx unchanged) takes a user without a factor through enrolment at sign-in, and on to
 //!   the app (whoami).
@@ -298,9 +299,28 @@ async fn second_factors_walk_against_synapse_behind_nginx_in_chromium() {
     chrome.click("form[action='/login/mfa/passkey'] button[type=submit]").await;
     chrome.wait_path("/account/").await;
 
-    // 9. Remove it: the account page lists none, and the sign-in page offers the code only.
-    env.step("remove the passkey");
+    // 9. Remove it. The sign-in's second step confirmed a factor for five minutes; after
+    // that, removing a factor asks for one again: refused, then confirmed with a TOTP code on
+    // the confirmation page (a wrong one first), then removed. The account page lists none,
+    // and the sign-in page offers the code only.
+    env.step("remove the passkey, re-checking a factor");
+    env.app.clock.advance(301);
     chrome.goto(&local(&env, "/account/mfa")).await;
+    chrome.wait_text("Changes on this page need your second factor again.").await;
+    chrome.click(".passkey-remove button[type=submit]").await;
+    chrome.wait_text("confirm it’s you with a passkey").await;
+    assert!(chrome.text().await.contains("Laptop"), "not removed yet:\n{}", chrome.text().await);
+    chrome.shoot("account-mfa-factor-needed").await;
+    chrome.click("a[href='/account/confirm?next=%2Faccount%2Fmfa']").await;
+    chrome.wait_path("/account/confirm").await;
+    chrome.shoot("account-confirm").await;
+    chrome.fill("#code", &wrong_code(&env, &secret)).await;
+    chrome.click("form[action='/account/confirm'] button[type=submit]").await;
+    chrome.wait_text(WRONG_CODE_TEXT).await;
+    chrome.shoot("account-confirm-wrong-code").await;
+    chrome.fill("#code", &next_code(&env, &secret)).await;
+    chrome.click("form[action='/account/confirm'] button[type=submit]").await;
+    chrome.wait_path("/account/mfa").await;
     chrome.click(".passkey-remove button[type=submit]").await;
     chrome.wait_path("/account/mfa?notice=passkey_removed").await;
     assert!(chrome.text().await.contains("You have no passkey."), "{}", chrome.text().await);
