@@ -50,6 +50,10 @@ const IGNORED: &[(&str, &str)] = &[
     ("policy.data.requester", "banned IPs and user agents are not enforced: block them at the reverse proxy"),
     ("rate_limiting.email_authentication.emails_per_session", "codes are limited per address and per IP"),
     ("rate_limiting.email_authentication.attempt_per_session", "each code allows 5 attempts"),
+    (
+        "upstream_oauth2.providers[].claims_imports.email.set_email_verification",
+        "an imported address is always added to the account as confirmed",
+    ),
     ("experimental.plan_management_iframe_uri", "no plan management page"),
     ("experimental.session_limit", "sessions per user are not limited"),
 ];

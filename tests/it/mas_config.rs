@@ -62,6 +62,43 @@ fn mas_only_keys_load_with_one_warning_each() {
 }
 
 #[test]
+fn an_older_mas_provider_block_with_set_email_verification_loads_with_a_warning() {
+    let dir = tempdir();
+    let config = write_test_config(
+        dir.path(),
+        r#"
+upstream_oauth2:
+  providers:
+    - id: 01JAYS74TCG3BTWKADN5Q4518C
+      human_name: Keycloak
+      issuer: https://id.example.com/realms/matrix
+      client_id: matrix
+      client_secret: keycloak-client-secret
+      token_endpoint_auth_method: client_secret_basic
+      scope: "openid profile email"
+      discovery_mode: disabled
+      authorization_endpoint: https://id.example.com/auth
+      token_endpoint: https://id.example.com/token
+      jwks_uri: https://id.example.com/jwks
+      claims_imports:
+        localpart:
+          action: require
+          template: "{{ user.preferred_username }}"
+        email:
+          action: suggest
+          template: "{{ user.email }}"
+          set_email_verification: always
+"#,
+    );
+    let out = run_cli(&config, &["config", "check"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "a provider block from MAS's older guides must load:\n{err}");
+    let key = "`upstream_oauth2.providers[0].claims_imports.email.set_email_verification`";
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN") && l.contains(key)).collect();
+    assert_eq!(warnings.len(), 1, "one warning naming {key}:\n{err}");
+}
+
+#[test]
 fn a_key_neither_knows_is_an_error_naming_it() {
     let dir = tempdir();
     // Next to MAS's extras, so the stripping does not hide a typo.
