@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::error::{MatrixError, OAuthError};
+use super::error::{ErrorCode, MatrixError, OAuthError};
 use super::pages::error::PageError;
 
 /// The largest request body any endpoint accepts.
@@ -52,7 +52,7 @@ fn rejection(path: &str, status: StatusCode, text: &str) -> Response {
         let errcode = if status == StatusCode::UNSUPPORTED_MEDIA_TYPE { "M_NOT_JSON" } else { "M_BAD_JSON" };
         MatrixError::new(status, errcode, text).into_response()
     } else if path.starts_with("/oauth2/") || path == "/authorize" {
-        OAuthError::new(status, "invalid_request", text).into_response()
+        OAuthError::new(status, ErrorCode::InvalidRequest, text).into_response()
     } else if path.starts_with("/api/admin/") {
         let body = serde_json::json!({ "errors": [{ "title": text }] });
         (status, axum::Json(body)).into_response()
@@ -68,7 +68,7 @@ fn answer(path: &str) -> Response {
     if path.starts_with("/_matrix/") {
         MatrixError::new(StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE", MESSAGE).into_response()
     } else if path.starts_with("/oauth2/") || path == "/authorize" {
-        OAuthError::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid_request", MESSAGE).into_response()
+        OAuthError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidRequest, MESSAGE).into_response()
     } else if path.starts_with("/api/admin/") {
         let body = serde_json::json!({ "errors": [{ "title": MESSAGE }] });
         (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response()

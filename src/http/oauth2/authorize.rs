@@ -12,6 +12,7 @@ use super::params::{
 };
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
+use crate::http::error::ErrorCode;
 use crate::http::pages::context::{Browser, PageContext, page_context};
 use crate::http::pages::error::{PageError, render};
 use crate::http::pages::login::login_url;
@@ -62,8 +63,10 @@ impl ClientRedirect {
         Redirect::to(url.as_str()).into_response()
     }
 
-    pub fn error(&self, app: &AppState, error: &str, description: &str) -> Response {
-        self.respond(app, vec![("error".into(), error.into()), ("error_description".into(), description.into())])
+    /// An error for the client (RFC 6749 §4.1.2.1), sent to its redirect URI.
+    pub fn error(&self, app: &AppState, error: ErrorCode, description: &str) -> Response {
+        let params = vec![("error".into(), error.as_str().into()), ("error_description".into(), description.into())];
+        self.respond(app, params)
     }
 }
 
@@ -160,12 +163,12 @@ pub async fn get(
         state: params.get("state").map(String::from),
     };
     if !matches!(response_mode.as_str(), "query" | "fragment" | "form_post") {
-        return target.error(&state, "invalid_request", "unsupported response_mode");
+        return target.error(&state, ErrorCode::InvalidRequest, "unsupported response_mode");
     }
     for (param, error) in [
-        ("request", "request_not_supported"),
-        ("request_uri", "request_uri_not_supported"),
-        ("registration", "registration_not_supported"),
+        ("request", ErrorCode::RequestNotSupported),
+        ("request_uri", ErrorCode::RequestUriNotSupported),
+        ("registration", ErrorCode::RegistrationNotSupported),
     ] {
         if params.get(param).is_some() {
             return target.error(&state, error, &format!("the {param} parameter is not supported"));
@@ -173,40 +176,52 @@ pub async fn get(
     }
     match params.get("response_type") {
         Some("code") => {}
-        None => return target.error(&state, "invalid_request", "missing response_type"),
+        None => return target.error(&state, ErrorCode::InvalidRequest, "missing response_type"),
         Some(_) => {
-            return target.error(&state, "unsupported_response_type", "only response_type=code is supported");
+            return target.error(&state, ErrorCode::UnsupportedResponseType, "only response_type=code is supported");
         }
     }
     if !client.allows_grant(GRANT_AUTHORIZATION_CODE) {
-        return target.error(&state, "unauthorized_client", "the client may not use the authorization code grant");
+        return target.error(
+            &state,
+            ErrorCode::UnauthorizedClient,
+            "the client may not use the authorization code grant",
+        );
     }
     let scope = match Scope::parse(params.get("scope").unwrap_or("")) {
         Ok(s) => s,
-        Err(e) => return target.error(&state, "invalid_scope", &e.to_string()),
+        Err(e) => return target.error(&state, ErrorCode::InvalidScope, &e.to_string()),
     };
     if let Err(violation) = policy::check_shape(&scope) {
-        return target.error(&state, "invalid_scope", &violation);
+        return target.error(&state, ErrorCode::InvalidScope, &violation);
     }
     let challenge = params.get("code_challenge").map(String::from);
     let method = params.get("code_challenge_method").map(String::from);
     match (&challenge, method.as_deref()) {
         (None, Some(_)) => {
-            return target.error(&state, "invalid_request", "code_challenge_method without code_challenge");
+            return target.error(&state, ErrorCode::InvalidRequest, "code_challenge_method without code_challenge");
         }
         (None, None) if client.is_public() => {
-            return target.error(&state, "invalid_request", "public clients must use PKCE (code_challenge with S256)");
+            return target.error(
+                &state,
+                ErrorCode::InvalidRequest,
+                "public clients must use PKCE (code_challenge with S256)",
+            );
         }
         (Some(c), m) => {
             let m = m.unwrap_or("plain");
             if !matches!(m, "plain" | "S256") {
-                return target.error(&state, "invalid_request", "code_challenge_method must be S256 or plain");
+                return target.error(&state, ErrorCode::InvalidRequest, "code_challenge_method must be S256 or plain");
             }
             if client.is_public() && m != "S256" {
-                return target.error(&state, "invalid_request", "public clients must use code_challenge_method=S256");
+                return target.error(
+                    &state,
+                    ErrorCode::InvalidRequest,
+                    "public clients must use code_challenge_method=S256",
+                );
             }
             if !(43..=128).contains(&c.len()) || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)) {
-                return target.error(&state, "invalid_request", "malformed code_challenge");
+                return target.error(&state, ErrorCode::InvalidRequest, "malformed code_challenge");
             }
         }
         (None, None) => {}
@@ -215,7 +230,7 @@ pub async fn get(
     let prompts: Vec<&str> = prompt.as_deref().unwrap_or("").split(' ').filter(|p| !p.is_empty()).collect();
     if prompts.contains(&"none") {
         // Consent is asked every time, so a silent authorization can never succeed.
-        let error = if browser.session.is_some() { "consent_required" } else { "login_required" };
+        let error = if browser.session.is_some() { ErrorCode::ConsentRequired } else { ErrorCode::LoginRequired };
         return target.error(&state, error, "user interaction is required");
     }
     let grant = AuthorizationGrant {

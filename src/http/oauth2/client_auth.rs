@@ -9,16 +9,45 @@ use serde_json::Value;
 use super::params::Params;
 use crate::config::ClientAuthMethod;
 use crate::crypto::constant_time_eq;
+use crate::crypto::encrypter::DecryptError;
 use crate::http::AppState;
-use crate::http::error::OAuthError;
+use crate::http::error::{BoxError, OAuthError, internal_error_from};
 use crate::model::Client;
-use crate::store::{clients as client_store, grants as grant_store};
+use crate::store::{StoreError, clients as client_store, grants as grant_store};
 
 const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// The one answer to an assertion whose keys or signature do not check out.
 const ASSERTION_REJECTED: &str = "client assertion rejected";
 /// Clock skew allowed on an assertion's times (seconds).
 const ASSERTION_LEEWAY: i64 = 30;
+
+/// Why a client could not be authenticated.
+#[derive(Debug)]
+pub enum ClientAuthError {
+    /// 401 `invalid_client` with a Basic challenge: the credentials do not identify a client.
+    InvalidClient(String),
+    /// 400 `invalid_request`: the credentials contradict each other.
+    InvalidRequest(&'static str),
+    /// 500: the client's record or the assertion's `jti` could not be read or stored.
+    Internal(BoxError),
+}
+
+internal_error_from!(ClientAuthError: StoreError, DecryptError);
+
+impl ClientAuthError {
+    fn invalid_client(d: impl Into<String>) -> Self {
+        Self::InvalidClient(d.into())
+    }
+
+    /// The answer at the token, revocation, device and introspection endpoints.
+    pub fn answer(self) -> OAuthError {
+        match self {
+            Self::InvalidClient(d) => OAuthError::invalid_client(d),
+            Self::InvalidRequest(d) => OAuthError::invalid_request(d),
+            Self::Internal(e) => OAuthError::internal(&*e),
+        }
+    }
+}
 
 /// What the request presented.
 enum Presented {
@@ -29,7 +58,7 @@ enum Presented {
 }
 
 /// `Authorization: Basic` credentials, form-urldecoded per RFC 6749 §2.3.1.
-fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, ClientAuthError> {
     let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
@@ -37,7 +66,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     else {
         return Ok(None);
     };
-    let bad = || OAuthError::invalid_client("malformed Basic credentials");
+    let bad = || ClientAuthError::invalid_client("malformed Basic credentials");
     let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| bad())?;
     let text = String::from_utf8(decoded).map_err(|_| bad())?;
     let (id, secret) = text.split_once(':').ok_or_else(bad)?;
@@ -46,25 +75,25 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((unescape(id).ok_or_else(bad)?, unescape(secret).ok_or_else(bad)?)))
 }
 
-fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, OAuthError> {
+fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, ClientAuthError> {
     let form_id = params.get("client_id");
     if let Some((id, secret)) = basic_credentials(headers)? {
         if form_id.is_some_and(|f| f != id) {
-            return Err(OAuthError::invalid_request("client_id differs from the Basic credentials"));
+            return Err(ClientAuthError::InvalidRequest("client_id differs from the Basic credentials"));
         }
         return Ok(Presented::Basic { id, secret });
     }
     if let Some(assertion) = params.get("client_assertion") {
         if params.get("client_assertion_type") != Some(JWT_BEARER) {
-            return Err(OAuthError::invalid_request("unsupported client_assertion_type"));
+            return Err(ClientAuthError::InvalidRequest("unsupported client_assertion_type"));
         }
         let id = assertion_subject(assertion)?;
         if form_id.is_some_and(|f| f != id) {
-            return Err(OAuthError::invalid_client("client_id differs from the assertion subject"));
+            return Err(ClientAuthError::invalid_client("client_id differs from the assertion subject"));
         }
         return Ok(Presented::Assertion { id, jwt: assertion.to_string() });
     }
-    let id = form_id.ok_or_else(|| OAuthError::invalid_client("missing client credentials"))?.to_string();
+    let id = form_id.ok_or_else(|| ClientAuthError::invalid_client("missing client credentials"))?.to_string();
     Ok(match params.get("client_secret") {
         Some(secret) => Presented::Post { id, secret: secret.to_string() },
         None => Presented::None { id },
@@ -72,8 +101,8 @@ fn presented(headers: &HeaderMap, params: &Params) -> Result<Presented, OAuthErr
 }
 
 /// The unverified `sub` of an assertion, to find the client whose key verifies it.
-fn assertion_subject(jwt: &str) -> Result<String, OAuthError> {
-    let bad = || OAuthError::invalid_client("malformed client assertion");
+fn assertion_subject(jwt: &str) -> Result<String, ClientAuthError> {
+    let bad = || ClientAuthError::invalid_client("malformed client assertion");
     let payload = jwt.split('.').nth(1).ok_or_else(bad)?;
     let bytes =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).map_err(|_| bad())?;
@@ -82,7 +111,7 @@ fn assertion_subject(jwt: &str) -> Result<String, OAuthError> {
 }
 
 /// Authenticates the calling client; every failure is `invalid_client` (401).
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Client, OAuthError> {
+pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<Client, ClientAuthError> {
     let presented = presented(headers, params)?;
     let (id, method) = match &presented {
         Presented::Basic { id, .. } => (id.clone(), ClientAuthMethod::ClientSecretBasic),
@@ -95,23 +124,23 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params
         .store
         .read(move |c| client_store::by_id(c, &lookup))
         .await?
-        .ok_or_else(|| OAuthError::invalid_client("unknown client"))?;
+        .ok_or_else(|| ClientAuthError::invalid_client("unknown client"))?;
     // Fail closed: a method that cannot be read must not turn a confidential client public.
     let Some(registered) = client.auth_method() else {
         tracing::warn!(client_id = %client.id, "client has an unreadable token_endpoint_auth_method; refused");
-        return Err(OAuthError::invalid_client("the client cannot authenticate"));
+        return Err(ClientAuthError::invalid_client("the client cannot authenticate"));
     };
     let matches = registered == method
         || (method == ClientAuthMethod::PrivateKeyJwt && registered == ClientAuthMethod::ClientSecretJwt);
     if !matches {
-        return Err(OAuthError::invalid_client(format!("client must authenticate with {}", registered.as_str())));
+        return Err(ClientAuthError::invalid_client(format!("client must authenticate with {}", registered.as_str())));
     }
     match presented {
         Presented::None { .. } => {}
         Presented::Basic { secret, .. } | Presented::Post { secret, .. } => {
             let stored = stored_secret(state, &client)?;
             if !constant_time_eq(stored.as_bytes(), secret.as_bytes()) {
-                return Err(OAuthError::invalid_client("bad client credentials"));
+                return Err(ClientAuthError::invalid_client("bad client credentials"));
             }
         }
         Presented::Assertion { jwt, .. } => verify_assertion(state, &client, &jwt).await?,
@@ -119,14 +148,15 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, params: &Params
     Ok(client)
 }
 
-fn stored_secret(state: &AppState, client: &Client) -> Result<String, OAuthError> {
-    let enc = client.encrypted_secret.as_deref().ok_or_else(|| OAuthError::invalid_client("client has no secret"))?;
-    state.encrypter.decrypt_string(enc).map_err(OAuthError::internal)
+fn stored_secret(state: &AppState, client: &Client) -> Result<String, ClientAuthError> {
+    let enc =
+        client.encrypted_secret.as_deref().ok_or_else(|| ClientAuthError::invalid_client("client has no secret"))?;
+    Ok(state.encrypter.decrypt_string(enc)?)
 }
 
 /// Checks a client assertion (RFC 7523): signature, `iss` = `sub` = client, `aud` names us, a
 /// future `exp`, and a `jti` never seen before.
-async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Result<(), OAuthError> {
+async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Result<(), ClientAuthError> {
     let audiences: HashSet<String> = [
         state.url("oauth2/token"),
         state.url("oauth2/introspect"),
@@ -145,8 +175,8 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
         max_validity: Some(Duration::from_hours(1)),
         ..Default::default()
     };
-    let bad = |e: jwt_simple::Error| OAuthError::invalid_client(format!("client assertion rejected: {e}"));
-    let alg = header_alg(jwt).ok_or_else(|| OAuthError::invalid_client("malformed client assertion"))?;
+    let bad = |e: jwt_simple::Error| ClientAuthError::invalid_client(format!("client assertion rejected: {e}"));
+    let alg = header_alg(jwt).ok_or_else(|| ClientAuthError::invalid_client("malformed client assertion"))?;
     let claims: JWTClaims<NoCustomClaims> = match client.auth_method() {
         Some(ClientAuthMethod::ClientSecretJwt) => {
             let secret = stored_secret(state, client)?;
@@ -155,7 +185,7 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
                 "HS384" => HS384Key::from_bytes(secret.as_bytes()).verify_token(jwt, Some(options)),
                 "HS512" => HS512Key::from_bytes(secret.as_bytes()).verify_token(jwt, Some(options)),
                 _ => {
-                    return Err(OAuthError::invalid_client("client_secret_jwt needs an HS256/384/512 assertion"));
+                    return Err(ClientAuthError::invalid_client("client_secret_jwt needs an HS256/384/512 assertion"));
                 }
             }
             .map_err(bad)?
@@ -165,25 +195,25 @@ async fn verify_assertion(state: &AppState, client: &Client, jwt: &str) -> Resul
             // The reason stays in the log: with a jwks_uri it could tell what the fetch found.
             verify_with_jwks(&jwks, jwt, &alg, options).map_err(|e| {
                 tracing::debug!(client_id = %client.id, error = %e, "client assertion rejected");
-                OAuthError::invalid_client(ASSERTION_REJECTED)
+                ClientAuthError::invalid_client(ASSERTION_REJECTED)
             })?
         }
-        _ => return Err(OAuthError::invalid_client("the client does not authenticate with assertions")),
+        _ => return Err(ClientAuthError::invalid_client("the client does not authenticate with assertions")),
     };
-    let jti = claims.jwt_id.ok_or_else(|| OAuthError::invalid_client("client assertion has no jti"))?;
+    let jti = claims.jwt_id.ok_or_else(|| ClientAuthError::invalid_client("client assertion has no jti"))?;
     // An `exp` is required (so the jti is remembered for as long as the assertion is valid) and
     // may not be further ahead than the configured maximum: a long-lived assertion is a
     // long-lived password.
-    let exp = claims.expires_at.ok_or_else(|| OAuthError::invalid_client("client assertion has no exp"))?;
+    let exp = claims.expires_at.ok_or_else(|| ClientAuthError::invalid_client("client assertion has no exp"))?;
     let exp = i64::try_from(exp.as_secs()).unwrap_or(i64::MAX);
     if exp - state.now() > state.config.client_auth.assertion_max_lifetime + ASSERTION_LEEWAY {
-        return Err(OAuthError::invalid_client("client assertion expires too far in the future"));
+        return Err(ClientAuthError::invalid_client("client assertion expires too far in the future"));
     }
     let client_id = client.id.clone();
     let remember_until = exp.saturating_add(ASSERTION_LEEWAY);
     let fresh = state.store.write(move |c| grant_store::remember_jti(c, &client_id, &jti, remember_until)).await?;
     if !fresh {
-        return Err(OAuthError::invalid_client("client assertion was already used"));
+        return Err(ClientAuthError::invalid_client("client assertion was already used"));
     }
     Ok(())
 }
@@ -204,14 +234,15 @@ fn header_kid(jwt: &str) -> Option<String> {
 
 /// The client's key set: inline, or fetched from its `jwks_uri` (see `jwks_uri`). A fetch that
 /// fails answers exactly like a bad signature, so the error tells nothing about the fetch.
-async fn client_jwks(state: &AppState, client: &Client) -> Result<std::sync::Arc<Value>, OAuthError> {
+async fn client_jwks(state: &AppState, client: &Client) -> Result<std::sync::Arc<Value>, ClientAuthError> {
     if let Some(jwks) = &client.metadata.jwks {
         return Ok(std::sync::Arc::new(jwks.clone()));
     }
-    let uri = client.metadata.jwks_uri.as_deref().ok_or_else(|| OAuthError::invalid_client("client has no keys"))?;
+    let uri =
+        client.metadata.jwks_uri.as_deref().ok_or_else(|| ClientAuthError::invalid_client("client has no keys"))?;
     state.jwks.get(uri, !client.is_static, state.now()).await.map_err(|e| {
         tracing::debug!(client_id = %client.id, error = %e, "client jwks_uri not usable");
-        OAuthError::invalid_client(ASSERTION_REJECTED)
+        ClientAuthError::invalid_client(ASSERTION_REJECTED)
     })
 }
 

@@ -3,16 +3,16 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rand::Rng;
 use serde_json::json;
 
-use super::client_auth;
+use super::client_auth::{self, ClientAuthError};
 use super::params::{MAX_SCOPE_LENGTH, Params};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::error::OAuthError;
+use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
 use crate::lifecycle::grants::POLL_INTERVAL;
 use crate::lifecycle::policy;
 use crate::model::Scope;
@@ -42,10 +42,59 @@ pub fn display_user_code(code: &str) -> String {
     if code.len() == 8 { format!("{}-{}", &code[..4], &code[4..]) } else { code.to_string() }
 }
 
+/// Why the device authorization endpoint refused (RFC 8628 §3.2, RFC 6749 §5.2).
+#[derive(Debug)]
+pub enum DeviceAuthorizationError {
+    /// 429 `temporarily_unavailable` with `Retry-After`: too many requests from this address.
+    RateLimited { retry_after_ms: u64 },
+    /// 400: a malformed request (a parameter repeated or too long).
+    BadRequest(Refusal),
+    /// The client could not be authenticated.
+    ClientAuth(ClientAuthError),
+    /// 400 `unauthorized_client`: the client is not registered for the device code grant.
+    GrantNotAllowed,
+    /// 400 `invalid_scope`.
+    InvalidScope(String),
+    /// 500 `server_error`; the cause is logged.
+    Internal(BoxError),
+}
+
+internal_error_from!(DeviceAuthorizationError: StoreError);
+
+impl From<Refusal> for DeviceAuthorizationError {
+    fn from(r: Refusal) -> Self {
+        Self::BadRequest(r)
+    }
+}
+
+impl From<ClientAuthError> for DeviceAuthorizationError {
+    fn from(e: ClientAuthError) -> Self {
+        Self::ClientAuth(e)
+    }
+}
+
+impl DeviceAuthorizationError {
+    pub fn answer(self) -> OAuthError {
+        let bad = |code, d: String| OAuthError::new(StatusCode::BAD_REQUEST, code, d);
+        match self {
+            Self::RateLimited { retry_after_ms } => OAuthError::rate_limited(retry_after_ms),
+            Self::BadRequest(r) => OAuthError::bad_request(r),
+            Self::ClientAuth(e) => e.answer(),
+            Self::GrantNotAllowed => {
+                bad(ErrorCode::UnauthorizedClient, "client may not use the device code grant".into())
+            }
+            Self::InvalidScope(d) => bad(ErrorCode::InvalidScope, d),
+            Self::Internal(e) => OAuthError::internal(&*e),
+        }
+    }
+}
+
+respond_with_answer!(DeviceAuthorizationError);
+
 #[tracing::instrument(name = "http.oauth2.device", skip_all, fields(client_id))]
 pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(ms) = state.limiters.device_authorization.check_ip(ip) {
-        return OAuthError::rate_limited(ms);
+        return DeviceAuthorizationError::RateLimited { retry_after_ms: ms }.into_response();
     }
     match handle(&state, &headers, &body).await {
         Ok(v) => {
@@ -57,17 +106,21 @@ pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, headers
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Value, OAuthError> {
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<serde_json::Value, DeviceAuthorizationError> {
     let params = Params::from_bytes(body)?;
     let client = client_auth::authenticate(state, headers, &params).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     if !client.allows_grant(GRANT_DEVICE_CODE) {
-        return Err(OAuthError::unauthorized_client("client may not use the device code grant"));
+        return Err(DeviceAuthorizationError::GrantNotAllowed);
     }
     params.check_lengths(&[("scope", MAX_SCOPE_LENGTH)])?;
-    let scope =
-        Scope::parse(params.get("scope").unwrap_or("")).map_err(|e| OAuthError::invalid_scope(e.to_string()))?;
-    policy::check_shape(&scope).map_err(OAuthError::invalid_scope)?;
+    let scope = Scope::parse(params.get("scope").unwrap_or(""))
+        .map_err(|e| DeviceAuthorizationError::InvalidScope(e.to_string()))?;
+    policy::check_shape(&scope).map_err(DeviceAuthorizationError::InvalidScope)?;
     let now = state.now();
     let device_code = crate::crypto::random_alnum(32);
     let mut attempt = 0;
@@ -90,7 +143,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<s
         match state.store.write(move |c| grant_store::insert_device(c, &grant, &hash)).await {
             Ok(()) => break code,
             Err(StoreError::Conflict(_)) if attempt < 5 => attempt += 1,
-            Err(e) => return Err(OAuthError::internal(e)),
+            Err(e) => return Err(e.into()),
         }
     };
     let verification_uri = state.url("link");
@@ -102,4 +155,25 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<s
         "expires_in": DEVICE_CODE_TTL,
         "interval": POLL_INTERVAL,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::assert_answers;
+
+    #[test]
+    fn each_refusal_has_its_status_and_code() {
+        assert_answers(
+            vec![
+                (DeviceAuthorizationError::RateLimited { retry_after_ms: 500 }, 429, "temporarily_unavailable"),
+                (Refusal::new(ErrorCode::InvalidRequest, "scope is too long").into(), 400, "invalid_request"),
+                (ClientAuthError::InvalidClient("unknown client".into()).into(), 401, "invalid_client"),
+                (DeviceAuthorizationError::GrantNotAllowed, 400, "unauthorized_client"),
+                (DeviceAuthorizationError::InvalidScope("bad".into()), 400, "invalid_scope"),
+                (StoreError::Conflict("device grant").into(), 500, "server_error"),
+            ],
+            DeviceAuthorizationError::answer,
+        );
+    }
 }

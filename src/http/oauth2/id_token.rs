@@ -32,13 +32,22 @@ pub struct IdTokenInput<'a> {
     pub code: Option<&'a str>,
 }
 
-pub fn sign(state: &AppState, input: IdTokenInput<'_>) -> anyhow::Result<String> {
+/// Why an ID token could not be signed: a server fault, never the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum IdTokenError {
+    #[error("no signing key for {0}")]
+    NoKey(String),
+    #[error("cannot sign the ID token: {0:#}")]
+    Sign(jwt_simple::Error),
+}
+
+pub fn sign(state: &AppState, input: IdTokenInput<'_>) -> Result<String, IdTokenError> {
     let alg = input.client.metadata.id_token_signed_response_alg.as_deref().unwrap_or("RS256");
     let key = state
         .keys
         .for_alg(alg)
         .or_else(|| state.keys.for_alg("RS256"))
-        .ok_or_else(|| anyhow::anyhow!("no signing key for {alg}"))?;
+        .ok_or_else(|| IdTokenError::NoKey(alg.to_string()))?;
     let now = state.now();
     let custom = IdClaims {
         auth_time: input.auth_time,
@@ -55,5 +64,5 @@ pub fn sign(state: &AppState, input: IdTokenInput<'_>) -> anyhow::Result<String>
     if let Some(nonce) = input.nonce {
         claims = claims.with_nonce(nonce);
     }
-    key.sign(claims)
+    key.sign(claims).map_err(IdTokenError::Sign)
 }

@@ -4,19 +4,65 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::client_auth;
+use super::client_auth::{self, ClientAuthError};
 use super::params::Params;
 use crate::crypto::constant_time_eq;
 use crate::http::AppState;
-use crate::http::error::OAuthError;
+use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
 use crate::lifecycle::tokens;
 use crate::model::Scope;
+use crate::store::StoreError;
 use crate::store::tokens::{self as token_store, TokenInfo};
 use crate::tokens::{TokenKind, hash_token};
+
+/// Why the introspection endpoint refused (RFC 7662 §2.3). An unknown or dead token is not an
+/// error: it is `{"active": false}`.
+#[derive(Debug)]
+pub enum IntrospectError {
+    /// 400: a malformed request (a parameter repeated or missing).
+    BadRequest(Refusal),
+    /// The client could not be authenticated.
+    ClientAuth(ClientAuthError),
+    /// 401 `access_denied`: a bearer secret that is not the homeserver's.
+    BadBearer,
+    /// 401 `access_denied`: public clients may not introspect.
+    PublicClient,
+    /// 500 `server_error`; the cause is logged.
+    Internal(BoxError),
+}
+
+internal_error_from!(IntrospectError: StoreError);
+
+impl From<Refusal> for IntrospectError {
+    fn from(r: Refusal) -> Self {
+        Self::BadRequest(r)
+    }
+}
+
+impl From<ClientAuthError> for IntrospectError {
+    fn from(e: ClientAuthError) -> Self {
+        Self::ClientAuth(e)
+    }
+}
+
+impl IntrospectError {
+    pub fn answer(self) -> OAuthError {
+        let denied = |d| OAuthError::new(StatusCode::UNAUTHORIZED, ErrorCode::AccessDenied, d);
+        match self {
+            Self::BadRequest(r) => OAuthError::bad_request(r),
+            Self::ClientAuth(e) => e.answer(),
+            Self::BadBearer => denied("invalid bearer credentials"),
+            Self::PublicClient => denied("public clients cannot introspect"),
+            Self::Internal(e) => OAuthError::internal(&*e),
+        }
+    }
+}
+
+respond_with_answer!(IntrospectError);
 
 #[tracing::instrument(name = "http.oauth2.introspect", skip_all)]
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
@@ -40,7 +86,7 @@ fn inactive() -> Value {
     json!({ "active": false })
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Value, OAuthError> {
+async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<Value, IntrospectError> {
     let params = Params::from_bytes(body)?;
     authenticate_caller(state, headers, &params).await?;
     let token = params.require("token")?;
@@ -133,7 +179,7 @@ async fn compat_answer(
     hash: String,
     kind: TokenKind,
     supports_device_id: bool,
-) -> Result<Value, OAuthError> {
+) -> Result<Value, IntrospectError> {
     let refresh = kind == TokenKind::CompatRefreshToken;
     let found = state.store.read(move |c| crate::store::compat::introspect(c, &hash, refresh)).await?;
     let Some((info, device_id, is_admin)) = found else { return Ok(inactive()) };
@@ -160,7 +206,7 @@ async fn compat_answer(
 }
 
 /// The homeserver's shared secret, or a confidential client's credentials.
-async fn authenticate_caller(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<(), OAuthError> {
+async fn authenticate_caller(state: &AppState, headers: &HeaderMap, params: &Params) -> Result<(), IntrospectError> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -169,11 +215,31 @@ async fn authenticate_caller(state: &AppState, headers: &HeaderMap, params: &Par
         if constant_time_eq(secret.trim().as_bytes(), state.config.matrix.secret().as_bytes()) {
             return Ok(());
         }
-        return Err(OAuthError::access_denied("invalid bearer credentials"));
+        return Err(IntrospectError::BadBearer);
     }
     let client = client_auth::authenticate(state, headers, params).await?;
     if client.is_public() {
-        return Err(OAuthError::access_denied("public clients cannot introspect"));
+        return Err(IntrospectError::PublicClient);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::error::assert_answers;
+
+    #[test]
+    fn each_refusal_has_its_status_and_code() {
+        assert_answers(
+            vec![
+                (Refusal::new(ErrorCode::InvalidRequest, "missing token").into(), 400, "invalid_request"),
+                (ClientAuthError::InvalidClient("unknown client".into()).into(), 401, "invalid_client"),
+                (IntrospectError::BadBearer, 401, "access_denied"),
+                (IntrospectError::PublicClient, 401, "access_denied"),
+                (StoreError::Corrupt("x".into()).into(), 500, "server_error"),
+            ],
+            IntrospectError::answer,
+        );
+    }
 }

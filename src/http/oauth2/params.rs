@@ -1,4 +1,5 @@
 //! Form parameters per RFC 6749: parameters must not repeat; an empty value counts as absent.
+//! A malformed request is a [`Refusal`] with `invalid_request`; each endpoint's error wraps it.
 //!
 //! Parsing runs before the caller is authenticated, so its cost must not grow faster than the
 //! body: one pass, a hash set for the repeat check, and a cap on the number of parameters (no
@@ -9,7 +10,11 @@ use std::collections::hash_map::Entry;
 
 use axum::body::Bytes;
 
-use crate::http::error::OAuthError;
+use crate::http::error::{ErrorCode, Refusal};
+
+fn invalid_request(description: String) -> Refusal {
+    Refusal::new(ErrorCode::InvalidRequest, description)
+}
 
 /// The most parameters one request may carry (an authorization request uses about 15).
 pub const MAX_PARAMS: usize = 64;
@@ -27,16 +32,16 @@ pub const MAX_REDIRECT_URI_LENGTH: usize = 2048;
 pub struct Params(HashMap<String, String>);
 
 impl Params {
-    pub fn parse(body: &[u8]) -> Result<Self, OAuthError> {
+    pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
         let mut out: HashMap<String, String> = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
             if out.len() >= MAX_PARAMS {
-                return Err(OAuthError::invalid_request(format!("more than {MAX_PARAMS} parameters")));
+                return Err(invalid_request(format!("more than {MAX_PARAMS} parameters")));
             }
             match out.entry(k.into_owned()) {
                 Entry::Occupied(seen) => {
                     let name: String = seen.key().chars().take(64).collect();
-                    return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
+                    return Err(invalid_request(format!("parameter {name} is repeated")));
                 }
                 Entry::Vacant(slot) => {
                     slot.insert(v.into_owned());
@@ -46,11 +51,11 @@ impl Params {
         Ok(Self(out))
     }
 
-    pub fn from_query(query: Option<&str>) -> Result<Self, OAuthError> {
+    pub fn from_query(query: Option<&str>) -> Result<Self, Refusal> {
         Self::parse(query.unwrap_or_default().as_bytes())
     }
 
-    pub fn from_bytes(body: &Bytes) -> Result<Self, OAuthError> {
+    pub fn from_bytes(body: &Bytes) -> Result<Self, Refusal> {
         Self::parse(body)
     }
 
@@ -59,17 +64,17 @@ impl Params {
     }
 
     /// `invalid_request` naming the first parameter longer than its limit.
-    pub fn check_lengths(&self, limits: &[(&str, usize)]) -> Result<(), OAuthError> {
+    pub fn check_lengths(&self, limits: &[(&str, usize)]) -> Result<(), Refusal> {
         for (name, max) in limits {
             if self.0.get(*name).is_some_and(|v| v.len() > *max) {
-                return Err(OAuthError::invalid_request(format!("{name} is longer than {max} bytes")));
+                return Err(invalid_request(format!("{name} is longer than {max} bytes")));
             }
         }
         Ok(())
     }
 
-    pub fn require(&self, name: &str) -> Result<&str, OAuthError> {
-        self.get(name).ok_or_else(|| OAuthError::invalid_request(format!("missing {name}")))
+    pub fn require(&self, name: &str) -> Result<&str, Refusal> {
+        self.get(name).ok_or_else(|| invalid_request(format!("missing {name}")))
     }
 }
 

@@ -17,13 +17,13 @@ use crate::config::{ClientAuthMethod, ClientRegistrationPolicy};
 use crate::crypto::{random_alnum, sha256_hex};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::error::OAuthError;
+use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
 use crate::model::Client;
 use crate::model::client::{
     ClientMetadata, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
     is_private_use_scheme,
 };
-use crate::store::clients as client_store;
+use crate::store::{StoreError, clients as client_store};
 
 const SUPPORTED_GRANTS: [&str; 4] =
     [GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE];
@@ -61,11 +61,48 @@ struct RawMetadata {
     contacts: Option<Vec<String>>,
 }
 
-fn invalid_metadata(msg: impl Into<String>) -> OAuthError {
-    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_client_metadata", msg)
+/// Why a registration was refused (RFC 7591 §3.2.2).
+#[derive(Debug)]
+pub enum RegistrationError {
+    /// 429 `temporarily_unavailable` with `Retry-After`: too many registrations from this address.
+    RateLimited { retry_after_ms: u64 },
+    /// 400 `invalid_client_metadata`: the body is over [`MAX_METADATA_BYTES`].
+    TooLarge,
+    /// 400: malformed JSON (`invalid_request`), or metadata the rules or the policy refuse
+    /// (`invalid_client_metadata`, `invalid_redirect_uri`).
+    Invalid(Refusal),
+    /// 500 `server_error`; the cause is logged.
+    Internal(BoxError),
 }
-fn invalid_redirect(msg: impl Into<String>) -> OAuthError {
-    OAuthError::new(StatusCode::BAD_REQUEST, "invalid_redirect_uri", msg)
+
+internal_error_from!(RegistrationError: StoreError, serde_json::Error);
+
+impl From<Refusal> for RegistrationError {
+    fn from(r: Refusal) -> Self {
+        Self::Invalid(r)
+    }
+}
+
+impl RegistrationError {
+    pub fn answer(self) -> OAuthError {
+        match self {
+            Self::RateLimited { retry_after_ms } => OAuthError::rate_limited(retry_after_ms),
+            Self::TooLarge => OAuthError::bad_request(invalid_metadata(format!(
+                "client metadata must not exceed {MAX_METADATA_BYTES} bytes"
+            ))),
+            Self::Invalid(r) => OAuthError::bad_request(r),
+            Self::Internal(e) => OAuthError::internal(&*e),
+        }
+    }
+}
+
+respond_with_answer!(RegistrationError);
+
+fn invalid_metadata(msg: impl Into<String>) -> Refusal {
+    Refusal::new(ErrorCode::InvalidClientMetadata, msg)
+}
+fn invalid_redirect(msg: impl Into<String>) -> Refusal {
+    Refusal::new(ErrorCode::InvalidRedirectUri, msg)
 }
 
 #[tracing::instrument(name = "http.oauth2.registration", skip_all, fields(client_id))]
@@ -73,15 +110,15 @@ pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, body: B
     // Anyone may register, and every registration is stored: bounded per client IP and in size
     // (unused registrations are deleted later, `experimental.dynamic_client_ttl`).
     if let Err(ms) = state.limiters.client_registration.check_ip(ip) {
-        return OAuthError::rate_limited(ms);
+        return RegistrationError::RateLimited { retry_after_ms: ms }.into_response();
     }
     if body.len() > MAX_METADATA_BYTES {
-        return invalid_metadata(format!("client metadata must not exceed {MAX_METADATA_BYTES} bytes")).into_response();
+        return RegistrationError::TooLarge.into_response();
     }
-    match register(&state, &body).await {
+    match register(&state, &body).await.map_err(RegistrationError::answer) {
         Ok(res) => res,
         Err(e) => {
-            tracing::info!(error = e.error, description = ?e.description, "client registration refused");
+            tracing::info!(error = %e.error, description = ?e.description, "client registration refused");
             e.into_response()
         }
     }
@@ -90,7 +127,7 @@ pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, body: B
 /// The largest client metadata document accepted (Element's is under 1 KiB).
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
-async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError> {
+async fn register(state: &AppState, body: &[u8]) -> Result<Response, RegistrationError> {
     let metadata = normalise(parse(body)?, &state.keys.algs())?;
     let issuer_is_loopback = crate::model::client::is_loopback_host(&state.config.http.issuer());
     if let Some(uri) = metadata.jwks_uri.as_deref().and_then(|u| Url::parse(u).ok()) {
@@ -99,7 +136,7 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, OAuthError>
     check_public_suffixes(&metadata)?;
     let violations = policy_violations(&metadata, state.config.policy.data.client_registration);
     if !violations.is_empty() {
-        return Err(policy_error(&violations));
+        return Err(policy_error(&violations).into());
     }
 
     let needs_secret = ClientAuthMethod::parse(&metadata.token_endpoint_auth_method).is_some_and(|m| m.needs_secret());
@@ -145,9 +182,9 @@ fn new_client_id(now: i64) -> String {
 }
 
 /// Malformed JSON → `invalid_request`; valid JSON of the wrong shape → `invalid_client_metadata`.
-fn parse(body: &[u8]) -> Result<RawMetadata, OAuthError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| OAuthError::invalid_request(format!("malformed JSON body: {e}")))?;
+fn parse(body: &[u8]) -> Result<RawMetadata, Refusal> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| Refusal::new(ErrorCode::InvalidRequest, format!("malformed JSON body: {e}")))?;
     if !value.is_object() {
         return Err(invalid_metadata("the body must be a JSON object"));
     }
@@ -162,7 +199,7 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 }
 
 /// Structural validation (MAS `ClientMetadata::validate`), defaults and a stable order.
-fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, OAuthError> {
+fn normalise(raw: RawMetadata, signing_algs: &[&str]) -> Result<ClientMetadata, Refusal> {
     let grant_types = sorted(raw.grant_types.unwrap_or_else(|| vec![GRANT_AUTHORIZATION_CODE.into()]));
     if let Some(g) = grant_types.iter().find(|g| !SUPPORTED_GRANTS.contains(&g.as_str())) {
         return Err(invalid_metadata(format!("unsupported grant_type '{g}'")));
@@ -271,7 +308,7 @@ fn host_is_public_suffix(url: &Url) -> bool {
     (!h.contains('.') && h != "localhost") || PUBLIC_SUFFIXES.split_whitespace().any(|s| s == h)
 }
 
-fn check_public_suffixes(m: &ClientMetadata) -> Result<(), OAuthError> {
+fn check_public_suffixes(m: &ClientMetadata) -> Result<(), Refusal> {
     let fields = [("client_uri", &m.client_uri), ("logo_uri", &m.logo_uri), ("policy_uri", &m.policy_uri)];
     for (name, value) in fields.into_iter().chain([("tos_uri", &m.tos_uri), ("jwks_uri", &m.jwks_uri)]) {
         if value.as_deref().and_then(|u| Url::parse(u).ok()).is_some_and(|u| host_is_public_suffix(&u)) {
@@ -365,7 +402,7 @@ fn policy_violations(m: &ClientMetadata, policy: ClientRegistrationPolicy) -> Ve
     v
 }
 
-fn policy_error(violations: &[String]) -> OAuthError {
+fn policy_error(violations: &[String]) -> Refusal {
     let description = violations.join("; ");
     if violations.iter().any(|m| m.contains("redirect_uri")) {
         invalid_redirect(description)
@@ -390,7 +427,7 @@ fn canonical_json(v: &Value) -> String {
 }
 
 /// SHA-256 (hex) of the canonical JSON of the normalised metadata.
-fn digest(m: &ClientMetadata) -> Result<String, OAuthError> {
+fn digest(m: &ClientMetadata) -> Result<String, serde_json::Error> {
     Ok(sha256_hex(canonical_json(&serde_json::to_value(m)?).as_bytes()))
 }
 
@@ -399,11 +436,20 @@ fn digest(m: &ClientMetadata) -> Result<String, OAuthError> {
 mod tests {
     use super::*;
 
-    fn check(body: &Value) -> Result<ClientMetadata, OAuthError> {
-        let m = normalise(parse(body.to_string().as_bytes())?, &["ES256", "RS256"])?;
-        check_public_suffixes(&m)?;
+    /// A refusal as the client reads it.
+    #[derive(Debug)]
+    struct Seen {
+        error: &'static str,
+        description: Option<String>,
+    }
+
+    fn check(body: &Value) -> Result<ClientMetadata, Seen> {
+        let refused = |r: Refusal| Seen { error: r.error.as_str(), description: r.description };
+        let m =
+            normalise(parse(body.to_string().as_bytes()).map_err(refused)?, &["ES256", "RS256"]).map_err(refused)?;
+        check_public_suffixes(&m).map_err(refused)?;
         let violations = policy_violations(&m, ClientRegistrationPolicy::default());
-        if violations.is_empty() { Ok(m) } else { Err(policy_error(&violations)) }
+        if violations.is_empty() { Ok(m) } else { Err(refused(policy_error(&violations))) }
     }
 
     const X: &str = r#"{"client_name": "Element X", "client_uri": "https://element.io", "application_type": "native",
@@ -510,6 +556,23 @@ mod tests {
         assert_eq!(violations(other_host, mismatch), Vec::<String>::new());
         let missing = ClientRegistrationPolicy { allow_missing_client_uri: true, ..strict };
         assert_eq!(violations(no_client_uri, missing), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_refusal_has_its_status_and_code() {
+        let not_json = serde_json::from_slice::<Value>(b"{").unwrap_err();
+        crate::http::error::assert_answers(
+            vec![
+                (RegistrationError::RateLimited { retry_after_ms: 1000 }, 429, "temporarily_unavailable"),
+                (RegistrationError::TooLarge, 400, "invalid_client_metadata"),
+                (parse(b"{").unwrap_err().into(), 400, "invalid_request"),
+                (invalid_metadata("no").into(), 400, "invalid_client_metadata"),
+                (invalid_redirect("no").into(), 400, "invalid_redirect_uri"),
+                (StoreError::Corrupt("x".into()).into(), 500, "server_error"),
+                (not_json.into(), 500, "server_error"),
+            ],
+            RegistrationError::answer,
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use super::error::{PageError, render};
 use super::login::login_url;
 use crate::crypto::random_alnum;
 use crate::http::AppState;
+use crate::http::error::ErrorCode;
 use crate::http::oauth2::authorize::ClientRedirect;
 use crate::lifecycle::policy::{self, GrantKind};
 use crate::model::{Client, Scope};
@@ -147,13 +148,13 @@ pub async fn post(
         if let Err(e) = state.store.write(move |c| grant_store::cancel_grant(c, &id, now)).await {
             return PageError::internal(e).into_response();
         }
-        return to_client.error(&state, "access_denied", "the user denied the request");
+        return to_client.error(&state, ErrorCode::AccessDenied, "the user denied the request");
     }
     let scope = Scope::parse(&grant.scope).unwrap_or_default();
     if let Err(violation) =
         policy::check(&scope, GrantKind::Interactive, Some(&session.user), &grant.client_id, &state.config.policy.data)
     {
-        return to_client.error(&state, "access_denied", &violation);
+        return to_client.error(&state, ErrorCode::AccessDenied, &violation);
     }
     let code = random_alnum(32);
     let (id, session_id, code_hash) = (grant.id.clone(), session.id.clone(), hash_token(&code));
