@@ -85,20 +85,6 @@ impl PartialEq<&str> for ErrorCode {
     }
 }
 
-/// A request refused for something the client can fix: the code and what was wrong. Shared
-/// checks (form parameters, client metadata) return it; the endpoint's enum picks the status.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub error: ErrorCode,
-    pub description: Option<String>,
-}
-
-impl Refusal {
-    pub fn new(error: ErrorCode, description: impl Into<String>) -> Self {
-        Self { error, description: Some(description.into()) }
-    }
-}
-
 /// How the answer is framed besides its body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Framing {
@@ -124,9 +110,8 @@ impl OAuthError {
     pub fn new(status: StatusCode, error: ErrorCode, description: impl Into<String>) -> Self {
         Self { status, error, description: Some(description.into()), retry_after_ms: None, framing: Framing::Client }
     }
-    /// 400 with the refusal's code.
-    pub fn bad_request(refusal: Refusal) -> Self {
-        let Refusal { error, description } = refusal;
+    /// 400 with `error` and, if there is one, a description.
+    pub fn bad_request(error: ErrorCode, description: Option<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, error, description, retry_after_ms: None, framing: Framing::Client }
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {

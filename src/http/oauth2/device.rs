@@ -9,10 +9,10 @@ use rand::Rng;
 use serde_json::json;
 
 use super::client_auth::{self, ClientAuthError};
-use super::params::{MAX_SCOPE_LENGTH, Params};
+use super::params::{MAX_SCOPE_LENGTH, ParamError, Params};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
+use crate::http::error::{BoxError, ErrorCode, OAuthError, internal_error_from, respond_with_answer};
 use crate::lifecycle::grants::POLL_INTERVAL;
 use crate::lifecycle::policy;
 use crate::model::Scope;
@@ -48,7 +48,7 @@ pub enum DeviceAuthorizationError {
     /// 429 `temporarily_unavailable` with `Retry-After`: too many requests from this address.
     RateLimited { retry_after_ms: u64 },
     /// 400: a malformed request (a parameter repeated or too long).
-    BadRequest(Refusal),
+    BadRequest(ParamError),
     /// The client could not be authenticated.
     ClientAuth(ClientAuthError),
     /// 400 `unauthorized_client`: the client is not registered for the device code grant.
@@ -61,8 +61,8 @@ pub enum DeviceAuthorizationError {
 
 internal_error_from!(DeviceAuthorizationError: StoreError);
 
-impl From<Refusal> for DeviceAuthorizationError {
-    fn from(r: Refusal) -> Self {
+impl From<ParamError> for DeviceAuthorizationError {
+    fn from(r: ParamError) -> Self {
         Self::BadRequest(r)
     }
 }
@@ -78,7 +78,7 @@ impl DeviceAuthorizationError {
         let bad = |code, d: String| OAuthError::new(StatusCode::BAD_REQUEST, code, d);
         match self {
             Self::RateLimited { retry_after_ms } => OAuthError::rate_limited(retry_after_ms),
-            Self::BadRequest(r) => OAuthError::bad_request(r),
+            Self::BadRequest(r) => r.answer(),
             Self::ClientAuth(e) => e.answer(),
             Self::GrantNotAllowed => {
                 bad(ErrorCode::UnauthorizedClient, "client may not use the device code grant".into())
@@ -167,7 +167,7 @@ mod tests {
         assert_answers(
             vec![
                 (DeviceAuthorizationError::RateLimited { retry_after_ms: 500 }, 429, "temporarily_unavailable"),
-                (Refusal::new(ErrorCode::InvalidRequest, "scope is too long").into(), 400, "invalid_request"),
+                (Params::parse(b"token=1&token=2").unwrap_err().into(), 400, "invalid_request"),
                 (ClientAuthError::InvalidClient("unknown client".into()).into(), 401, "invalid_client"),
                 (DeviceAuthorizationError::GrantNotAllowed, 400, "unauthorized_client"),
                 (DeviceAuthorizationError::InvalidScope("bad".into()), 400, "invalid_scope"),

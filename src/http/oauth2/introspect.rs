@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::client_auth::{self, ClientAuthError};
-use super::params::Params;
+use super::params::{ParamError, Params};
 use crate::crypto::constant_time_eq;
 use crate::http::AppState;
-use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
+use crate::http::error::{BoxError, ErrorCode, OAuthError, internal_error_from, respond_with_answer};
 use crate::lifecycle::tokens;
 use crate::model::Scope;
 use crate::store::StoreError;
@@ -24,7 +24,7 @@ use crate::tokens::{TokenKind, hash_token};
 #[derive(Debug)]
 pub enum IntrospectError {
     /// 400: a malformed request (a parameter repeated or missing).
-    BadRequest(Refusal),
+    BadRequest(ParamError),
     /// The client could not be authenticated.
     ClientAuth(ClientAuthError),
     /// 401 `access_denied`: a bearer secret that is not the homeserver's.
@@ -37,8 +37,8 @@ pub enum IntrospectError {
 
 internal_error_from!(IntrospectError: StoreError);
 
-impl From<Refusal> for IntrospectError {
-    fn from(r: Refusal) -> Self {
+impl From<ParamError> for IntrospectError {
+    fn from(r: ParamError) -> Self {
         Self::BadRequest(r)
     }
 }
@@ -53,7 +53,7 @@ impl IntrospectError {
     pub fn answer(self) -> OAuthError {
         let denied = |d| OAuthError::new(StatusCode::UNAUTHORIZED, ErrorCode::AccessDenied, d);
         match self {
-            Self::BadRequest(r) => OAuthError::bad_request(r),
+            Self::BadRequest(r) => r.answer(),
             Self::ClientAuth(e) => e.answer(),
             Self::BadBearer => denied("invalid bearer credentials"),
             Self::PublicClient => denied("public clients cannot introspect"),
@@ -233,7 +233,7 @@ mod tests {
     fn each_refusal_has_its_status_and_code() {
         assert_answers(
             vec![
-                (Refusal::new(ErrorCode::InvalidRequest, "missing token").into(), 400, "invalid_request"),
+                (Params::parse(b"token=1&token=2").unwrap_err().into(), 400, "invalid_request"),
                 (ClientAuthError::InvalidClient("unknown client".into()).into(), 401, "invalid_client"),
                 (IntrospectError::BadBearer, 401, "access_denied"),
                 (IntrospectError::PublicClient, 401, "access_denied"),

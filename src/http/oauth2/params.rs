@@ -1,5 +1,5 @@
 //! Form parameters per RFC 6749: parameters must not repeat; an empty value counts as absent.
-//! A malformed request is a [`Refusal`] with `invalid_request`; each endpoint's error wraps it.
+//! A malformed request is a [`ParamError`]; each endpoint's error enum wraps it.
 //!
 //! Parsing runs before the caller is authenticated, so its cost must not grow faster than the
 //! body: one pass, a hash set for the repeat check, and a cap on the number of parameters (no
@@ -10,11 +10,9 @@ use std::collections::hash_map::Entry;
 
 use axum::body::Bytes;
 
-use crate::http::error::{ErrorCode, Refusal};
+use axum::http::StatusCode;
 
-fn invalid_request(description: String) -> Refusal {
-    Refusal::new(ErrorCode::InvalidRequest, description)
-}
+use crate::http::error::{ErrorCode, OAuthError};
 
 /// The most parameters one request may carry (an authorization request uses about 15).
 pub const MAX_PARAMS: usize = 64;
@@ -28,11 +26,31 @@ pub const MAX_SCOPE_LENGTH: usize = 4096;
 pub const MAX_PROMPT_LENGTH: usize = 64;
 pub const MAX_REDIRECT_URI_LENGTH: usize = 2048;
 
+/// A malformed request: always 400 `invalid_request`, kept in its wire form (status, code,
+/// description) so callers read it like any answer.
+#[derive(Debug)]
+pub struct ParamError {
+    pub status: StatusCode,
+    pub error: &'static str,
+    pub description: Option<String>,
+}
+
+fn invalid_request(description: String) -> ParamError {
+    let code = ErrorCode::InvalidRequest;
+    ParamError { status: StatusCode::BAD_REQUEST, error: code.as_str(), description: Some(description) }
+}
+
+impl ParamError {
+    pub fn answer(self) -> OAuthError {
+        OAuthError::bad_request(ErrorCode::InvalidRequest, self.description)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Params(HashMap<String, String>);
 
 impl Params {
-    pub fn parse(body: &[u8]) -> Result<Self, Refusal> {
+    pub fn parse(body: &[u8]) -> Result<Self, ParamError> {
         let mut out: HashMap<String, String> = HashMap::new();
         for (k, v) in url::form_urlencoded::parse(body) {
             if out.len() >= MAX_PARAMS {
@@ -51,11 +69,11 @@ impl Params {
         Ok(Self(out))
     }
 
-    pub fn from_query(query: Option<&str>) -> Result<Self, Refusal> {
+    pub fn from_query(query: Option<&str>) -> Result<Self, ParamError> {
         Self::parse(query.unwrap_or_default().as_bytes())
     }
 
-    pub fn from_bytes(body: &Bytes) -> Result<Self, Refusal> {
+    pub fn from_bytes(body: &Bytes) -> Result<Self, ParamError> {
         Self::parse(body)
     }
 
@@ -64,7 +82,7 @@ impl Params {
     }
 
     /// `invalid_request` naming the first parameter longer than its limit.
-    pub fn check_lengths(&self, limits: &[(&str, usize)]) -> Result<(), Refusal> {
+    pub fn check_lengths(&self, limits: &[(&str, usize)]) -> Result<(), ParamError> {
         for (name, max) in limits {
             if self.0.get(*name).is_some_and(|v| v.len() > *max) {
                 return Err(invalid_request(format!("{name} is longer than {max} bytes")));
@@ -73,7 +91,7 @@ impl Params {
         Ok(())
     }
 
-    pub fn require(&self, name: &str) -> Result<&str, Refusal> {
+    pub fn require(&self, name: &str) -> Result<&str, ParamError> {
         self.get(name).ok_or_else(|| invalid_request(format!("missing {name}")))
     }
 }

@@ -17,7 +17,7 @@ use crate::config::{ClientAuthMethod, ClientRegistrationPolicy};
 use crate::crypto::{random_alnum, sha256_hex};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
+use crate::http::error::{BoxError, ErrorCode, OAuthError, internal_error_from, respond_with_answer};
 use crate::model::Client;
 use crate::model::client::{
     ClientMetadata, GRANT_AUTHORIZATION_CODE, GRANT_CLIENT_CREDENTIALS, GRANT_DEVICE_CODE, GRANT_REFRESH_TOKEN,
@@ -61,6 +61,20 @@ struct RawMetadata {
     contacts: Option<Vec<String>>,
 }
 
+/// Metadata refused: the code (`invalid_request`, `invalid_client_metadata` or
+/// `invalid_redirect_uri`) and what was wrong.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: ErrorCode,
+    pub description: Option<String>,
+}
+
+impl Refusal {
+    fn new(error: ErrorCode, description: impl Into<String>) -> Self {
+        Self { error, description: Some(description.into()) }
+    }
+}
+
 /// Why a registration was refused (RFC 7591 §3.2.2).
 #[derive(Debug)]
 pub enum RegistrationError {
@@ -87,10 +101,12 @@ impl RegistrationError {
     pub fn answer(self) -> OAuthError {
         match self {
             Self::RateLimited { retry_after_ms } => OAuthError::rate_limited(retry_after_ms),
-            Self::TooLarge => OAuthError::bad_request(invalid_metadata(format!(
-                "client metadata must not exceed {MAX_METADATA_BYTES} bytes"
-            ))),
-            Self::Invalid(r) => OAuthError::bad_request(r),
+            Self::TooLarge => OAuthError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidClientMetadata,
+                format!("client metadata must not exceed {MAX_METADATA_BYTES} bytes"),
+            ),
+            Self::Invalid(r) => OAuthError::bad_request(r.error, r.description),
             Self::Internal(e) => OAuthError::internal(&*e),
         }
     }

@@ -6,9 +6,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::client_auth::{self, ClientAuthError};
-use super::params::Params;
+use super::params::{ParamError, Params};
 use crate::http::AppState;
-use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
+use crate::http::error::{BoxError, ErrorCode, OAuthError, internal_error_from, respond_with_answer};
 use crate::lifecycle::sessions::{Ending, end_session};
 use crate::store::StoreError;
 use crate::store::sessions::SessionKind;
@@ -19,7 +19,7 @@ use crate::tokens::{TokenKind, hash_token};
 #[derive(Debug)]
 pub enum RevokeError {
     /// 400: a malformed request (a parameter repeated or missing).
-    BadRequest(Refusal),
+    BadRequest(ParamError),
     /// The client could not be authenticated.
     ClientAuth(ClientAuthError),
     /// 400 `unauthorized_client`: the token belongs to another client's session.
@@ -30,8 +30,8 @@ pub enum RevokeError {
 
 internal_error_from!(RevokeError: StoreError);
 
-impl From<Refusal> for RevokeError {
-    fn from(r: Refusal) -> Self {
+impl From<ParamError> for RevokeError {
+    fn from(r: ParamError) -> Self {
         Self::BadRequest(r)
     }
 }
@@ -45,7 +45,7 @@ impl From<ClientAuthError> for RevokeError {
 impl RevokeError {
     pub fn answer(self) -> OAuthError {
         match self {
-            Self::BadRequest(r) => OAuthError::bad_request(r),
+            Self::BadRequest(r) => r.answer(),
             Self::ClientAuth(e) => e.answer(),
             Self::NotTheClientsToken => OAuthError::new(
                 StatusCode::BAD_REQUEST,
@@ -116,7 +116,7 @@ mod tests {
     fn each_refusal_has_its_status_and_code() {
         assert_answers(
             vec![
-                (Refusal::new(ErrorCode::InvalidRequest, "missing token").into(), 400, "invalid_request"),
+                (Params::parse(b"token=1&token=2").unwrap_err().into(), 400, "invalid_request"),
                 (ClientAuthError::InvalidClient("bad client credentials".into()).into(), 401, "invalid_client"),
                 (RevokeError::NotTheClientsToken, 400, "unauthorized_client"),
                 (StoreError::Corrupt("x".into()).into(), 500, "server_error"),

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 
 use super::client_auth::{self, ClientAuthError};
 use super::id_token::{self, IdTokenError, IdTokenInput};
-use super::params::Params;
+use super::params::{ParamError, Params};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::error::{BoxError, ErrorCode, OAuthError, Refusal, internal_error_from, respond_with_answer};
+use crate::http::error::{BoxError, ErrorCode, OAuthError, internal_error_from, respond_with_answer};
 use crate::lifecycle::grants::{self, Approved, CodeRequest, GrantError};
 use crate::lifecycle::oauth_sessions::{self, IssuedTokens, NewSession, RefreshOutcome};
 use crate::lifecycle::policy::{self, GrantKind};
@@ -28,7 +28,7 @@ use crate::store::StoreError;
 #[derive(Debug)]
 pub enum TokenError {
     /// 400: a malformed request (a parameter repeated or missing).
-    BadRequest(Refusal),
+    BadRequest(ParamError),
     /// The client could not be authenticated.
     ClientAuth(ClientAuthError),
     /// 400 `invalid_request`.
@@ -49,8 +49,8 @@ pub enum TokenError {
 
 internal_error_from!(TokenError: StoreError, IdTokenError);
 
-impl From<Refusal> for TokenError {
-    fn from(r: Refusal) -> Self {
+impl From<ParamError> for TokenError {
+    fn from(r: ParamError) -> Self {
         Self::BadRequest(r)
     }
 }
@@ -74,7 +74,7 @@ impl TokenError {
     pub fn answer(self) -> OAuthError {
         let bad = |code, d: String| OAuthError::new(StatusCode::BAD_REQUEST, code, d);
         match self {
-            Self::BadRequest(r) => OAuthError::bad_request(r),
+            Self::BadRequest(r) => r.answer(),
             Self::ClientAuth(e) => e.answer(),
             Self::MissingGrantType => OAuthError::invalid_request("missing grant_type"),
             Self::UnauthorizedClient(d) => bad(ErrorCode::UnauthorizedClient, d),
@@ -293,11 +293,7 @@ mod tests {
         let corrupt = || StoreError::Corrupt("x".into());
         assert_answers(
             vec![
-                (
-                    TokenError::BadRequest(Refusal::new(ErrorCode::InvalidRequest, "missing code")),
-                    400,
-                    "invalid_request",
-                ),
+                (TokenError::BadRequest(Params::parse(b"token=1&token=2").unwrap_err()), 400, "invalid_request"),
                 (ClientAuthError::InvalidClient("unknown client".into()).into(), 401, "invalid_client"),
                 (ClientAuthError::InvalidRequest("two client ids").into(), 400, "invalid_request"),
                 (ClientAuthError::Internal(corrupt().into()).into(), 500, "server_error"),
