@@ -347,7 +347,7 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
             let user = users::find(&ctx.store, &username).await?;
             anyhow::ensure!(user.is_valid(), "{username} is locked or deactivated");
             let (u, now) = (user.clone(), clock.now());
-            let tokens = ctx
+            let crate::lifecycle::compat_sessions::StartedCompat { device_id, tokens } = ctx
                 .store
                 .write(move |c| {
                     let new = crate::lifecycle::compat_sessions::NewCompatSession {
@@ -361,16 +361,12 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
                     crate::lifecycle::compat_sessions::start(c, &new, false, 0, now)
                 })
                 .await?;
-            if !ctx
-                .lifecycle
-                .ensure_device(&user, &tokens.session.device_id, Some("appliance issued token".into()))
-                .await
-            {
+            if !ctx.lifecycle.ensure_device(&user, &device_id, Some("appliance issued token".into())).await {
                 eprintln!("warning: the homeserver is unreachable; the device is created once it is back");
             }
             eprintln!(
                 "device {} for {}{}",
-                tokens.session.device_id,
+                device_id,
                 ctx.config.matrix.mxid(&user.username),
                 if admin { " (homeserver admin)" } else { "" }
             );

@@ -104,7 +104,8 @@ fn migrate(
     println!(
         "{head} {} users ({} admins, {} locked, {} deactivated, {} guests; {} appservice users left to their \
          appservice), {} password hashes, {} email addresses, {} other third-party ids, {} external ids as upstream \
-         links, {} devices as compat sessions, {} access tokens, {} refresh tokens",
+         links, {} devices as compat sessions, {} access tokens ({} of them without a device, each as a compat session \
+         without a device), {} refresh tokens",
         c.users,
         c.admins,
         c.locked,
@@ -117,15 +118,9 @@ fn migrate(
         c.upstream_links,
         c.sessions,
         c.access_tokens,
+        c.deviceless_sessions,
         c.refresh_tokens,
     );
-    if c.deviceless_tokens_skipped > 0 {
-        println!(
-            "warning: {} access token(s) without a device were not imported: every session here has a device; \
-             whoever holds one signs in again",
-            c.deviceless_tokens_skipped
-        );
-    }
     if c.external_ids_not_linked > 0 {
         println!(
             "warning: {} external id(s) were not linked (--ignore-missing-auth-providers): no upstream provider's \

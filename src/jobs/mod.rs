@@ -103,11 +103,12 @@ pub fn desired_user(store: &Store, user_id: &str) -> Result<Option<ProvisionRequ
     })
 }
 
-/// The devices a user should have: one per active compat session and per active OAuth session
-/// that carries a device scope.
+/// The devices a user should have: one per active compat session that has a device and per
+/// active OAuth session that carries a device scope.
 pub fn desired_devices(store: &Store, user_id: &str) -> Result<Vec<String>, StoreError> {
     store.read_blocking(|c| {
-        let mut ids: Vec<String> = compat::active_for_user(c, user_id)?.into_iter().map(|s| s.device_id).collect();
+        let mut ids: Vec<String> =
+            compat::active_for_user(c, user_id)?.into_iter().filter_map(|s| s.device_id).collect();
         ids.dedup();
         for s in sessions::active_oauth_for_user(c, user_id)? {
             let scope = Scope::parse(&s.scope).unwrap_or_default();

@@ -16,6 +16,12 @@ pub struct CompatTokens {
     pub expires_in: Option<i64>,
 }
 
+/// A session a login started: it always has a device.
+pub struct StartedCompat {
+    pub device_id: String,
+    pub tokens: CompatTokens,
+}
+
 pub struct NewCompatSession<'a> {
     pub user: &'a User,
     /// Checked with the one device-ID grammar by whoever took it in; a new one when absent.
@@ -31,18 +37,18 @@ pub fn generate_device_id() -> String {
     DeviceId::generate().into_string()
 }
 
-/// Creates the session and its tokens. A login that reuses a device id ends the sessions that
-/// held that device (compat and OAuth alike), as Synapse would.
+/// Creates the session, with a device, and its tokens. A login that reuses a device id ends the
+/// sessions that held that device (compat and OAuth alike), as Synapse would.
 pub fn start(
     conn: &Connection,
     new: &NewCompatSession<'_>,
     with_refresh: bool,
     ttl: i64,
     now: i64,
-) -> StoreResult<CompatTokens> {
+) -> StoreResult<StartedCompat> {
     let device_id = new.device_id.clone().map_or_else(generate_device_id, DeviceId::into_string);
     for s in compat::active_for_user(conn, &new.user.id)? {
-        if s.device_id == device_id {
+        if s.device_id.as_deref() == Some(device_id.as_str()) {
             compat::finish(conn, &s.id, now)?;
         }
     }
@@ -54,7 +60,7 @@ pub fn start(
     let session = CompatSession {
         id: ulid::Ulid::new().to_string(),
         user_id: new.user.id.clone(),
-        device_id,
+        device_id: Some(device_id.clone()),
         user_session_id: new.user_session_id.clone(),
         is_synapse_admin: new.is_synapse_admin,
         human_name: new.display_name.clone(),
@@ -63,7 +69,7 @@ pub fn start(
     };
     compat::insert_session(conn, &session, new.user_agent.as_deref())?;
     let (access_token, refresh_token, expires_in) = issue(conn, &session.id, with_refresh, ttl, now)?;
-    Ok(CompatTokens { session, access_token, refresh_token, expires_in })
+    Ok(StartedCompat { device_id, tokens: CompatTokens { session, access_token, refresh_token, expires_in } })
 }
 
 fn issue(
@@ -105,10 +111,10 @@ pub fn refresh(conn: &Connection, refresh_token: &str, ttl: i64, now: i64) -> St
 
 /// How introspection presents a compat session's scope: built from constants and a device ID
 /// that passed the grammar (a row stored before the grammar was enforced is the caller's to
-/// refuse).
-pub fn scope_of(device_id: &DeviceId, is_synapse_admin: bool, with_device_scope: bool) -> Scope {
+/// refuse). A session without a device has no device scope (MAS's answer).
+pub fn scope_of(device_id: Option<&DeviceId>, is_synapse_admin: bool, with_device_scope: bool) -> Scope {
     let mut tokens = vec![scope::MATRIX_API.to_string(), scope::MATRIX_API_UNSTABLE.to_string()];
-    if with_device_scope {
+    if let Some(device_id) = device_id.filter(|_| with_device_scope) {
         tokens.push(format!("{}{device_id}", scope::MATRIX_DEVICE_PREFIX));
         tokens.push(format!("{}{device_id}", scope::MATRIX_DEVICE_PREFIX_UNSTABLE));
     }
@@ -116,4 +122,54 @@ pub fn scope_of(device_id: &DeviceId, is_synapse_admin: bool, with_device_scope:
         tokens.push(scope::SYNAPSE_ADMIN.to_string());
     }
     tokens.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{insert_user, memory_db};
+
+    #[test]
+    fn a_session_without_a_device_has_no_device_scope() {
+        let device = DeviceId::parse_stored("ABCDEFGHIJ").unwrap();
+        let with = scope_of(Some(&device), false, true).to_string();
+        assert!(with.contains(&format!("{}ABCDEFGHIJ", scope::MATRIX_DEVICE_PREFIX_UNSTABLE)), "{with}");
+        for admin in [false, true] {
+            let without = scope_of(None, admin, true);
+            assert!(without.device_ids().is_empty(), "{without}");
+            let text = without.to_string();
+            assert!(text.contains(scope::MATRIX_API) && text.contains(scope::MATRIX_API_UNSTABLE), "{text}");
+            assert!(!text.contains(":device:"), "{text}");
+            assert_eq!(text.contains(scope::SYNAPSE_ADMIN), admin, "{text}");
+        }
+    }
+
+    /// Synapse keeps no refresh token without a device, but a device-less session with one
+    /// (written by hand, or by a later import rule) rotates like any other and stays device-less.
+    #[test]
+    fn a_session_without_a_device_refreshes_and_stays_without_one() {
+        let conn = memory_db();
+        let bob = insert_user(&conn, "bob");
+        let session = CompatSession {
+            id: "CS1".into(),
+            user_id: bob,
+            device_id: None,
+            user_session_id: None,
+            is_synapse_admin: false,
+            human_name: None,
+            created_at: 10,
+            finished_at: None,
+        };
+        compat::insert_session(&conn, &session, None).unwrap();
+        let access_id = compat::insert_access(&conn, "CS1", &hash_token("syt_Ym9i_old_access"), 10, Some(100)).unwrap();
+        compat::insert_refresh(&conn, "CS1", &access_id, &hash_token("syr_Ym9i_old_refresh"), 10).unwrap();
+
+        let rotated = refresh(&conn, "syr_Ym9i_old_refresh", 300, 20).unwrap().expect("rotated");
+        assert_eq!((rotated.session.id.as_str(), rotated.session.device_id.as_deref()), ("CS1", None));
+        let (info, device, _) = compat::introspect(&conn, &hash_token(&rotated.access_token), false).unwrap().unwrap();
+        assert_eq!((info.session_id.as_str(), device), ("CS1", None));
+        let old = compat::introspect(&conn, &hash_token("syt_Ym9i_old_access"), false).unwrap().unwrap().0;
+        assert!(old.dead, "the old access token ended with the refresh");
+        assert!(refresh(&conn, "syr_Ym9i_old_refresh", 300, 21).unwrap().is_none(), "spent");
+    }
 }

@@ -11,7 +11,9 @@ use crate::store::tokens::TokenInfo;
 pub struct CompatSession {
     pub id: String,
     pub user_id: String,
-    pub device_id: String,
+    /// `None` for a session without a Matrix device (a device-less Synapse token, imported as MAS
+    /// does); every login here makes one with a device.
+    pub device_id: Option<String>,
     pub user_session_id: Option<String>,
     pub is_synapse_admin: bool,
     pub human_name: Option<String>,
@@ -135,8 +137,13 @@ pub fn expire_access(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
     Ok(())
 }
 
-/// Introspection view of a compat access or refresh token.
-pub fn introspect(conn: &Connection, hash: &str, refresh: bool) -> StoreResult<Option<(TokenInfo, String, bool)>> {
+/// Introspection view of a compat access or refresh token: (token, device id if the session has a
+/// device, is_synapse_admin).
+pub fn introspect(
+    conn: &Connection,
+    hash: &str,
+    refresh: bool,
+) -> StoreResult<Option<(TokenInfo, Option<String>, bool)>> {
     let sql = if refresh {
         "SELECT t.compat_refresh_token_id, t.created_at, NULL, t.consumed_at IS NOT NULL,
                 s.compat_session_id, s.finished_at IS NOT NULL, u.user_id, u.username,
@@ -170,7 +177,7 @@ pub fn introspect(conn: &Connection, hash: &str, refresh: bool) -> StoreResult<O
                     user_can_request_admin: false,
                     synapse_admin_by_operator: false,
                 },
-                r.get::<_, String>(9)?,
+                r.get::<_, Option<String>>(9)?,
                 r.get::<_, bool>(10)?,
             ))
         })
@@ -331,4 +338,170 @@ pub fn idle_sessions(
     limit: usize,
 ) -> StoreResult<Vec<super::sessions::IdleSession>> {
     super::sessions::idle_in(conn, "compat_sessions", "compat_session_id", before, after, limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{Connection, params};
+
+    use super::*;
+    use crate::store::test_support::{insert_user, memory_db};
+
+    /// The schema of the compat tables: (type, name, table, SQL) of each table and index.
+    fn schema(conn: &Connection, kind: &str) -> Vec<(String, String, Option<String>)> {
+        let mut stmt = conn
+            .prepare(
+                "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = ?1 AND tbl_name LIKE 'compat%' ORDER BY name",
+            )
+            .unwrap();
+        stmt.query_map([kind], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    }
+
+    fn count(conn: &Connection, table: &str) -> i64 {
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn the_migration_lets_compat_sessions_go_without_a_device_and_keeps_every_row_index_and_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+        crate::store::migrate_to(&mut conn, 15).unwrap();
+        let indexes_before = schema(&conn, "index");
+        let bob = insert_user(&conn, "bob");
+        // What V15 holds: a session with a device, its access and refresh tokens, an SSO login
+        // bound to it, and an ended session.
+        conn.execute_batch(&format!(
+            "INSERT INTO user_sessions (user_session_id, user_id, created_at, authenticated_at) VALUES ('BS1', '{bob}', 5, 5);
+             INSERT INTO compat_sessions (compat_session_id, user_id, device_id, user_session_id, is_synapse_admin,
+                                          human_name, user_agent, created_at, finished_at, last_active_at, last_active_ip)
+                 VALUES ('CS1', '{bob}', 'BOBPHONE', 'BS1', 1, 'Phone', 'Element', 10, NULL, 20, '192.0.2.1'),
+                        ('CS2', '{bob}', 'BOBOLD', NULL, 0, NULL, NULL, 1, 2, NULL, NULL);
+             INSERT INTO compat_access_tokens (compat_access_token_id, compat_session_id, token_hash, created_at, expires_at)
+                 VALUES ('AT1', 'CS1', 'hash-at1', 10, 99), ('AT2', 'CS2', 'hash-at2', 1, NULL);
+             INSERT INTO compat_refresh_tokens (compat_refresh_token_id, compat_session_id, compat_access_token_id,
+                                                token_hash, created_at)
+                 VALUES ('RT1', 'CS1', 'AT1', 'hash-rt1', 10);
+             INSERT INTO compat_sso_logins (compat_sso_login_id, redirect_uri, login_token_hash, user_session_id,
+                                            compat_session_id, created_at, fulfilled_at, exchanged_at)
+                 VALUES ('SSO1', 'https://client.example/', 'hash-sso1', 'BS1', 'CS1', 10, 11, 12);"
+        ))
+        .unwrap();
+        let refused = conn.execute(
+            "INSERT INTO compat_sessions (compat_session_id, user_id, device_id, created_at) VALUES ('CS3', ?1, NULL, 1)",
+            [&bob],
+        );
+        assert!(refused.is_err(), "V15 refuses a session without a device");
+
+        crate::store::migrate(&mut conn).unwrap();
+
+        // Every row and value is kept.
+        let s = session_by_id(&conn, "CS1").unwrap().unwrap();
+        assert_eq!(s.device_id.as_deref(), Some("BOBPHONE"));
+        assert_eq!(s.user_session_id.as_deref(), Some("BS1"));
+        assert!(s.is_synapse_admin);
+        assert_eq!((s.human_name.as_deref(), s.created_at, s.finished_at), (Some("Phone"), 10, None));
+        let activity: (Option<String>, Option<i64>, Option<String>) = conn
+            .query_row(
+                "SELECT user_agent, last_active_at, last_active_ip FROM compat_sessions WHERE compat_session_id = 'CS1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(activity, (Some("Element".into()), Some(20), Some("192.0.2.1".into())));
+        assert_eq!(session_by_id(&conn, "CS2").unwrap().unwrap().finished_at, Some(2));
+        let (info, device, admin) = introspect(&conn, "hash-at1", false).unwrap().unwrap();
+        assert_eq!(
+            (info.session_id.as_str(), info.expires_at, device.as_deref(), admin),
+            ("CS1", Some(99), Some("BOBPHONE"), true)
+        );
+        assert_eq!(introspect(&conn, "hash-rt1", true).unwrap().unwrap().0.session_id, "CS1");
+        let sso = sso_by_id(&conn, "SSO1").unwrap().unwrap();
+        assert_eq!((sso.user_session_id.as_deref(), sso.exchanged_at), (Some("BS1"), Some(12)));
+        conn.execute_batch("PRAGMA foreign_key_check").unwrap();
+        let violations: i64 =
+            conn.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(violations, 0);
+
+        // The same indexes (names, columns, partial conditions) and the same unique keys.
+        assert_eq!(schema(&conn, "index"), indexes_before);
+        assert!(
+            schema(&conn, "table").iter().all(|(name, _, _)| !name.ends_with("_new")),
+            "{:?}",
+            schema(&conn, "table")
+        );
+        let duplicate = conn.execute(
+            "INSERT INTO compat_access_tokens (compat_access_token_id, compat_session_id, token_hash, created_at)
+             VALUES ('AT9', 'CS1', 'hash-at1', 1)",
+            [],
+        );
+        assert!(duplicate.is_err(), "token hashes stay unique");
+
+        // A session without a device now fits.
+        insert_session(
+            &conn,
+            &CompatSession {
+                id: "CS3".into(),
+                user_id: bob.clone(),
+                device_id: None,
+                user_session_id: None,
+                is_synapse_admin: false,
+                human_name: None,
+                created_at: 30,
+                finished_at: None,
+            },
+            None,
+        )
+        .unwrap();
+        insert_access(&conn, "CS3", "hash-at3", 30, None).unwrap();
+        let (_, device, _) = introspect(&conn, "hash-at3", false).unwrap().unwrap();
+        assert_eq!(device, None);
+
+        // The keys still point at the rebuilt tables: ending the browser session unbinds the
+        // compat session; deleting the access token unbinds its refresh token; deleting the
+        // user takes sessions and tokens along, and unbinds the SSO login.
+        conn.execute("DELETE FROM user_sessions WHERE user_session_id = 'BS1'", []).unwrap();
+        assert_eq!(session_by_id(&conn, "CS1").unwrap().unwrap().user_session_id, None);
+        assert!(sso_by_id(&conn, "SSO1").unwrap().is_none(), "an SSO login goes with its browser session");
+        conn.execute("DELETE FROM compat_access_tokens WHERE compat_access_token_id = 'AT1'", []).unwrap();
+        let access: Option<String> = conn
+            .query_row(
+                "SELECT compat_access_token_id FROM compat_refresh_tokens WHERE compat_refresh_token_id = 'RT1'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(access, None);
+        conn.execute("DELETE FROM users WHERE user_id = ?1", params![bob]).unwrap();
+        for table in ["compat_sessions", "compat_access_tokens", "compat_refresh_tokens"] {
+            assert_eq!(count(&conn, table), 0, "{table} kept rows of a deleted user");
+        }
+    }
+
+    #[test]
+    fn a_session_without_a_device_is_listed_and_ends_like_any_other() {
+        let conn = memory_db();
+        let bob = insert_user(&conn, "bob");
+        let session = CompatSession {
+            id: "CS1".into(),
+            user_id: bob.clone(),
+            device_id: None,
+            user_session_id: None,
+            is_synapse_admin: false,
+            human_name: None,
+            created_at: 10,
+            finished_at: None,
+        };
+        insert_session(&conn, &session, None).unwrap();
+        insert_access(&conn, "CS1", "hash", 10, None).unwrap();
+        let active = active_for_user(&conn, &bob).unwrap();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].device_id, None);
+        assert_eq!(active_with_activity(&conn, &bob).unwrap()[0].0.device_id, None);
+        assert_eq!(detailed_by_id(&conn, "CS1").unwrap().unwrap().session.device_id, None);
+        assert_eq!(session_of_access(&conn, "hash", 11).unwrap().unwrap().id, "CS1");
+        assert!(finish(&conn, "CS1", 12).unwrap());
+        assert!(session_of_access(&conn, "hash", 13).unwrap().is_none());
+        let (info, _, _) = introspect(&conn, "hash", false).unwrap().unwrap();
+        assert!(info.dead && info.session_finished);
+    }
 }

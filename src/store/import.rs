@@ -141,7 +141,8 @@ pub fn insert_external_id(
 pub struct ImportedSession<'a> {
     pub id: &'a str,
     pub user_id: &'a str,
-    pub device_id: &'a str,
+    /// `None`: a session of its own for a Synapse access token without a device.
+    pub device_id: Option<&'a str>,
     pub is_synapse_admin: bool,
     pub human_name: Option<&'a str>,
     pub user_agent: Option<&'a str>,

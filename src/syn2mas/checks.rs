@@ -142,13 +142,6 @@ pub fn database_problems(
             ));
         }
     }
-    let deviceless = reader.deviceless_tokens()?;
-    if deviceless > 0 {
-        p.warnings.push(format!(
-            "{deviceless} access token(s) without a device (made by Synapse's admin API or very old clients): not \
-             imported, every session here has a device; whoever holds one signs in again"
-        ));
-    }
     for (provider, n) in reader.external_providers()? {
         if provider == "oauth-delegated" {
             p.errors.push(format!(

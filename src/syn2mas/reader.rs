@@ -156,7 +156,8 @@ const DEVICES_SQL: &str =
     FROM devices d
     WHERE CASE WHEN d.hidden THEN 1 ELSE 0 END = 0 AND d.device_id <> 'guest_device'";
 
-/// Access tokens without a refresh token; puppet ("log in as") tokens are not imported.
+/// Access tokens without a refresh token, with or without a device; puppet ("log in as") tokens
+/// are not imported.
 const ACCESS_TOKENS_SQL: &str =
     "SELECT user_id, device_id, token, CAST(valid_until_ms AS BIGINT), CAST(last_validated AS BIGINT)
     FROM access_tokens WHERE puppets_user_id IS NULL AND refresh_token_id IS NULL";
@@ -324,17 +325,6 @@ impl SynapseReader {
     /// Third-party ids by medium, with counts.
     pub fn threepid_media(&mut self) -> anyhow::Result<Vec<(String, i64)>> {
         self.strings("SELECT medium, CAST(COUNT(*) AS BIGINT) FROM user_threepids GROUP BY medium ORDER BY medium")
-    }
-
-    /// Access tokens that would be imported but have no device (`device_id` NULL): not puppet
-    /// tokens, not refresh-token pairs, of users that get sessions.
-    pub fn deviceless_tokens(&mut self) -> anyhow::Result<u64> {
-        let n = self.scalar(
-            "SELECT CAST(COUNT(*) AS BIGINT) FROM access_tokens a JOIN users u ON u.name = a.user_id
-             WHERE a.device_id IS NULL AND a.puppets_user_id IS NULL AND a.refresh_token_id IS NULL
-               AND u.appservice_id IS NULL AND u.is_guest = 0 AND u.deactivated = 0",
-        )?;
-        Ok(n as u64)
     }
 
     /// External ids by `auth_provider`, with counts.

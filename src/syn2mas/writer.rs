@@ -7,8 +7,10 @@
 //! - external ids → upstream links, through the provider whose `synapse_idp_id` is the id's
 //!   `auth_provider`; with `--ignore-missing-auth-providers` the others are kept aside unlinked.
 //! - devices → compat sessions (name, last seen, IP, user agent); access and refresh tokens
-//!   attached to their device's session, stored hashed like every token. Nothing for guests,
-//!   deactivated or appservice users.
+//!   attached to their device's session, stored hashed like every token. An access token without
+//!   a device (Synapse's admin API, appservice tooling, old clients) gets a device-less compat
+//!   session of its own, never a Synapse admin one (MAS's rule). Nothing for guests, deactivated
+//!   or appservice users.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,10 +43,13 @@ pub struct ImportCounts {
     /// External ids no provider maps, kept aside unlinked (`--ignore-missing-auth-providers`).
     pub external_ids_not_linked: u64,
     pub sessions: u64,
+    /// Every imported access token, those without a device included (MAS counts them so).
     pub access_tokens: u64,
+    /// Access tokens without a device, each imported with a device-less compat session of its own
+    /// (not counted in `sessions`, which are the devices).
+    pub deviceless_sessions: u64,
     pub refresh_tokens: u64,
     pub rows_of_skipped_users: u64,
-    pub deviceless_tokens_skipped: u64,
     pub tokens_without_device_skipped: u64,
     pub bad_ips_dropped: u64,
 }
@@ -262,7 +267,7 @@ impl<'a> Importer<'a> {
             &ImportedSession {
                 id: &id,
                 user_id: &user.id,
-                device_id: &d.device_id,
+                device_id: Some(&d.device_id),
                 is_synapse_admin: user.admin,
                 human_name: d.display_name.as_deref(),
                 user_agent: d.user_agent.as_deref(),
@@ -278,15 +283,11 @@ impl<'a> Importer<'a> {
     }
 
     /// The session of a token's device; counts why there is none.
-    fn session_of(&mut self, user_id: &str, device_id: Option<&str>) -> Option<String> {
+    fn session_of(&mut self, user_id: &str, device_id: &str) -> Option<String> {
         if !self.users.get(user_id).is_some_and(|u| u.sessions) {
             self.counts.rows_of_skipped_users += 1;
             return None;
         }
-        let Some(device_id) = device_id else {
-            self.counts.deviceless_tokens_skipped += 1;
-            return None;
-        };
         let found = self.devices.get(&(user_id.to_string(), device_id.to_string())).cloned();
         if found.is_none() {
             self.counts.tokens_without_device_skipped += 1;
@@ -316,13 +317,45 @@ impl<'a> Importer<'a> {
     }
 
     fn access_token(&mut self, t: super::reader::SynapseAccessToken) -> anyhow::Result<()> {
-        let Some(session_id) = self.session_of(&t.user_id, t.device_id.as_deref()) else { return Ok(()) };
+        let session_id = match &t.device_id {
+            Some(device_id) => self.session_of(&t.user_id, device_id),
+            None => self.deviceless_session(&t.user_id, t.last_validated)?,
+        };
+        let Some(session_id) = session_id else { return Ok(()) };
         self.insert_access(&session_id, &t.token, t.valid_until_ms, t.last_validated)?;
         Ok(())
     }
 
+    /// A compat session without a device for one device-less access token, dated like the token
+    /// (its last validation, else now), with no activity and never Synapse admin, as MAS makes it.
+    fn deviceless_session(&mut self, user_id: &str, last_validated: Option<i64>) -> anyhow::Result<Option<String>> {
+        let Some(user) = self.users.get(user_id).filter(|u| u.sessions) else {
+            self.counts.rows_of_skipped_users += 1;
+            return Ok(None);
+        };
+        let created_ms = last_validated.unwrap_or(self.settings.now * 1000);
+        let id = ulid_at_ms(created_ms);
+        store::insert_compat_session(
+            self.conn,
+            &ImportedSession {
+                id: &id,
+                user_id: &user.id,
+                device_id: None,
+                is_synapse_admin: false,
+                human_name: None,
+                user_agent: None,
+                created_at: created_ms / 1000,
+                last_active_at: None,
+                last_active_ip: None,
+            },
+        )
+        .with_context(|| format!("cannot import a device-less access token of {user_id}"))?;
+        self.counts.deviceless_sessions += 1;
+        Ok(Some(id))
+    }
+
     fn refresh_token(&mut self, t: super::reader::SynapseRefreshToken) -> anyhow::Result<()> {
-        let Some(session_id) = self.session_of(&t.user_id, Some(&t.device_id)) else { return Ok(()) };
+        let Some(session_id) = self.session_of(&t.user_id, &t.device_id) else { return Ok(()) };
         let access_id = match &t.access_token {
             Some(token) => Some(self.insert_access(&session_id, token, t.valid_until_ms, t.last_validated)?),
             None => None,

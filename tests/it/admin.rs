@@ -12,7 +12,7 @@ use crate::helpers::{SYNAPSE_CLIENT_ID, TestApp, merged_yaml, spawn_app, spawn_a
 use crate::register::{Calls, fake_homeserver};
 
 pub(crate) const ADMIN_CLIENT: &str = "01J0000000000000000000ADM1";
-const ADMIN_SECRET: &str = "admin-client-secret";
+pub(crate) const ADMIN_SECRET: &str = "admin-client-secret";
 pub(crate) const PASSWORD: &str = "correct horse battery staple wombat";
 const API: &str = "/api/admin/v1";
 const DEVICE_SCOPE: &str = "openid urn:matrix:client:api:* urn:matrix:client:device:ADMINTEST01";

@@ -48,6 +48,7 @@ mod resilience;
 mod security;
 mod syn2mas;
 mod syn2mas_browser;
+mod syn2mas_deviceless;
 mod syn2mas_fixture;
 mod syn2mas_upstream;
 mod synapse_harness;

@@ -171,7 +171,7 @@ async fn compat_device_ids_cannot_inject_scope_tokens() {
                 let s = appliance::store::compat::CompatSession {
                     id: ulid::Ulid::new().to_string(),
                     user_id,
-                    device_id: device_id.into(),
+                    device_id: Some(device_id.into()),
                     user_session_id: None,
                     is_synapse_admin: false,
                     human_name: None,

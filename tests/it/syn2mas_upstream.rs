@@ -1,9 +1,11 @@
 //! `syn2mas` and upstream providers (issue 13): Synapse's `user_external_ids` become upstream
 //! links through each provider's `synapse_idp_id`; an `auth_provider` no provider maps stops
 //! `check` and `migrate` unless `--ignore-missing-auth-providers`. Access tokens without a device
-//! are counted and left out. `manage register-user --upstream-provider-mapping` links a new user.
+//! become compat sessions without a device, as in MAS. `manage register-user
+//! --upstream-provider-mapping` links a new user.
 
 use rusqlite::Connection;
+use serde_json::json;
 
 use crate::flows;
 use crate::helpers::{self, run_cli};
@@ -89,10 +91,10 @@ async fn external_ids_become_links_and_unmapped_providers_stop_the_import_unless
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn access_tokens_without_a_device_are_counted_and_left_out() {
+async fn access_tokens_without_a_device_become_compat_sessions_without_a_device() {
     let dir = helpers::tempdir();
     let mut synapse = SynapseDb::create(dir.path());
-    synapse.user("alice", Some("alice's password"), false);
+    synapse.user("alice", Some("alice's password"), true);
     synapse.user("erin", None, false);
     synapse.device("alice", "ALICEPHONE");
     synapse.access_token("alice", Some("ALICEPHONE"), "syt_YWxpY2U_phone_token_0001");
@@ -100,27 +102,68 @@ async fn access_tokens_without_a_device_are_counted_and_left_out() {
     synapse.access_token("erin", None, "syt_ZXJpbg_deactivated_0003");
     synapse.deactivate("erin");
     let config = helpers::write_test_config(dir.path(), &appliance_patch());
+    let db_path = dir.path().join("appliance.db");
 
     let out = synapse.syn2mas(&config, &["check"]);
     let report = text(&out);
-    assert_eq!(out.status.code(), Some(11), "a warning, not an error: {report}");
-    assert!(
-        report.contains("warning: 1 access token(s) without a device"),
-        "erin's does not count, she gets no sessions: {report}"
-    );
+    assert_eq!(out.status.code(), Some(0), "nothing to warn about, as in MAS: {report}");
+    assert!(!report.contains("without a device"), "{report}");
+
+    let counts = "1 devices as compat sessions, 2 access tokens (1 of them without a device";
+    let out = synapse.syn2mas(&config, &["migrate", "--dry-run"]);
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(report.contains("rolled back; it would import: 2 users"), "{report}");
+    assert!(report.contains(counts), "the dry run counts it: {report}");
+    assert_eq!(count(&Connection::open(&db_path).unwrap(), "SELECT COUNT(*) FROM compat_sessions"), 0);
 
     let out = synapse.syn2mas(&config, &["migrate"]);
     let report = text(&out);
     assert!(out.status.success(), "{report}");
-    assert!(report.contains("1 devices as compat sessions, 1 access tokens"), "{report}");
-    assert!(report.contains("warning: 1 access token(s) without a device were not imported"), "{report}");
+    assert!(report.contains(counts), "{report}");
+    assert!(!report.contains("warning"), "{report}");
+    let db = Connection::open(&db_path).unwrap();
+    let (sessions, deviceless): (i64, i64) = db
+        .query_row("SELECT COUNT(*), COUNT(*) - COUNT(device_id) FROM compat_sessions", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((sessions, deviceless), (2, 1), "erin's token is not imported: she was deactivated");
+    let row: (String, bool, i64, Option<i64>, Option<String>) = db
+        .query_row(
+            "SELECT u.username, s.is_synapse_admin, s.created_at, s.last_active_at, s.human_name
+             FROM compat_sessions s JOIN users u USING (user_id) WHERE s.device_id IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        row,
+        ("alice".into(), false, 1_700_000_100, None, None),
+        "dated by the token's last validation, never Synapse admin (MAS's rule)"
+    );
+    drop(db);
 
     let app = helpers::spawn_app_in(dir, &appliance_patch()).await;
     let phone = flows::introspect(&app, "syt_YWxpY2U_phone_token_0001").await;
     assert_eq!(phone["active"], true, "{phone}");
     assert_eq!(phone["device_id"], "ALICEPHONE", "{phone}");
-    let deviceless = flows::introspect(&app, "syt_YWxpY2U_deviceless_0002").await;
-    assert_eq!(deviceless["active"], false, "{deviceless}");
+    assert!(phone["scope"].as_str().unwrap().contains("urn:synapse:admin:*"), "alice was a Synapse admin: {phone}");
+    // As MAS answers a device-less compat session, with and without X-MAS-Supports-Device-Id.
+    for header in [true, false] {
+        let deviceless =
+            flows::introspect_with(&app, "syt_YWxpY2U_deviceless_0002", Some("access_token"), header).await;
+        assert_eq!(deviceless["active"], true, "{deviceless}");
+        assert_eq!((&deviceless["username"], &deviceless["client_id"]), (&json!("alice"), &json!("legacy")));
+        assert_eq!(deviceless["token_type"], "access_token", "{deviceless}");
+        assert!(deviceless.get("device_id").is_none(), "no device to name: {deviceless}");
+        let scope: Vec<&str> = deviceless["scope"].as_str().unwrap().split(' ').collect();
+        assert!(scope.contains(&"urn:matrix:org.matrix.msc2967.client:api:*"), "{deviceless}");
+        assert!(scope.contains(&"urn:matrix:client:api:*"), "{deviceless}");
+        assert!(scope.iter().all(|s| !s.contains(":device:") && !s.starts_with("urn:synapse:admin")), "{deviceless}");
+    }
+    let erin = flows::introspect(&app, "syt_ZXJpbg_deactivated_0003").await;
+    assert_eq!(erin["active"], false, "{erin}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -200,7 +200,7 @@ impl SessionResource for CompatSessionResource {
         Self {
             id: s.id,
             user_id: s.user_id,
-            device_id: Some(s.device_id),
+            device_id: s.device_id,
             user_session_id: s.user_session_id,
             redirect_uri: None,
             created_at: super::rfc3339(s.created_at),

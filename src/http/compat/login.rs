@@ -11,7 +11,7 @@ use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::MatrixError;
 use crate::http::pages::login::{LoginFailure, localpart_of, verify_password};
-use crate::lifecycle::compat_sessions::{self, CompatTokens, NewCompatSession};
+use crate::lifecycle::compat_sessions::{self, NewCompatSession, StartedCompat};
 use crate::model::user::MAX_DISPLAY_NAME_CHARS;
 use crate::model::{DeviceId, User};
 use crate::store::{compat, sessions as session_store, users as user_store};
@@ -102,7 +102,7 @@ async fn handle(
         is_synapse_admin: false,
         user_agent,
     };
-    let tokens: CompatTokens = {
+    let StartedCompat { device_id, tokens } = {
         let owned = (
             new.user.clone(),
             new.device_id.clone(),
@@ -130,11 +130,11 @@ async fn handle(
     // The session row has no IP yet: the tracker adds it with the next flush.
     state.lifecycle.activity.record_compat(&tokens.session.id, Some(ip));
     // Sessions that held this device were ended: reconcile, then make sure the device exists.
-    state.lifecycle.ensure_device(&user, &tokens.session.device_id, display_name).await;
+    state.lifecycle.ensure_device(&user, &device_id, display_name).await;
     let mut v = json!({
         "user_id": state.config.matrix.mxid(&user.username),
         "access_token": tokens.access_token,
-        "device_id": tokens.session.device_id,
+        "device_id": device_id,
         "home_server": state.config.matrix.homeserver,
     });
     if let Some(r) = tokens.refresh_token {

@@ -173,7 +173,7 @@ fn personal_answer(info: &TokenInfo, now: i64) -> Value {
 }
 
 /// Compat tokens: `client_id` "legacy", the device as `device_id` when the homeserver says it
-/// understands that field, otherwise encoded in the scope.
+/// understands that field, otherwise encoded in the scope; neither for a session without one.
 async fn compat_answer(
     state: &AppState,
     hash: String,
@@ -189,16 +189,20 @@ async fn compat_answer(
     }
     // Fail closed on a device ID with characters the grammar refuses (a row from before it was
     // enforced): it must never reach a scope string. Short IDs from Synapse imports stay valid.
-    let Ok(device) = crate::model::DeviceId::parse_stored(&device_id) else {
-        return Ok(inactive());
+    // A session without a device (a device-less Synapse token) names none, as MAS does: Synapse
+    // then serves the user without a device.
+    let device = match device_id.as_deref().map(crate::model::DeviceId::parse_stored) {
+        None => None,
+        Some(Ok(device)) => Some(device),
+        Some(Err(_)) => return Ok(inactive()),
     };
     state.lifecycle.activity.record_compat(&info.session_id, None);
-    let scope = crate::lifecycle::compat_sessions::scope_of(&device, is_admin, !supports_device_id);
+    let scope = crate::lifecycle::compat_sessions::scope_of(device.as_ref(), is_admin, !supports_device_id);
     let mut v = answer(&TokenInfo { scope: scope.to_string(), ..info }, kind, now);
     if let Some(m) = v.as_object_mut() {
         m.remove("jti");
         m.insert("token_type".into(), json!(if refresh { "refresh_token" } else { "access_token" }));
-        if supports_device_id {
+        if let Some(device_id) = device_id.filter(|_| supports_device_id) {
             m.insert("device_id".into(), json!(device_id));
         }
     }

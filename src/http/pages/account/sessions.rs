@@ -129,7 +129,7 @@ async fn load(
         let a = state.lifecycle.activity.merged(SessionKind::Compat, &s.id, a);
         let mut v = base_view(now, "compat", s.id.clone(), s.created_at, a);
         v.title = s.human_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "Matrix client".into());
-        v.device_id = Some(s.device_id.clone());
+        v.device_id = s.device_id.clone();
         apps.push((s.created_at, v));
     }
     for d in personal {
