@@ -104,8 +104,7 @@ fn migrate(
     println!(
         "{head} {} users ({} admins, {} locked, {} deactivated, {} guests; {} appservice users left to their \
          appservice), {} password hashes, {} email addresses, {} other third-party ids, {} external ids as upstream \
-         links, {} devices as compat sessions, {} access tokens ({} of them without a device, each as a compat session \
-         without a device), {} refresh tokens",
+         links, {} devices as compat sessions, {} access tokens, {} refresh tokens",
         c.users,
         c.admins,
         c.locked,
@@ -118,9 +117,15 @@ fn migrate(
         c.upstream_links,
         c.sessions,
         c.access_tokens,
-        c.deviceless_sessions,
         c.refresh_tokens,
     );
+    if c.deviceless_sessions > 0 {
+        println!(
+            "  of the access tokens, {} had no device (Synapse's admin API, appservice tooling or old clients): each \
+             is a compat session without a device, as in MAS",
+            c.deviceless_sessions
+        );
+    }
     if c.external_ids_not_linked > 0 {
         println!(
             "warning: {} external id(s) were not linked (--ignore-missing-auth-providers): no upstream provider's \
