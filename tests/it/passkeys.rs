@@ -370,4 +370,70 @@ async fn passkey_answers_and_challenges_are_used_once() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(get(&app, &client_like(&chrome, &app).await, "/account/").await.0, 303, "not signed in");
+
+    // Two answers to one challenge: the second carries a later signature counter, so only the
+    // spent challenge can refuse it (authenticators that always send counter 0 rely on this).
+    chrome.goto(&local(&app, "/login")).await;
+    let (first, second) = two_answers(&chrome, "form[action='/login/passkey']").await;
+    let (x, y, csrf) =
+        (client_like(&chrome, &app).await, client_like(&chrome, &app).await, csrf_in_page(&chrome).await);
+    let res = post(&app, &x, "/login/passkey", &[("csrf", &csrf), ("credential", &first)]).await;
+    assert_eq!(res.status(), 303, "the first answer signs in");
+    let (status, html) = post_text(&app, &y, "/login/passkey", &[("csrf", &csrf), ("credential", &second)]).await;
+    assert_eq!(status, 401, "a second answer to the same challenge");
+    assert!(html.contains("That passkey was not accepted."), "{html}");
+    assert_eq!(get(&app, &y, "/account/").await.0, 303, "not signed in");
+
+    chrome.goto(&local(&app, "/login")).await;
+    chrome.click("form[action='/login/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/").await;
+    app.clock.advance(301);
+    chrome.goto(&local(&app, "/account/confirm?next=%2Faccount%2F")).await;
+    let (first, second) = two_answers(&chrome, "form[action='/account/confirm/passkey']").await;
+    let (x, y, csrf) =
+        (client_like(&chrome, &app).await, client_like(&chrome, &app).await, csrf_in_page(&chrome).await);
+    let form =
+        |answer: &str| vec![("csrf", csrf.clone()), ("credential", answer.to_string()), ("next", "/account/".into())];
+    let res = x.post(app.url("/account/confirm/passkey")).form(&form(&first)).send().await.unwrap();
+    assert_eq!(res.status(), 303, "the first answer confirms");
+    let res = y.post(app.url("/account/confirm/passkey")).form(&form(&second)).send().await.unwrap();
+    assert_eq!(res.status(), 401, "a second answer to the same challenge");
+    let mut alice = crate::mfa_recheck::Alice::new();
+    let (_, _, passed) =
+        crate::mfa_recheck::run(&app, &y, &mut alice, crate::mfa_recheck::Action::EmailRemove, "").await;
+    assert!(!passed, "the refused answer confirms nothing");
+    let (_, _, passed) =
+        crate::mfa_recheck::run(&app, &x, &mut alice, crate::mfa_recheck::Action::EmailRemove, "").await;
+    assert!(passed, "the accepted one does");
+}
+
+/// Two answers of the authenticator to the challenge of the page's passkey form `form` (the page
+/// itself sends neither).
+async fn two_answers(chrome: &Chrome, form: &str) -> (String, String) {
+    let script = r#"
+        const [selector, done] = arguments;
+        const o = JSON.parse(document.querySelector(selector).getAttribute("data-options"));
+        const bytes = (s) => {
+            s = s.replace(/-/g, "+").replace(/_/g, "/");
+            while (s.length % 4) s += "=";
+            return Uint8Array.from(atob(s), (c) => c.charCodeAt(0)).buffer;
+        };
+        const b64 = (buf) => btoa(String.fromCharCode(...new Uint8Array(buf)))
+            .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+        const publicKey = Object.assign({}, o.publicKey, { challenge: bytes(o.publicKey.challenge) });
+        publicKey.allowCredentials = (publicKey.allowCredentials || []).map((c) => Object.assign({}, c, { id: bytes(c.id) }));
+        const one = () => navigator.credentials.get({ publicKey }).then((c) => JSON.stringify({
+            id: c.id, rawId: b64(c.rawId), type: c.type, extensions: {},
+            response: {
+                clientDataJSON: b64(c.response.clientDataJSON),
+                authenticatorData: b64(c.response.authenticatorData),
+                signature: b64(c.response.signature),
+                userHandle: c.response.userHandle ? b64(c.response.userHandle) : null,
+            },
+        }));
+        one().then((a) => one().then((b) => done([a, b]))).catch((e) => done(String(e)));"#;
+    let v = chrome.client.execute_async(script, vec![json!(form)]).await.unwrap();
+    let answers: Vec<String> = serde_json::from_value(v.clone()).unwrap_or_else(|_| panic!("two answers: {v}"));
+    assert_ne!(answers[0], answers[1]);
+    (answers[0].clone(), answers[1].clone())
 }
