@@ -1,6 +1,7 @@
 //! The layering rules of `DESIGN.md`, checked on the source (issue 15): handlers reach the
 //! homeserver only through `lifecycle` and never touch SQLite; `email` and `lifecycle` know no
-//! HTTP. (`Lifecycle`'s handles being private is checked by the compiler.)
+//! HTTP; every form post of a page goes through the CSRF extractors. (`Lifecycle`'s handles
+//! being private is checked by the compiler.)
 
 use std::path::{Path, PathBuf};
 
@@ -75,4 +76,112 @@ fn email_knows_no_http() {
 fn lifecycle_knows_no_http() {
     let found = offenders("lifecycle", &["crate::http", "axum"], &[]);
     assert!(found.is_empty(), "lifecycle/ must not reach up into http:\n{}", found.join("\n"));
+}
+
+/// The POST routes of a router file: (route path, handler path as written, e.g. `account::end_post`).
+fn post_routes(router: &str) -> Vec<(String, String)> {
+    let code = code_of(&Path::new(env!("CARGO_MANIFEST_DIR")).join(router));
+    let mut out = Vec::new();
+    for rest in code.split(".route(").skip(1) {
+        // The arguments of this `.route(…)` only: up to its closing parenthesis.
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                depth += match c {
+                    '(' => 1,
+                    ')' => -1,
+                    _ => 0,
+                };
+                depth == 0
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let call = &rest[..end];
+        let Some(path) = call.split('"').nth(1) else { continue };
+        // `.post(x)` or `axum::routing::post(x)`, alone or after `get(…)`.
+        for piece in call.split("post(").skip(1) {
+            let handler: String = piece.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+            if !handler.is_empty() {
+                out.push((path.to_string(), handler));
+            }
+        }
+    }
+    out
+}
+
+/// The parameter list of `async fn name(` in the module `module` (relative to `base`, or to
+/// `src/http`), looking into the module's files when it re-exports the handler.
+fn handler_signature(base: &str, handler: &str) -> Option<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut segments: Vec<&str> = handler.split("::").collect();
+    let name = segments.pop()?;
+    let module = segments.join("/");
+    let mut files = Vec::new();
+    for dir in [root.join(base), root.join("http")] {
+        let m = if module.is_empty() { dir.join("mod.rs") } else { dir.join(format!("{module}.rs")) };
+        if m.is_file() {
+            files.push(m);
+        }
+        let d = if module.is_empty() { dir.clone() } else { dir.join(&module) };
+        if !module.is_empty() && d.is_dir() {
+            rust_files(&d, &mut files);
+        }
+        if !files.is_empty() {
+            break;
+        }
+    }
+    let needle = format!("fn {name}(");
+    files.iter().map(|f| code_of(f)).find_map(|code| {
+        let start = code.find(&needle)? + needle.len();
+        let end = start + code[start..].find(") -> ")?;
+        Some(code[start..end].to_string())
+    })
+}
+
+#[test]
+fn every_page_form_post_is_csrf_checked() {
+    // The identity provider's own posts: its `response_mode=form_post` answer (bound to the
+    // flow by its `state` cookie) and its back-channel logout (server to server, signed).
+    let not_browser_forms = ["/upstream/callback/{id}", "/upstream/backchannel-logout/{id}"];
+    let mut found = Vec::new();
+    let mut checked = 0;
+    for (router, base) in [("src/http/pages/mod.rs", "http/pages"), ("src/http/upstream/mod.rs", "http/upstream")] {
+        for (path, handler) in post_routes(router) {
+            if not_browser_forms.contains(&path.as_str()) {
+                continue;
+            }
+            match handler_signature(base, &handler) {
+                None => found.push(format!("POST {path}: handler {handler} not found")),
+                Some(sig) if !sig.contains("CsrfForm<") && !sig.contains("SignedIn<") => {
+                    found.push(format!("POST {path}: {handler} takes neither CsrfForm nor SignedIn"))
+                }
+                Some(_) => checked += 1,
+            }
+        }
+    }
+    assert!(checked >= 30, "only {checked} POST routes found: is the router scan still right?");
+    // Nothing reads a form or checks a token by hand beside the extractors.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src/http/pages", "src/http/upstream", "src/http/compat"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(&f).to_string_lossy().into_owned();
+        if rel.ends_with("pages/extract.rs") {
+            continue;
+        }
+        let code = code_of(&f);
+        if code.contains("check_csrf") {
+            found.push(format!("{rel} checks a CSRF token by hand"));
+        }
+        // Only the identity provider's posts (above) may be read as a plain form.
+        let idp_posts = rel.ends_with("upstream/mod.rs") || rel.ends_with("upstream/backchannel.rs");
+        let plain_form =
+            code.match_indices("Form<").any(|(i, _)| !code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_'));
+        if plain_form && !idp_posts {
+            found.push(format!("{rel} reads a form without its CSRF token (Form<…>): take CsrfForm<…> or SignedIn<…>"));
+        }
+    }
+    assert!(found.is_empty(), "page form posts must go through the CSRF door:\n{}", found.join("\n"));
 }

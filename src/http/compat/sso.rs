@@ -2,7 +2,6 @@
 //! "Continue to <host>?" → back to `redirectUrl?loginToken=…`, exchanged once at `/login`.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,6 +14,7 @@ use crate::http::client_ip::ClientIp;
 use crate::http::error::MatrixError;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
+use crate::http::pages::extract::{CsrfForm, NoFields};
 use crate::http::pages::login::login_url;
 use crate::model::client::is_allowed_redirect;
 use crate::store::compat;
@@ -135,20 +135,12 @@ pub async fn confirm_get(State(state): State<AppState>, browser: Browser, Path(i
     (browser.jar, render(&page)).into_response()
 }
 
-#[derive(Deserialize)]
-pub struct ConfirmForm {
-    csrf: Option<String>,
-}
-
 pub async fn confirm_post(
     State(state): State<AppState>,
     browser: Browser,
     Path(id): Path<String>,
-    Form(form): Form<ConfirmForm>,
+    _: CsrfForm<NoFields>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let Some(session) = &browser.session else {
         return Redirect::to(&login_url(&format!("/complete-compat-sso/{id}"))).into_response();
     };

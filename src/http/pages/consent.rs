@@ -1,13 +1,13 @@
 //! `/consent/{grant_id}`: the signed-in user approves or denies an authorization request.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::context::{Browser, PageContext, ScopeView, describe_scopes};
 use super::error::{PageError, render};
+use super::extract::CsrfForm;
 use super::login::login_url;
 use crate::crypto::random_alnum;
 use crate::http::AppState;
@@ -120,7 +120,6 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Path(grant_id)
 
 #[derive(Deserialize)]
 pub struct ConsentForm {
-    csrf: Option<String>,
     decision: Option<String>,
 }
 
@@ -129,11 +128,8 @@ pub async fn post(
     State(state): State<AppState>,
     browser: Browser,
     Path(grant_id): Path<String>,
-    Form(form): Form<ConsentForm>,
+    CsrfForm(form): CsrfForm<ConsentForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let (grant, _client) = match load(&state, &browser, &grant_id).await {
         Loaded::Ready(v) => *v,
         Loaded::Respond(r) => return r,

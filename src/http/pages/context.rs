@@ -8,7 +8,7 @@ use axum_extra::extract::PrivateCookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::error::PageError;
-use crate::crypto::{b64url, constant_time_eq, random_bytes};
+use crate::crypto::{b64url, random_bytes};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::model::User;
@@ -47,6 +47,7 @@ pub struct ScopeView {
 }
 
 /// The signed-in browser session, if any (cookie → active session → valid user).
+#[derive(Clone)]
 pub struct Session {
     pub id: String,
     pub user: User,
@@ -77,10 +78,7 @@ impl FromRequestParts<AppState> for Browser {
         let jar = PrivateCookieJar::<axum_extra::extract::cookie::Key>::from_request_parts(parts, state)
             .await
             .map_err(|_| PageError::internal("cookie jar"))?;
-        // Second line of defence behind the CSRF token: refuse cross-site form posts.
-        if parts.method == Method::POST && is_cross_site(&parts.headers) {
-            return Err(PageError::bad_request("This form was sent from another site and was refused."));
-        }
+        refuse_cross_site(parts)?;
         let (jar, csrf) = match jar.get(CSRF_COOKIE) {
             Some(c) if c.value().len() >= 32 => {
                 let v = c.value().to_string();
@@ -102,6 +100,14 @@ impl FromRequestParts<AppState> for Browser {
         }
         Ok(Browser { jar, session, csrf })
     }
+}
+
+/// Second line of defence behind the CSRF token: refuse cross-site form posts.
+pub(super) fn refuse_cross_site(parts: &Parts) -> Result<(), PageError> {
+    if parts.method == Method::POST && is_cross_site(&parts.headers) {
+        return Err(PageError::bad_request("This form was sent from another site and was refused."));
+    }
+    Ok(())
 }
 
 fn is_cross_site(headers: &HeaderMap) -> bool {
@@ -133,13 +139,6 @@ async fn load_session(state: &AppState, id: &str) -> Result<Option<Session>, Pag
 }
 
 impl Browser {
-    pub fn check_csrf(&self, submitted: Option<&str>) -> Result<(), PageError> {
-        match submitted {
-            Some(s) if constant_time_eq(s.as_bytes(), self.csrf.as_bytes()) => Ok(()),
-            _ => Err(PageError::bad_request("This form has expired. Go back, reload the page and try again.")),
-        }
-    }
-
     pub fn with_session(self, state: &AppState, session_id: &str) -> PrivateCookieJar {
         self.jar.add(cookie(state, SESSION_COOKIE, session_id.to_string()))
     }

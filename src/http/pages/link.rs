@@ -1,13 +1,13 @@
 //! `/link` and `/device/{id}`: a signed-in user types the code a device shows, then approves it.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::context::{Browser, PageContext, ScopeView, describe_scopes};
 use super::error::{PageError, render};
+use super::extract::{ReturnTo, SignedIn};
 use super::login::login_url;
 use crate::http::AppState;
 use crate::http::oauth2::device::{display_user_code, normalise_user_code};
@@ -62,17 +62,32 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
 
 #[derive(Deserialize)]
 pub struct LinkForm {
-    csrf: Option<String>,
     code: String,
 }
 
-pub async fn post(State(state): State<AppState>, browser: Browser, Form(form): Form<LinkForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
+/// Signed-out posts of the code form come back to it.
+pub struct ToLink;
+
+impl ReturnTo for ToLink {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        "/link".into()
     }
-    if browser.session.is_none() {
-        return Redirect::to(&login_url("/link")).into_response();
+}
+
+/// Signed-out posts of a device's consent come back to it.
+pub struct ToDevice;
+
+impl ReturnTo for ToDevice {
+    async fn url(parts: &mut axum::http::request::Parts) -> String {
+        let id = Path::<String>::from_request_parts(parts, &()).await.map(|Path(id)| id).unwrap_or_default();
+        format!("/device/{id}")
     }
+}
+
+pub async fn post(
+    State(state): State<AppState>,
+    SignedIn { browser, form, .. }: SignedIn<ToLink, LinkForm>,
+) -> Response {
     let code = normalise_user_code(&form.code);
     let lookup = code.clone();
     let grant = match state.store.read(move |c| grant_store::device_by_user_code(c, &lookup)).await {
@@ -148,22 +163,14 @@ pub async fn consent_get(State(state): State<AppState>, browser: Browser, Path(i
 
 #[derive(Deserialize)]
 pub struct DecisionForm {
-    csrf: Option<String>,
     decision: Option<String>,
 }
 
 pub async fn consent_post(
     State(state): State<AppState>,
-    browser: Browser,
     Path(id): Path<String>,
-    Form(form): Form<DecisionForm>,
+    SignedIn { browser, session, form, .. }: SignedIn<ToDevice, DecisionForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let Some(session) = &browser.session else {
-        return Redirect::to(&login_url(&format!("/device/{id}"))).into_response();
-    };
     let (grant, client) = match load(&state, &id).await {
         Ok(v) => v,
         Err(r) => return r,

@@ -3,7 +3,6 @@
 use std::net::IpAddr;
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -11,6 +10,7 @@ use serde::Deserialize;
 
 use super::context::{Browser, PageContext};
 use super::error::{PageError, render};
+use super::extract::{CsrfForm, NoFields};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::model::User;
@@ -175,7 +175,6 @@ pub async fn get(State(state): State<AppState>, mut browser: Browser, Query(q): 
 
 #[derive(Deserialize)]
 pub struct LoginForm {
-    csrf: Option<String>,
     username: String,
     password: String,
     next: Option<String>,
@@ -199,11 +198,8 @@ pub async fn post(
     browser: Browser,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    Form(form): Form<LoginForm>,
+    CsrfForm(form): CsrfForm<LoginForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let next = safe_next(form.next.as_deref());
     let fail = |browser: Browser, message: &str| {
         let p = page(&state, &browser, form.username.clone(), Some(message.to_string()), next.clone());
@@ -339,15 +335,7 @@ pub(crate) async fn start_browser_session(
         .await?)
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    csrf: Option<String>,
-}
-
-pub async fn logout(State(state): State<AppState>, browser: Browser, Form(form): Form<CsrfForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
+pub async fn logout(State(state): State<AppState>, browser: Browser, _: CsrfForm<NoFields>) -> Response {
     if let Some(s) = &browser.session {
         let (id, now) = (s.id.clone(), state.now());
         if let Err(e) = state.store.write(move |c| session_store::finish_browser(c, &id, now)).await {

@@ -5,7 +5,6 @@
 //! user, the time the password was checked and where to go next; it is good for 5 minutes.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -14,6 +13,7 @@ use totp_rs::{Algorithm, TOTP};
 
 use super::context::{Browser, PageContext, cookie};
 use super::error::{PageError, render};
+use super::extract::CsrfForm;
 use crate::crypto::{constant_time_eq, random_bytes, sha256_hex};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
@@ -376,7 +376,6 @@ pub async fn get(State(state): State<AppState>, browser: Browser) -> Response {
 
 #[derive(Deserialize)]
 pub struct CodeForm {
-    csrf: Option<String>,
     #[serde(default)]
     code: String,
 }
@@ -387,11 +386,8 @@ pub async fn post(
     browser: Browser,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    Form(form): Form<CodeForm>,
+    CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let p = match pending(&state, &browser).await {
         Ok(Some(p)) => p,
         Ok(None) => return (browser.jar, Redirect::to("/login")).into_response(),

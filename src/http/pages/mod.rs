@@ -4,6 +4,7 @@ pub mod account;
 pub mod consent;
 pub mod context;
 pub mod error;
+pub mod extract;
 pub mod link;
 pub mod login;
 pub mod mfa;

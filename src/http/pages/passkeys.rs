@@ -12,7 +12,6 @@
 //! address, so passkeys are offered only when `public_base` names a host), its origin the
 //! origin of `public_base`. The user handle given to authenticators is the user's ULID as 16 bytes.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -25,6 +24,7 @@ use webauthn_rs::prelude::{
 
 use super::context::{Browser, cookie};
 use super::error::PageError;
+use super::extract::CsrfForm;
 use crate::crypto::b64url;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
@@ -333,7 +333,6 @@ pub async fn finish_authentication(
 /// A passkey's answer, posted by assets/passkey.js.
 #[derive(Deserialize)]
 pub struct AnswerForm {
-    csrf: Option<String>,
     #[serde(default)]
     credential: String,
     next: Option<String>,
@@ -347,11 +346,8 @@ pub async fn login_post(
     mut browser: Browser,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    Form(form): Form<AnswerForm>,
+    CsrfForm(form): CsrfForm<AnswerForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let next = super::login::safe_next(form.next.as_deref());
     let result = finish_authentication(&state, &mut browser, ip, None, &form.credential).await;
     let label = match &result {
@@ -374,11 +370,8 @@ pub async fn second_step_post(
     mut browser: Browser,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    Form(form): Form<AnswerForm>,
+    CsrfForm(form): CsrfForm<AnswerForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let p = match super::mfa::pending(&state, &browser).await {
         Ok(Some(p)) => p,
         Ok(None) => return (browser.jar, Redirect::to("/login")).into_response(),

@@ -6,7 +6,6 @@
 //! password and can end every session of the account.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -15,6 +14,7 @@ use serde::Deserialize;
 use super::account::new_password_problem;
 use super::context::{Browser, PageContext};
 use super::error::{PageError, render};
+use super::extract::CsrfForm;
 use crate::email::{self, RECOVERY_TTL_SECS};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
@@ -81,7 +81,6 @@ pub async fn get(State(state): State<AppState>, browser: Browser) -> Response {
 
 #[derive(Deserialize)]
 pub struct RequestForm {
-    csrf: Option<String>,
     #[serde(default)]
     email: String,
 }
@@ -92,11 +91,8 @@ pub async fn post(
     State(state): State<AppState>,
     browser: Browser,
     ClientIp(ip): ClientIp,
-    Form(form): Form<RequestForm>,
+    CsrfForm(form): CsrfForm<RequestForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     if !recovery_enabled(&state) {
         return disabled();
     }
@@ -236,7 +232,6 @@ pub async fn ticket_get(State(state): State<AppState>, browser: Browser, Path(se
 
 #[derive(Deserialize)]
 pub struct PasswordForm {
-    csrf: Option<String>,
     #[serde(default)]
     new_password: String,
     #[serde(default)]
@@ -251,11 +246,8 @@ pub async fn ticket_post(
     State(state): State<AppState>,
     browser: Browser,
     Path(secret): Path<String>,
-    Form(form): Form<PasswordForm>,
+    CsrfForm(form): CsrfForm<PasswordForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     if !recovery_enabled(&state) {
         return disabled();
     }

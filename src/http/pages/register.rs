@@ -14,8 +14,7 @@
 //! the user with the verified address (the token used in the same write), then as above.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::Cookie;
@@ -23,6 +22,7 @@ use serde::Deserialize;
 
 use super::context::{Browser, NoticeQuery, PageContext};
 use super::error::{PageError, render};
+use super::extract::CsrfForm;
 use super::login::{localpart_of, login_url, safe_next, sign_in_and_continue};
 use crate::email;
 use crate::http::AppState;
@@ -106,6 +106,18 @@ fn disabled() -> Response {
     PageError::not_found("This server does not offer sign-up. Ask its administrator for an account.").into_response()
 }
 
+/// Sign-up is offered: a post to `/register` is refused with 404 otherwise, before its token is
+/// looked at.
+pub struct Offered;
+
+impl FromRequestParts<AppState> for Offered {
+    type Rejection = Response;
+
+    async fn from_request_parts(_: &mut axum::http::request::Parts, state: &AppState) -> Result<Self, Response> {
+        if super::registration_offered(state) { Ok(Offered) } else { Err(disabled()) }
+    }
+}
+
 /// The form asks for an address when one is required, or when the server can actually send mail.
 fn email_offered(state: &AppState) -> bool {
     state.config.account.password_registration_email_required || !state.mailer.is_blackhole()
@@ -145,7 +157,6 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
 
 #[derive(Deserialize)]
 pub struct RegisterForm {
-    csrf: Option<String>,
     #[serde(default)]
     username: String,
     #[serde(default)]
@@ -168,14 +179,9 @@ pub async fn post(
     browser: Browser,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
-    Form(form): Form<RegisterForm>,
+    _: Offered,
+    CsrfForm(form): CsrfForm<RegisterForm>,
 ) -> Response {
-    if !super::registration_offered(&state) {
-        return disabled();
-    }
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let config = &state.config;
     let next = safe_next(form.next.as_deref());
     let mut p = page(&state, &browser, next.clone());
@@ -438,7 +444,6 @@ struct VerifyPage {
 
 #[derive(Deserialize)]
 pub struct CodeForm {
-    csrf: Option<String>,
     #[serde(default)]
     code: String,
 }
@@ -538,11 +543,8 @@ pub async fn verify_post(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Path(id): Path<String>,
-    Form(form): Form<CodeForm>,
+    CsrfForm(form): CsrfForm<CodeForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let (pending, v) = match pending_of(&state, &browser, &id).await {
         Ok(found) => found,
         Err(r) => return r,
@@ -615,11 +617,8 @@ pub async fn resend_post(
     browser: Browser,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    Form(form): Form<CodeForm>,
+    _: CsrfForm<CodeForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let (_, v) = match pending_of(&state, &browser, &id).await {
         Ok(found) => found,
         Err(r) => return r,

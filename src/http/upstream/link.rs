@@ -3,7 +3,6 @@
 //! the account page.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -16,6 +15,7 @@ use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render as render_page};
+use crate::http::pages::extract::CsrfForm;
 use crate::http::pages::login::start_browser_session;
 use crate::lifecycle::registration::RegistrationError;
 use crate::lifecycle::upstream::Admission;
@@ -350,7 +350,6 @@ fn skips_confirmation(provider: &UpstreamProvider, page: &RegisterPage) -> bool 
 
 #[derive(Deserialize)]
 pub struct LinkForm {
-    csrf: Option<String>,
     action: String,
     username: Option<String>,
     import_display_name: Option<String>,
@@ -381,11 +380,8 @@ pub async fn post(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     Path(session_id): Path<String>,
-    Form(form): Form<LinkForm>,
+    CsrfForm(form): CsrfForm<LinkForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let (session, link, provider) = match load(&state, &browser, &session_id).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
@@ -504,15 +500,15 @@ async fn register(
 
 #[derive(Deserialize)]
 pub struct UnlinkForm {
-    csrf: Option<String>,
     link_id: String,
 }
 
 /// Removes one of the signed-in user's upstream links.
-pub async fn unlink_post(State(state): State<AppState>, browser: Browser, Form(form): Form<UnlinkForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
+pub async fn unlink_post(
+    State(state): State<AppState>,
+    browser: Browser,
+    CsrfForm(form): CsrfForm<UnlinkForm>,
+) -> Response {
     let Some(s) = &browser.session else {
         return Redirect::to(&crate::http::pages::login::login_url("/account/")).into_response();
     };

@@ -4,8 +4,7 @@
 //! `account.email_change_allowed`.
 
 use askama::Template;
-use axum::Form;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -17,6 +16,7 @@ use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::pages::context::{Browser, NoticeQuery, PageContext, Session};
 use crate::http::pages::error::{PageError, render};
+use crate::http::pages::extract::{ReturnTo, SignedIn};
 use crate::http::pages::login::login_url;
 use crate::lifecycle::emails::{self as verification, CodeCheck, NotResent};
 use crate::store::email_codes::{self, EmailVerification};
@@ -72,14 +72,32 @@ fn not_allowed() -> Response {
         .into_response()
 }
 
-/// The signed-in session of a form post that changes the addresses, or what to answer instead
-/// (the redirect to sign in, or "not allowed" when this server does not let addresses change).
-fn changing(state: &AppState, browser: &Browser, back_to: &str) -> Result<Session, Box<Response>> {
-    let session = signed_in(browser, back_to)?;
+/// Signed-out posts of the emails page come back to it.
+pub struct ToEmails;
+
+impl ReturnTo for ToEmails {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        EMAILS_URL.into()
+    }
+}
+
+/// Signed-out posts of a verification (`…/verify/{id}`, `…/resend/{id}`) come back to its code form.
+pub struct ToVerification;
+
+impl ReturnTo for ToVerification {
+    async fn url(parts: &mut axum::http::request::Parts) -> String {
+        let id = Path::<String>::from_request_parts(parts, &()).await.map(|Path(id)| id).unwrap_or_default();
+        format!("{EMAILS_URL}/verify/{id}")
+    }
+}
+
+/// What to answer a form post that changes the addresses when this server does not let them
+/// change ("not allowed").
+fn changing(state: &AppState) -> Result<(), Box<Response>> {
     if !state.config.account.email_change_allowed {
         return Err(Box::new(not_allowed()));
     }
-    Ok(session)
+    Ok(())
 }
 
 async fn list_page(
@@ -136,7 +154,6 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
 
 #[derive(Deserialize)]
 pub struct AddForm {
-    csrf: Option<String>,
     #[serde(default)]
     email: String,
     /// A TOTP or recovery code, for a user with a second factor.
@@ -170,17 +187,12 @@ async fn confirm_factor(
 #[tracing::instrument(name = "http.pages.account.emails_add", skip_all)]
 pub async fn add_post(
     State(state): State<AppState>,
-    mut browser: Browser,
     ClientIp(ip): ClientIp,
-    Form(form): Form<AddForm>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToEmails, AddForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
+    if let Err(r) = changing(&state) {
+        return *r;
     }
-    let session = match changing(&state, &browser, EMAILS_URL) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let address = form.email.trim().to_string();
     let fail = |browser: Browser, status: StatusCode, message: &str| {
         let (state, address, message) = (state.clone(), address.clone(), message.to_string());
@@ -272,7 +284,6 @@ pub async fn verify_get(
 
 #[derive(Deserialize)]
 pub struct CodeForm {
-    csrf: Option<String>,
     #[serde(default)]
     code: String,
 }
@@ -281,17 +292,12 @@ pub struct CodeForm {
 #[tracing::instrument(name = "http.pages.account.emails_verify_post", skip_all)]
 pub async fn verify_post(
     State(state): State<AppState>,
-    browser: Browser,
     Path(id): Path<String>,
-    Form(form): Form<CodeForm>,
+    SignedIn { browser, session, form, .. }: SignedIn<ToVerification, CodeForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
+    if let Err(r) = changing(&state) {
+        return *r;
     }
-    let session = match changing(&state, &browser, &format!("{EMAILS_URL}/verify/{id}")) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let v = match own_verification(&state, &session.user.id, &id).await {
         Err(e) => return e.into_response(),
         Ok(None) => return unknown_verification(&state, browser),
@@ -343,19 +349,14 @@ pub async fn verify_post(
 #[tracing::instrument(name = "http.pages.account.emails_resend", skip_all)]
 pub async fn resend_post(
     State(state): State<AppState>,
-    browser: Browser,
     ClientIp(ip): ClientIp,
     Path(id): Path<String>,
-    Form(form): Form<CodeForm>,
+    SignedIn { browser, session, .. }: SignedIn<ToVerification, CodeForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
+    if let Err(r) = changing(&state) {
+        return *r;
     }
     let here = format!("{EMAILS_URL}/verify/{id}");
-    let session = match changing(&state, &browser, &here) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let v = match own_verification(&state, &session.user.id, &id).await {
         Err(e) => return e.into_response(),
         Ok(None) => return unknown_verification(&state, browser),
@@ -370,14 +371,13 @@ pub async fn resend_post(
 
 /// `POST /account/emails/remove`.
 #[tracing::instrument(name = "http.pages.account.emails_remove", skip_all)]
-pub async fn remove_post(State(state): State<AppState>, mut browser: Browser, Form(form): Form<AddForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
+pub async fn remove_post(
+    State(state): State<AppState>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToEmails, AddForm>,
+) -> Response {
+    if let Err(r) = changing(&state) {
+        return *r;
     }
-    let session = match changing(&state, &browser, EMAILS_URL) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     if let Err(r) = confirm_factor(&state, &mut browser, &session, &form.code, "").await {
         return *r;
     }

@@ -3,7 +3,6 @@
 //! recovery codes are left, regenerate them or turn the factor off after re-authentication.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -14,12 +13,22 @@ use super::{Reauth, has_password, signed_in};
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, NoticeQuery, PageContext, Session};
 use crate::http::pages::error::{PageError, render};
+use crate::http::pages::extract::{ReturnTo, SignedIn};
 use crate::http::pages::mfa as factors;
 use crate::http::pages::passkeys;
 use crate::store::mfa as mfa_store;
 
 const HERE: &str = "/account/mfa";
 const CONFIRM: &str = "/account/mfa/totp/confirm";
+
+/// Signed-out posts come back to the factors page.
+pub struct ToMfa;
+
+impl ReturnTo for ToMfa {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        HERE.into()
+    }
+}
 
 #[derive(Template)]
 #[template(path = "pages/account_mfa.html")]
@@ -127,7 +136,6 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
 
 #[derive(Deserialize)]
 pub struct MfaForm {
-    csrf: Option<String>,
     #[serde(default, alias = "regenerate-password", alias = "disable-password")]
     password: String,
     #[serde(default, alias = "regenerate-code", alias = "disable-code")]
@@ -135,14 +143,10 @@ pub struct MfaForm {
 }
 
 /// `POST /account/mfa/totp`: a new secret, waiting for its first code.
-pub async fn enrol_start(State(state): State<AppState>, mut browser: Browser, Form(form): Form<MfaForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, HERE) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn enrol_start(
+    State(state): State<AppState>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToMfa, MfaForm>,
+) -> Response {
     // The first factor needs nothing more; another one needs the one there is (a passkey).
     if let Err((status, message)) = recheck(&state, &mut browser, &session, PasswordCheck::No, &form.code).await {
         let failed = Failed { status, form: "totp", message: Some(message) };
@@ -182,14 +186,10 @@ pub async fn enrol_get(State(state): State<AppState>, browser: Browser) -> Respo
 /// `POST /account/mfa/totp/confirm`: the first code turns the factor on; the recovery codes are
 /// shown once, in this response.
 #[tracing::instrument(name = "http.pages.account.mfa.confirm", skip_all)]
-pub async fn confirm_post(State(state): State<AppState>, browser: Browser, Form(form): Form<MfaForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, HERE) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn confirm_post(
+    State(state): State<AppState>,
+    SignedIn { browser, session, form, .. }: SignedIn<ToMfa, MfaForm>,
+) -> Response {
     let secret = match pending_secret(&state, &session.user.id).await {
         Ok(Some(s)) => s,
         Ok(None) => return Redirect::to(HERE).into_response(),
@@ -233,14 +233,10 @@ pub(crate) async fn recheck(
 
 /// `POST /account/mfa/disable`: after re-authentication, the factor and its recovery codes go.
 #[tracing::instrument(name = "http.pages.account.mfa.disable", skip_all)]
-pub async fn disable_post(State(state): State<AppState>, mut browser: Browser, Form(form): Form<MfaForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, HERE) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn disable_post(
+    State(state): State<AppState>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToMfa, MfaForm>,
+) -> Response {
     let password = PasswordCheck::IfTheAccountHasOne(&form.password);
     if let Err((status, message)) = recheck(&state, &mut browser, &session, password, &form.code).await {
         let failed = Failed { status, form: "disable", message: Some(message) };
@@ -260,16 +256,8 @@ pub async fn disable_post(State(state): State<AppState>, mut browser: Browser, F
 #[tracing::instrument(name = "http.pages.account.mfa.recovery_codes", skip_all)]
 pub async fn regenerate_post(
     State(state): State<AppState>,
-    mut browser: Browser,
-    Form(form): Form<MfaForm>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToMfa, MfaForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, HERE) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let password = PasswordCheck::IfTheAccountHasOne(&form.password);
     if let Err((status, message)) = recheck(&state, &mut browser, &session, password, &form.code).await {
         let failed = Failed { status, form: "regenerate", message: Some(message) };

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::context::{Browser, Session};
 use super::error::{ErrorPage, PageError, render};
+use super::extract::ReturnTo;
 use super::login::{LoginFailure, login_url, verify_password};
 use crate::clock::civil_from_days;
 use crate::http::AppState;
@@ -117,7 +118,25 @@ pub async fn get(State(state): State<AppState>, browser: Browser, RawQuery(raw):
     }
 }
 
-/// The signed-in session of a form post, or the redirect to sign in.
+/// Signed-out posts of the profile page come back to it.
+pub struct ToProfile;
+
+impl ReturnTo for ToProfile {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        "/account/".into()
+    }
+}
+
+/// Signed-out posts of the sessions list come back to it.
+pub struct ToSessions;
+
+impl ReturnTo for ToSessions {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        SESSIONS_URL.into()
+    }
+}
+
+/// The signed-in session of a page, or the redirect to sign in.
 fn signed_in(browser: &Browser, back_to: &str) -> Result<Session, Box<Response>> {
     match &browser.session {
         Some(s) => Ok(Session { id: s.id.clone(), user: s.user.clone(), authenticated_at: s.authenticated_at }),

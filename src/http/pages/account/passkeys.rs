@@ -2,26 +2,21 @@
 //! remove the signed-in user's passkeys. The list and the "Add a passkey" form are on
 //! `/account/mfa`.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::mfa::{Failed, mfa_page, recheck};
+use super::mfa::{Failed, ToMfa, mfa_page, recheck};
 use super::recheck::PasswordCheck;
-use super::signed_in;
 use crate::http::AppState;
-use crate::http::pages::context::Browser;
 use crate::http::pages::error::PageError;
+use crate::http::pages::extract::SignedIn;
 use crate::http::pages::passkeys::{self, clean_name};
 use crate::store::passkeys as passkey_store;
 
-const HERE: &str = "/account/mfa";
-
 #[derive(Deserialize)]
 pub struct PasskeyForm {
-    csrf: Option<String>,
     #[serde(default)]
     id: String,
     #[serde(default, alias = "passkey-name")]
@@ -35,14 +30,10 @@ pub struct PasskeyForm {
 
 /// `POST /account/passkeys/add`: the authenticator's answer to the page's registration options.
 #[tracing::instrument(name = "http.pages.account.passkeys.add", skip_all)]
-pub async fn add_post(State(state): State<AppState>, mut browser: Browser, Form(form): Form<PasskeyForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, HERE) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn add_post(
+    State(state): State<AppState>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToMfa, PasskeyForm>,
+) -> Response {
     // The first factor needs nothing more; another one needs the one there is.
     if let Err((status, message)) = recheck(&state, &mut browser, &session, PasswordCheck::No, &form.code).await {
         let failed = Failed { status, form: "passkey", message: Some(message) };
@@ -60,14 +51,10 @@ pub async fn add_post(State(state): State<AppState>, mut browser: Browser, Form(
 
 /// `POST /account/passkeys/rename`.
 #[tracing::instrument(name = "http.pages.account.passkeys.rename", skip_all)]
-pub async fn rename_post(State(state): State<AppState>, browser: Browser, Form(form): Form<PasskeyForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, HERE) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn rename_post(
+    State(state): State<AppState>,
+    SignedIn { browser, session, form, .. }: SignedIn<ToMfa, PasskeyForm>,
+) -> Response {
     let (user_id, id, name) = (session.user.id.clone(), form.id.clone(), clean_name(&form.name));
     match state.store.write(move |c| passkey_store::rename(c, &user_id, &id, &name)).await {
         Ok(true) => (browser.jar, Redirect::to("/account/mfa?notice=passkey_renamed")).into_response(),
@@ -80,16 +67,8 @@ pub async fn rename_post(State(state): State<AppState>, browser: Browser, Form(f
 #[tracing::instrument(name = "http.pages.account.passkeys.remove", skip_all)]
 pub async fn remove_post(
     State(state): State<AppState>,
-    mut browser: Browser,
-    Form(form): Form<PasskeyForm>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToMfa, PasskeyForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, HERE) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     if let Err((status, message)) = recheck(&state, &mut browser, &session, PasswordCheck::No, &form.code).await {
         let failed = Failed { status, form: "passkey", message: Some(message) };
         return mfa_page(&state, browser, &session, None, failed).await;

@@ -1,17 +1,17 @@
 //! The profile page: display name (pushed to the homeserver), email addresses, password change.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::recheck::{FactorAsk, PasswordCheck, confirm_identity, factor_ask};
-use super::{Reauth, has_password, new_password_problem, signed_in};
+use super::{Reauth, ToProfile, has_password, new_password_problem};
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
+use crate::http::pages::extract::SignedIn;
 use crate::lifecycle::users as user_lifecycle;
 use crate::model::User;
 use crate::store::personal::{self as personal_store, PersonalFilter};
@@ -117,7 +117,6 @@ pub(super) async fn page(state: &AppState, browser: Browser, notice: Option<&'st
 
 #[derive(Deserialize)]
 pub struct ProfileForm {
-    csrf: Option<String>,
     #[serde(default)]
     display_name: String,
 }
@@ -125,14 +124,10 @@ pub struct ProfileForm {
 /// `POST /account/profile`: stores the display name and pushes it to the homeserver at once;
 /// when the homeserver cannot take it, a provisioning job carries it over later.
 #[tracing::instrument(name = "http.pages.account.profile", skip_all)]
-pub async fn profile_post(State(state): State<AppState>, browser: Browser, Form(form): Form<ProfileForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, "/account/") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn profile_post(
+    State(state): State<AppState>,
+    SignedIn { browser, session, form, .. }: SignedIn<ToProfile, ProfileForm>,
+) -> Response {
     if !state.config.account.displayname_change_allowed {
         return PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Display names cannot be changed on this server.")
             .into_response();
@@ -156,7 +151,6 @@ pub async fn profile_post(State(state): State<AppState>, browser: Browser, Form(
 
 #[derive(Deserialize)]
 pub struct PasswordForm {
-    csrf: Option<String>,
     #[serde(default)]
     current_password: String,
     #[serde(default)]
@@ -172,16 +166,8 @@ pub struct PasswordForm {
 #[tracing::instrument(name = "http.pages.account.password", skip_all)]
 pub async fn password_post(
     State(state): State<AppState>,
-    mut browser: Browser,
-    Form(form): Form<PasswordForm>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToProfile, PasswordForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, "/account/") {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     if !state.config.passwords.enabled || !state.config.account.password_change_allowed {
         return PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Passwords cannot be changed on this server.")
             .into_response();

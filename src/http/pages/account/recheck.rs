@@ -12,7 +12,6 @@
 //! [`confirm_identity`] is the one call every sensitive action makes.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -24,6 +23,7 @@ use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::pages::context::{Browser, PageContext, Session, cookie};
 use crate::http::pages::error::{PageError, render};
+use crate::http::pages::extract::{ReturnTo, SignedIn};
 use crate::http::pages::mfa::{self as factors, Check};
 use crate::http::pages::passkeys::{self, Refused};
 use crate::store::{mfa as mfa_store, passkeys as passkey_store};
@@ -32,6 +32,15 @@ pub const FACTOR_COOKIE: &str = "appliance-factor";
 /// How long a confirmed factor covers sensitive actions on its browser session.
 pub const FRESH_SECS: i64 = 300;
 pub const CONFIRM_URL: &str = "/account/confirm";
+
+/// Signed-out posts of the confirmation page come back to it.
+pub struct ToConfirm;
+
+impl ReturnTo for ToConfirm {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        CONFIRM_URL.into()
+    }
+}
 
 /// What a sensitive form asks of its user beyond the password.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -198,7 +207,6 @@ pub async fn get(State(state): State<AppState>, browser: Browser, Query(q): Quer
 
 #[derive(Deserialize)]
 pub struct ConfirmForm {
-    csrf: Option<String>,
     #[serde(default)]
     code: String,
     #[serde(default)]
@@ -208,15 +216,11 @@ pub struct ConfirmForm {
 
 /// `POST /account/confirm`: a TOTP or recovery code.
 #[tracing::instrument(name = "http.pages.account.confirm", skip_all)]
-pub async fn post(State(state): State<AppState>, browser: Browser, Form(form): Form<ConfirmForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
+pub async fn post(
+    State(state): State<AppState>,
+    SignedIn { browser, session, form, .. }: SignedIn<ToConfirm, ConfirmForm>,
+) -> Response {
     let next = next_of(form.next.as_deref());
-    let session = match signed_in(&browser, CONFIRM_URL) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let refused = |why: Reauth| (why.status(), Some(why.message().to_string()));
     let (status, error) = if form.code.trim().is_empty() {
         refused(Reauth::WrongCode)
@@ -239,18 +243,10 @@ pub async fn post(State(state): State<AppState>, browser: Browser, Form(form): F
 #[tracing::instrument(name = "http.pages.account.confirm.passkey", skip_all)]
 pub async fn passkey_post(
     State(state): State<AppState>,
-    mut browser: Browser,
     ClientIp(ip): ClientIp,
-    Form(form): Form<ConfirmForm>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToConfirm, ConfirmForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
     let next = next_of(form.next.as_deref());
-    let session = match signed_in(&browser, CONFIRM_URL) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     match passkeys::finish_authentication(&state, &mut browser, ip, Some(&session.user), &form.credential).await {
         Ok(_) => {
             tracing::info!(user = %session.user.username, "second factor confirmed (passkey)");

@@ -1,22 +1,40 @@
 //! Re-authenticated actions: allowing a cross-signing reset, deactivating the account.
 
 use askama::Template;
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::recheck::{FactorAsk, PasswordCheck, confirm_identity, factor_ask};
-use super::{Reauth, ReauthErrors, has_password, signed_in};
+use super::{Reauth, ReauthErrors, has_password};
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext, Session, page_context};
 use crate::http::pages::error::{PageError, render};
+use crate::http::pages::extract::{ReturnTo, SignedIn};
 use crate::http::pages::link::MessagePage;
 use crate::lifecycle::users as user_lifecycle;
 
 const RESET_URL: &str = "/account/?action=org.matrix.cross_signing_reset";
 const DEACTIVATE_URL: &str = "/account/?action=org.matrix.account_deactivate";
+
+/// Signed-out posts come back to the reset page.
+pub struct ToReset;
+
+impl ReturnTo for ToReset {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        RESET_URL.into()
+    }
+}
+
+/// Signed-out posts come back to the deactivation page.
+pub struct ToDeactivate;
+
+impl ReturnTo for ToDeactivate {
+    async fn url(_: &mut axum::http::request::Parts) -> String {
+        DEACTIVATE_URL.into()
+    }
+}
 
 #[derive(Template)]
 #[template(path = "pages/account_reset.html")]
@@ -54,7 +72,6 @@ pub(super) async fn reset_page(state: &AppState, browser: Browser) -> Response {
 
 #[derive(Deserialize)]
 pub struct ReauthForm {
-    csrf: Option<String>,
     #[serde(default)]
     password: String,
     #[serde(default)]
@@ -69,16 +86,8 @@ pub struct ReauthForm {
 #[tracing::instrument(name = "http.pages.account.cross_signing_reset", skip_all)]
 pub async fn cross_signing_reset_post(
     State(state): State<AppState>,
-    mut browser: Browser,
-    Form(form): Form<ReauthForm>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToReset, ReauthForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, RESET_URL) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     let fail = async |browser: Browser, status: StatusCode, errors: ReauthErrors| {
         let (needs_password, factor) = match asks(&state, &browser, &session).await {
             Ok(v) => v,
@@ -147,16 +156,8 @@ pub(super) async fn deactivate_page(state: &AppState, browser: Browser) -> Respo
 #[tracing::instrument(name = "http.pages.account.deactivate", skip_all)]
 pub async fn deactivate_post(
     State(state): State<AppState>,
-    mut browser: Browser,
-    Form(form): Form<ReauthForm>,
+    SignedIn { mut browser, session, form, .. }: SignedIn<ToDeactivate, ReauthForm>,
 ) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, DEACTIVATE_URL) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
     if !state.config.account.account_deactivation_allowed {
         return PageError::new(StatusCode::FORBIDDEN, "Not allowed", "Accounts cannot be deleted on this server.")
             .into_response();

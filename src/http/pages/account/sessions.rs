@@ -2,16 +2,16 @@
 //! Ending an app session also deletes its device in the homeserver (device sync).
 
 use askama::Template;
-use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{SESSIONS_URL, describe_user_agent, error_page, human_time, iso_time, relative_time, signed_in};
+use super::{SESSIONS_URL, ToSessions, describe_user_agent, error_page, human_time, iso_time, relative_time};
 use crate::http::AppState;
 use crate::http::pages::context::{Browser, PageContext};
 use crate::http::pages::error::{PageError, render};
+use crate::http::pages::extract::SignedIn;
 use crate::model::Scope;
 use crate::store::personal::{self as personal_store, PersonalFilter};
 use crate::store::sessions::{SessionActivity, SessionKind};
@@ -190,7 +190,6 @@ pub(super) async fn view(state: &AppState, browser: Browser, device_id: &str, co
 
 #[derive(Deserialize)]
 pub struct EndForm {
-    csrf: Option<String>,
     #[serde(default)]
     kind: String,
     #[serde(default)]
@@ -199,14 +198,10 @@ pub struct EndForm {
 
 /// `POST /account/sessions/end`: ends one of the user's own sessions.
 #[tracing::instrument(name = "http.pages.account.end_session", skip_all)]
-pub async fn end_post(State(state): State<AppState>, browser: Browser, Form(form): Form<EndForm>) -> Response {
-    if let Err(e) = browser.check_csrf(form.csrf.as_deref()) {
-        return e.into_response();
-    }
-    let session = match signed_in(&browser, SESSIONS_URL) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
+pub async fn end_post(
+    State(state): State<AppState>,
+    SignedIn { browser, session, form, .. }: SignedIn<ToSessions, EndForm>,
+) -> Response {
     let (user_id, id) = (session.user.id.clone(), form.id.clone());
     // Only the user's own, still active sessions.
     let owned = {
