@@ -362,7 +362,6 @@ impl LinkForm {
     /// The register form as if confirmed unchanged (forced and required imports only).
     fn confirmed() -> Self {
         LinkForm {
-            csrf: None,
             action: "register".into(),
             username: None,
             import_display_name: None,
