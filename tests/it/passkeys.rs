@@ -303,6 +303,29 @@ async fn a_passkey_confirmation_lets_sensitive_actions_through() {
     assert!(passed, "deactivation after the passkey: {status}\n{body}");
 }
 
+/// A username-less passkey sign-in is a factor given: like the second step after a password, it
+/// covers sensitive actions for five minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_passkey_sign_in_covers_sensitive_actions_for_five_minutes() {
+    use crate::mfa_recheck::{Action, Alice, run};
+    let app = localhost_app("").await;
+    let chrome = Chrome::start("passkey-sign-in-recheck").await;
+    add_virtual_authenticator(&chrome).await;
+    alice_with_a_passkey(&app, &chrome).await;
+    chrome.goto(&local(&app, "/account/")).await;
+    chrome.click("form[action='/logout'] button").await;
+    wait_path(&chrome, "/login").await;
+    chrome.click("form[action='/login/passkey'] button[type=submit]").await;
+    wait_path(&chrome, "/account/").await;
+
+    let client = client_like(&chrome, &app).await;
+    let mut alice = Alice::new();
+    let (status, body, passed) = run(&app, &client, &mut alice, Action::CrossSigningReset, "").await;
+    assert!(passed, "right after a passkey sign-in: {status}\n{body}");
+    app.clock.advance(301);
+    assert!(!run(&app, &client, &mut alice, Action::EmailAdd, "").await.2, "for five minutes only");
+}
+
 /// A captured passkey answer (the same clientDataJSON, authenticatorData and signature) sent
 /// again is refused, at sign-in and at the confirmation, with the ceremony it answered (its
 /// challenge is spent) or a new one (another challenge); a challenge older than five minutes is

@@ -227,7 +227,7 @@ pub async fn post(
                 Ok(false) => {}
                 Err(e) => return e.into_response(),
             }
-            sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await
+            sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref(), SignedInWith::Password).await
         }
         Err(LoginFailure::Locked) => fail(browser, "This account is locked. Contact the administrator of this server."),
         Err(LoginFailure::Invalid) => {
@@ -289,15 +289,28 @@ pub(crate) async fn sign_in_and_continue(
     ip: IpAddr,
     user: &User,
     next: Option<&str>,
+    factor: SignedInWith,
 ) -> Response {
     let user_agent = headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).map(String::from);
     let existing = browser.session.as_ref().map(|s| s.id.clone());
     match start_browser_session(state, user, existing, user_agent, ip.to_string()).await {
         Ok(session_id) => {
-            (browser.with_session(state, &session_id), Redirect::to(next.unwrap_or("/account/"))).into_response()
+            let mut jar = browser.with_session(state, &session_id);
+            if factor == SignedInWith::Factor {
+                // As after a second step: sensitive account actions need the factor again only later.
+                jar = super::account::recheck::stamp(state, jar, &session_id);
+            }
+            (jar, Redirect::to(next.unwrap_or("/account/"))).into_response()
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// What a sign-in proved: a password alone, or a second factor (a passkey).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignedInWith {
+    Password,
+    Factor,
 }
 
 /// A fresh browser session; a session of the same user is reauthenticated instead.

@@ -357,7 +357,10 @@ pub async fn login_post(
     };
     state.metrics.logins.get_or_create(&crate::http::metrics::ResultLabels { result: label.into() }).inc();
     match result {
-        Ok(user) => super::login::sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await,
+        Ok(user) => {
+            let how = super::login::SignedInWith::Factor;
+            super::login::sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref(), how).await
+        }
         Err(Refused::Internal(e)) => e.into_response(),
         Err(why) => super::login::passkey_refused(&state, browser, next, why.status(), why.message()).await,
     }

@@ -23,7 +23,7 @@ use serde::Deserialize;
 use super::context::{Browser, NoticeQuery, PageContext};
 use super::error::{PageError, render};
 use super::extract::CsrfForm;
-use super::login::{localpart_of, login_url, safe_next, sign_in_and_continue};
+use super::login::{SignedInWith, localpart_of, login_url, safe_next, sign_in_and_continue};
 use crate::email;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
@@ -347,7 +347,7 @@ pub async fn post(
     if !state.lifecycle.provision_user(&user.id).await {
         tracing::warn!(user_id = %user.id, "homeserver unreachable after registration; provisioning queued");
     }
-    sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref()).await
+    sign_in_and_continue(&state, browser, &headers, ip, &user, next.as_deref(), SignedInWith::Password).await
 }
 
 /// The form again, with its errors; the password fields are never filled back in.
@@ -607,7 +607,16 @@ pub async fn verify_post(
     }
     // The sign-up is finished: its cookie is removed as the browser signs in.
     let browser = Browser { jar: browser.jar.remove(Cookie::build(PENDING_COOKIE).path("/")), ..browser };
-    sign_in_and_continue(&state, browser, &headers, ip, &user, safe_next(pending.next.as_deref()).as_deref()).await
+    sign_in_and_continue(
+        &state,
+        browser,
+        &headers,
+        ip,
+        &user,
+        safe_next(pending.next.as_deref()).as_deref(),
+        SignedInWith::Password,
+    )
+    .await
 }
 
 /// `POST /register/resend/{id}`: a new code (the old one stops working), rate-limited.
