@@ -60,6 +60,8 @@ impl App {
 
     /// As `build_with_clock`, with the randomness injected too (tests pin both).
     pub async fn build_with(config: Config, clock: BoxClock, rng: rng::BoxRng) -> anyhow::Result<App> {
+        // One ID sequence for the whole app: handlers and lifecycle share it.
+        let rng: rng::BoxRng = rng::Monotonic::wrap(rng);
         let db_path = config.database_path();
         let readers = config.database.read_connections;
         let store = tokio::task::spawn_blocking(move || Store::open(&db_path, readers))
@@ -67,9 +69,11 @@ impl App {
             .with_context(|| format!("cannot open database {}", config.database_path().display()))?;
 
         let keys = {
-            let (config, store, clock) = (config.clone(), store.clone(), clock.clone());
-            tokio::task::spawn_blocking(move || lifecycle::site_keys::load_or_generate(&config, &store, clock.as_ref()))
-                .await??
+            let (config, store, clock, rng) = (config.clone(), store.clone(), clock.clone(), rng.clone());
+            tokio::task::spawn_blocking(move || {
+                lifecycle::site_keys::load_or_generate(&config, &store, clock.as_ref(), rng.as_ref())
+            })
+            .await??
         };
         let encrypter = Encrypter::new(&keys.encryption);
         let plan = lifecycle::clients::sync(&config, &store, &encrypter, false, false, clock.now()).await?;

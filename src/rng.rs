@@ -14,6 +14,14 @@ use crate::clock::Clock;
 pub trait Rng: Send + Sync {
     /// Fills `buf` with random bytes.
     fn fill(&self, buf: &mut [u8]);
+
+    /// A new ULID at `ms`. The default draws 80 fresh random bits; [`Monotonic`] keeps the IDs it
+    /// hands out increasing even when the clock does not move (a `MockClock`, or one millisecond).
+    fn ulid_at(&self, ms: u64) -> ulid::Ulid {
+        let mut random = [0u8; 16];
+        self.fill(&mut random[6..]);
+        ulid::Ulid::from_parts(ms, u128::from_be_bytes(random))
+    }
 }
 
 pub type BoxRng = Arc<dyn Rng>;
@@ -41,6 +49,46 @@ impl Rng for SeededRng {
         // A poisoned lock only means another test thread panicked; the state is still usable.
         let mut rng = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         rng.fill_bytes(buf);
+    }
+}
+
+/// Wraps an rng so that the ULIDs it mints strictly increase: a new ID whose timestamp is not
+/// later than the last one's continues from the last one (plus a random step of up to 2^64), so
+/// rows created in one clock tick still sort in creation order, as `Ulid::new()`'s did at the
+/// millisecond. The app wraps its rng once (`App::build_with`); everything shares that one.
+pub struct Monotonic {
+    inner: BoxRng,
+    last: Mutex<ulid::Ulid>,
+}
+
+impl Monotonic {
+    pub fn wrap(inner: BoxRng) -> Arc<Self> {
+        Arc::new(Self { inner, last: Mutex::new(ulid::Ulid::nil()) })
+    }
+}
+
+impl Rng for Monotonic {
+    fn fill(&self, buf: &mut [u8]) {
+        self.inner.fill(buf);
+    }
+
+    fn ulid_at(&self, ms: u64) -> ulid::Ulid {
+        let mut last = self.last.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fresh = self.inner.ulid_at(ms);
+        let next = if ms > last.timestamp_ms() {
+            fresh
+        } else {
+            let step = u128::from(u64::from_be_bytes(self.inner.bytes::<8>())) + 1;
+            // 2^80 random values per timestamp: overflowing them is practically impossible; if
+            // it happens, the next millisecond of the last ID starts afresh.
+            let random = last.random().checked_add(step).filter(|r| *r < 1 << 80);
+            match random {
+                Some(r) => ulid::Ulid::from_parts(last.timestamp_ms(), r),
+                None => self.inner.ulid_at(last.timestamp_ms() + 1),
+            }
+        };
+        *last = next;
+        next
     }
 }
 
@@ -90,10 +138,17 @@ impl dyn Rng + '_ {
 
     /// A new ULID: the clock's time and 80 random bits.
     pub fn ulid(&self, clock: &dyn Clock) -> ulid::Ulid {
-        let mut random = [0u8; 16];
-        self.fill(&mut random[6..]);
-        let ms = u64::try_from(clock.now_ms()).unwrap_or(0);
-        ulid::Ulid::from_parts(ms, u128::from_be_bytes(random))
+        self.ulid_at(u64::try_from(clock.now_ms()).unwrap_or(0))
+    }
+
+    /// A new ULID as a row ID, at the clock's time.
+    pub fn id(&self, clock: &dyn Clock) -> String {
+        self.ulid(clock).to_string()
+    }
+
+    /// A new ULID as a row ID, at `now` (Unix seconds, the time a store step was given).
+    pub fn id_at(&self, now: i64) -> String {
+        self.ulid_at(u64::try_from(now).unwrap_or(0).saturating_mul(1000)).to_string()
     }
 }
 

@@ -1,7 +1,8 @@
 //! Opaque tokens in MAS's format: `<prefix>_<30 random [A-Za-z0-9]>_<6-char base62 CRC-32>`.
 //! The CRC lets garbage be rejected without touching the database; only SHA-256 hashes are stored.
 
-use crate::crypto::{random_alnum, sha256_hex};
+use crate::crypto::sha256_hex;
+use crate::rng::Rng;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenKind {
@@ -34,9 +35,9 @@ impl TokenKind {
         })
     }
 
-    /// A fresh token of this kind.
-    pub fn generate(self) -> String {
-        let body = format!("{}_{}", self.prefix(), random_alnum(30));
+    /// A fresh token of this kind, drawn from `rng` (the app's injected one).
+    pub fn generate(self, rng: &dyn Rng) -> String {
+        let body = format!("{}_{}", self.prefix(), rng.alnum(30));
         let crc = base62_crc(crc32fast::hash(body.as_bytes()));
         format!("{body}_{crc}")
     }
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn generated_tokens_check() {
         for kind in [TokenKind::AccessToken, TokenKind::RefreshToken, TokenKind::CompatAccessToken] {
-            let t = kind.generate();
+            let t = kind.generate(&crate::rng::OsRng);
             assert_eq!(t.len(), 3 + 1 + 30 + 1 + 6);
             assert_eq!(TokenKind::check(&t), Some(kind));
         }
@@ -153,7 +154,7 @@ mod tests {
 
     #[test]
     fn garbage_is_rejected() {
-        let t = TokenKind::AccessToken.generate();
+        let t = TokenKind::AccessToken.generate(&crate::rng::OsRng);
         let mut tampered = t.clone();
         tampered.replace_range(5..6, if &t[5..6] == "a" { "b" } else { "a" });
         for bad in ["", "mat_", "xyz_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa_000000", &tampered, &format!("{t}_x"), "syt_"] {

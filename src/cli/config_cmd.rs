@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use super::synapse_import::{Imported, quoted};
 use crate::config::Config;
 use crate::crypto::keys::SigningKey;
-use crate::crypto::{random_alnum, random_bytes};
+use crate::rng::{OsRng, Rng};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -120,7 +120,7 @@ async fn sync(config: Config, prune: bool, dry_run: bool) -> anyhow::Result<()> 
     let keys = {
         let (config, store) = (config.clone(), store.clone());
         tokio::task::spawn_blocking(move || {
-            crate::lifecycle::site_keys::load_or_generate(&config, &store, &SystemClock)
+            crate::lifecycle::site_keys::load_or_generate(&config, &store, &SystemClock, &crate::rng::OsRng)
         })
         .await??
     };
@@ -188,10 +188,13 @@ pub fn generate() -> anyhow::Result<String> {
 
 /// Like `generate`, with what `imported` took from Synapse's homeserver.yaml.
 pub fn generate_from(imported: &Imported) -> anyhow::Result<String> {
+    // The operator's new secrets come from the OS (a command, no app state to inject from).
+    let rng: &dyn Rng = &OsRng;
+    let random_alnum = |n| rng.alnum(n);
     let rsa = SigningKey::generate_rsa()?;
     let ec = SigningKey::generate_p256();
     let synapse_client_secret = imported.legacy_client_secret.clone().unwrap_or_else(|| random_alnum(40));
-    let encryption = hex::encode(random_bytes::<32>());
+    let encryption = hex::encode(rng.bytes::<32>());
     let server_name = imported.server_name.clone().unwrap_or_else(|| "example.org".into());
     let domain = server_name.split(':').next().unwrap_or(&server_name).to_string();
     let port = imported.listen_port.unwrap_or(8080);

@@ -134,7 +134,12 @@ fn check_blocking(config: &Config, files: &Files) -> Vec<Finding> {
     match crate::store::Store::open(&db, 1) {
         Ok(store) => {
             out.push(Finding::ok(format!("database {} opens and is migrated", db.display())));
-            match crate::lifecycle::site_keys::load_or_generate(config, &store, &crate::clock::SystemClock) {
+            match crate::lifecycle::site_keys::load_or_generate(
+                config,
+                &store,
+                &crate::clock::SystemClock,
+                &crate::rng::OsRng,
+            ) {
                 Ok(k) => out.push(Finding::ok(format!("signing keys: {}", k.keystore.algs().join(", ")))),
                 Err(e) => out.push(Finding::fail(
                     format!("signing keys: {e}"),

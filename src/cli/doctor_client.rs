@@ -223,10 +223,7 @@ pub fn check(config: &Config, files: &Files, override_url: Option<&Url>) -> Vec<
     // 4. The clocks agree (the Date header of the homeserver's answers).
     match date.as_deref().and_then(parse_http_date) {
         Some(theirs) => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
+            let now = crate::clock::Clock::now(&crate::clock::SystemClock);
             let skew = theirs - now;
             if skew.abs() <= MAX_SKEW_SECS {
                 out.push(Finding::ok(format!("the homeserver's clock agrees with ours ({skew:+} s)")));

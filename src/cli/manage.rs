@@ -254,7 +254,9 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
             for (provider, subject) in mappings {
                 use crate::lifecycle::upstream::{AddLink, add_link};
                 let now = clock.now();
-                match add_link(&ctx.store, &user.id, &provider, &subject, None, now).await? {
+                match add_link(&ctx.store, &user.id, &provider, &subject, None, now, ctx.lifecycle.rng().as_ref())
+                    .await?
+                {
                     AddLink::Created(_) | AddLink::Existing(_) => println!("linked upstream {provider}:{subject}"),
                     AddLink::Conflict => anyhow::bail!(
                         "upstream {provider}:{subject} was linked to another user meanwhile; the user was created \
@@ -273,7 +275,8 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
                 Some(p) => p,
                 None => ask_password(&username)?,
             };
-            users::set_password(&ctx.store, &ctx.passwords, clock, &username, password).await?;
+            users::set_password(&ctx.store, &ctx.passwords, clock, ctx.lifecycle.rng().as_ref(), &username, password)
+                .await?;
             println!("password of {username} changed");
         }
         Command::LockUser { username, deactivate } => {
@@ -346,7 +349,7 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
                 .transpose()?;
             let user = users::find(&ctx.store, &username).await?;
             anyhow::ensure!(user.is_valid(), "{username} is locked or deactivated");
-            let (u, now) = (user.clone(), clock.now());
+            let (u, now, rng) = (user.clone(), clock.now(), ctx.lifecycle.rng().clone());
             let crate::lifecycle::compat_sessions::StartedCompat { device_id, tokens } = ctx
                 .store
                 .write(move |c| {
@@ -358,7 +361,7 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
                         is_synapse_admin: admin,
                         user_agent: None,
                     };
-                    crate::lifecycle::compat_sessions::start(c, &new, false, 0, now)
+                    crate::lifecycle::compat_sessions::start(c, &new, false, 0, now, rng.as_ref())
                 })
                 .await?;
             if !ctx.lifecycle.ensure_device(&user, &device_id, Some("appliance issued token".into())).await {
@@ -387,7 +390,7 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
                 owner: Owner::User(user.id.clone()),
                 actor_user_id: user.id.clone(),
                 human_name: name,
-                scope: personal_sessions::with_device(scope, device)?,
+                scope: personal_sessions::with_device(scope, device, ctx.lifecycle.rng().as_ref())?,
                 expires_in,
                 operator_grants_synapse_admin: admin,
             };
@@ -471,7 +474,9 @@ pub async fn run(config_path: &[std::path::PathBuf], cmd: Command) -> anyhow::Re
             anyhow::ensure!(usage_limit != Some(0), "--usage-limit must be at least 1");
             let limit = if unlimited { None } else { Some(usage_limit.unwrap_or(1)) };
             let expires_at = expires_in.map(|s| clock.now().saturating_add(i64::from(s)));
-            let t = registration_tokens::create(&ctx.store, clock, token, limit, expires_at).await?;
+            let t =
+                registration_tokens::create(&ctx.store, clock, ctx.lifecycle.rng().as_ref(), token, limit, expires_at)
+                    .await?;
             if !ctx.config.account.registration_token_required {
                 eprintln!("note: account.registration_token_required is off, so registration does not ask for tokens");
             }

@@ -19,7 +19,8 @@ impl Encrypter {
     }
 
     pub fn encrypt(&self, plaintext: &[u8]) -> String {
-        let nonce_bytes = super::random_bytes::<12>();
+        // Not the injected rng: a nonce must never repeat under one key, and a pinned test rng would repeat it.
+        let nonce_bytes = (&crate::rng::OsRng as &dyn crate::rng::Rng).bytes::<12>();
         let nonce = Nonce::from_slice(&nonce_bytes);
         // Encryption with a valid key and nonce cannot fail for in-memory buffers.
         let ct = self.cipher.encrypt(nonce, plaintext).unwrap_or_default();

@@ -22,13 +22,3 @@ pub fn sha256_hex(data: &[u8]) -> String {
 pub fn b64url(data: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
 }
-
-/// `n` random characters of `[A-Za-z0-9]`, from the OS CSPRNG (`rng::OsRng`).
-pub fn random_alnum(n: usize) -> String {
-    (&crate::rng::OsRng as &dyn crate::rng::Rng).alnum(n)
-}
-
-/// `N` random bytes from the OS CSPRNG (`rng::OsRng`).
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    (&crate::rng::OsRng as &dyn crate::rng::Rng).bytes::<N>()
-}

@@ -3,6 +3,7 @@
 
 use crate::model::scope::{self, Scope};
 use crate::model::{DeviceId, User};
+use crate::rng::Rng;
 use crate::store::compat::{self, CompatSession};
 use crate::store::{StoreResult, sessions};
 use crate::tokens::{TokenKind, hash_token};
@@ -33,8 +34,8 @@ pub struct NewCompatSession<'a> {
 }
 
 /// A device id as Synapse makes them: 10 random letters.
-pub fn generate_device_id() -> String {
-    DeviceId::generate().into_string()
+pub fn generate_device_id(rng: &dyn Rng) -> String {
+    DeviceId::generate(rng).into_string()
 }
 
 /// Creates the session, with a device, and its tokens. A login that reuses a device id ends the
@@ -45,8 +46,9 @@ pub fn start(
     with_refresh: bool,
     ttl: i64,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<StartedCompat> {
-    let device_id = new.device_id.clone().map_or_else(generate_device_id, DeviceId::into_string);
+    let device_id = new.device_id.clone().map_or_else(|| generate_device_id(rng), DeviceId::into_string);
     for s in compat::active_for_user(conn, &new.user.id)? {
         if s.device_id.as_deref() == Some(device_id.as_str()) {
             compat::finish(conn, &s.id, now)?;
@@ -58,7 +60,7 @@ pub fn start(
         }
     }
     let session = CompatSession {
-        id: ulid::Ulid::new().to_string(),
+        id: rng.id_at(now),
         user_id: new.user.id.clone(),
         device_id: Some(device_id.clone()),
         user_session_id: new.user_session_id.clone(),
@@ -68,7 +70,7 @@ pub fn start(
         finished_at: None,
     };
     compat::insert_session(conn, &session, new.user_agent.as_deref())?;
-    let (access_token, refresh_token, expires_in) = issue(conn, &session.id, with_refresh, ttl, now)?;
+    let (access_token, refresh_token, expires_in) = issue(conn, &session.id, with_refresh, ttl, now, rng)?;
     Ok(StartedCompat { device_id, tokens: CompatTokens { session, access_token, refresh_token, expires_in } })
 }
 
@@ -78,13 +80,14 @@ fn issue(
     with_refresh: bool,
     ttl: i64,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<(String, Option<String>, Option<i64>)> {
-    let access = TokenKind::CompatAccessToken.generate();
+    let access = TokenKind::CompatAccessToken.generate(rng);
     let expires_at = with_refresh.then_some(now + ttl);
-    let access_id = compat::insert_access(conn, session_id, &hash_token(&access), now, expires_at)?;
+    let access_id = compat::insert_access(conn, &rng.id_at(now), session_id, &hash_token(&access), now, expires_at)?;
     let refresh = if with_refresh {
-        let r = TokenKind::CompatRefreshToken.generate();
-        compat::insert_refresh(conn, session_id, &access_id, &hash_token(&r), now)?;
+        let r = TokenKind::CompatRefreshToken.generate(rng);
+        compat::insert_refresh(conn, &rng.id_at(now), session_id, &access_id, &hash_token(&r), now)?;
         Some(r)
     } else {
         None
@@ -94,7 +97,13 @@ fn issue(
 
 /// Rotates a refresh token; the previous access token stops working at once.
 /// A locked or deactivated user gets nothing, and the token is not spent.
-pub fn refresh(conn: &Connection, refresh_token: &str, ttl: i64, now: i64) -> StoreResult<Option<CompatTokens>> {
+pub fn refresh(
+    conn: &Connection,
+    refresh_token: &str,
+    ttl: i64,
+    now: i64,
+    rng: &dyn Rng,
+) -> StoreResult<Option<CompatTokens>> {
     let hash = hash_token(refresh_token);
     if !compat::introspect(conn, &hash, true)?.is_some_and(|(info, _, _)| info.user_valid) {
         return Ok(None);
@@ -105,7 +114,7 @@ pub fn refresh(conn: &Connection, refresh_token: &str, ttl: i64, now: i64) -> St
     if let Some(id) = old_access {
         compat::expire_access(conn, &id, now)?;
     }
-    let (access_token, refresh_token, expires_in) = issue(conn, &session.id, true, ttl, now)?;
+    let (access_token, refresh_token, expires_in) = issue(conn, &session.id, true, ttl, now, rng)?;
     Ok(Some(CompatTokens { session, access_token, refresh_token, expires_in }))
 }
 

@@ -34,7 +34,7 @@ pub async fn add(lc: &Lifecycle, user_id: &str, email: &str) -> Result<UserEmail
     if !crate::email::valid_address(&email) {
         return Err(EmailError::Invalid(email));
     }
-    let (id, address, now) = (user_id.to_string(), email.clone(), lc.clock.now());
+    let (id, address, now, email_id) = (user_id.to_string(), email.clone(), lc.clock.now(), lc.new_id());
     let added = lc
         .store
         .write(move |c| {
@@ -44,7 +44,7 @@ pub async fn add(lc: &Lifecycle, user_id: &str, email: &str) -> Result<UserEmail
             if user_store::by_email(c, &address)?.is_some() {
                 return Ok(Err(EmailError::InUse(address)));
             }
-            match user_store::insert_email(c, &id, &address, now) {
+            match user_store::insert_email(c, &email_id, &id, &address, now) {
                 Ok(row) => Ok(Ok(row)),
                 Err(StoreError::Conflict(_)) => Ok(Err(EmailError::InUse(address))),
                 Err(e) => Err(e),
@@ -102,9 +102,8 @@ pub enum VerificationError {
     Email(#[from] crate::email::EmailError),
 }
 
-fn new_code() -> String {
-    use rand::Rng;
-    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
+fn new_code(rng: &dyn crate::rng::Rng) -> String {
+    format!("{:06}", rng.below(1_000_000))
 }
 
 /// Starts verifying `email` (for `user_id`, or for an account being registered when `None`):
@@ -116,8 +115,8 @@ pub async fn start_verification(
     email: &str,
 ) -> Result<String, VerificationError> {
     let now = lc.clock.now();
-    let id = ulid::Ulid::new().to_string();
-    let code = new_code();
+    let id = lc.new_id();
+    let code = new_code(lc.rng.as_ref());
     let v = EmailVerification {
         id: id.clone(),
         user_id: user_id.map(String::from),
@@ -182,7 +181,7 @@ async fn resend_verification(
     verification: &EmailVerification,
 ) -> Result<(), VerificationError> {
     let now = lc.clock.now();
-    let code = new_code();
+    let code = new_code(lc.rng.as_ref());
     let (id, hash) = (verification.id.clone(), email_codes::code_hash(&verification.id, &code));
     lc.store.write(move |c| email_codes::replace_code(c, &id, &hash, now, now + CODE_TTL_SECS)).await?;
     crate::email::send_verification_code(mailer, &verification.email, &code, CODE_TTL_SECS / 60).await?;
@@ -265,7 +264,7 @@ mod tests {
     #[test]
     fn codes_are_six_digits() {
         for _ in 0..100 {
-            let c = new_code();
+            let c = new_code(&crate::rng::OsRng);
             assert_eq!(c.len(), 6);
             assert!(c.chars().all(|c| c.is_ascii_digit()));
         }

@@ -11,6 +11,7 @@ use super::sessions::{Ended, sync_ended};
 use crate::crypto::{b64url, constant_time_eq};
 use crate::model::client::GRANT_REFRESH_TOKEN;
 use crate::model::{Client, Scope, User};
+use crate::rng::Rng;
 use crate::store::grants::{self as grant_store, AuthorizationGrant};
 use crate::store::sessions::SessionKind;
 use crate::store::{StoreError, StoreResult, sessions as session_store, users as user_store};
@@ -80,9 +81,10 @@ pub async fn exchange_code(
     req: CodeRequest,
     ttl: i64,
 ) -> Result<Approved, GrantError> {
-    let now = lc.clock.now();
+    let (now, rng) = (lc.clock.now(), lc.rng.clone());
     let (client_id, with_refresh) = (client.id.clone(), client.allows_grant(GRANT_REFRESH_TOKEN));
-    let outcome = lc.store.write(move |c| redeem_code(c, &client_id, &req, with_refresh, ttl, now)).await?;
+    let outcome =
+        lc.store.write(move |c| redeem_code(c, &client_id, &req, with_refresh, ttl, now, rng.as_ref())).await?;
     issued(lc, client, outcome).await
 }
 
@@ -94,10 +96,11 @@ pub async fn exchange_device_code(
     device_code: &str,
     ttl: i64,
 ) -> Result<Approved, GrantError> {
-    let now = lc.clock.now();
+    let (now, rng) = (lc.clock.now(), lc.rng.clone());
     let (client_id, with_refresh) = (client.id.clone(), client.allows_grant(GRANT_REFRESH_TOKEN));
     let hash = hash_token(device_code);
-    let outcome = lc.store.write(move |c| redeem_device_code(c, &client_id, &hash, with_refresh, ttl, now)).await?;
+    let outcome =
+        lc.store.write(move |c| redeem_device_code(c, &client_id, &hash, with_refresh, ttl, now, rng.as_ref())).await?;
     issued(lc, client, outcome).await
 }
 
@@ -126,6 +129,7 @@ fn redeem_code(
     with_refresh: bool,
     ttl: i64,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<Exchange> {
     let Some(grant) = grant_store::grant_by_code(c, &hash_token(&req.code))? else {
         return Ok(Exchange::Refused(GrantError::Invalid("unknown authorization code")));
@@ -143,11 +147,18 @@ fn redeem_code(
     if let Err(e) = check_code(&grant, req, now) {
         return Ok(Exchange::Refused(e));
     }
-    let mut approved =
-        match start_approved(c, client_id, grant.user_session_id.as_deref(), &grant.scope, with_refresh, ttl, now)? {
-            Ok(approved) => approved,
-            Err(why) => return Ok(Exchange::Refused(GrantError::Invalid(why))),
-        };
+    let mut approved = match start_approved(
+        c,
+        client_id,
+        grant.user_session_id.as_deref(),
+        &grant.scope,
+        (with_refresh, ttl),
+        now,
+        rng,
+    )? {
+        Ok(approved) => approved,
+        Err(why) => return Ok(Exchange::Refused(GrantError::Invalid(why))),
+    };
     if !grant_store::exchange_grant(c, &grant.id, &approved.tokens.session_id, now)? {
         // Cannot happen inside the single writer; roll everything back if it does.
         return Err(StoreError::Conflict("authorization code exchange"));
@@ -194,6 +205,7 @@ fn redeem_device_code(
     with_refresh: bool,
     ttl: i64,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<Exchange> {
     let refused = |e| Ok(Exchange::Refused(e));
     let Some(grant) = grant_store::device_by_code(c, device_code_hash)? else {
@@ -216,11 +228,18 @@ fn redeem_device_code(
         grant_store::touch_device_poll(c, &grant.id, now)?;
         return refused(if too_fast { GrantError::SlowDown } else { GrantError::AuthorizationPending });
     }
-    let approved =
-        match start_approved(c, client_id, grant.user_session_id.as_deref(), &grant.scope, with_refresh, ttl, now)? {
-            Ok(approved) => approved,
-            Err(why) => return refused(GrantError::Invalid(why)),
-        };
+    let approved = match start_approved(
+        c,
+        client_id,
+        grant.user_session_id.as_deref(),
+        &grant.scope,
+        (with_refresh, ttl),
+        now,
+        rng,
+    )? {
+        Ok(approved) => approved,
+        Err(why) => return refused(GrantError::Invalid(why)),
+    };
     if !grant_store::exchange_device(c, &grant.id, &approved.tokens.session_id, now)? {
         return Err(StoreError::Conflict("device code exchange"));
     }
@@ -266,9 +285,9 @@ fn start_approved(
     client_id: &str,
     user_session_id: Option<&str>,
     scope: &str,
-    with_refresh: bool,
-    ttl: i64,
+    (with_refresh, ttl): (bool, i64),
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<Result<Approved, &'static str>> {
     let (browser, user) = match approver(c, user_session_id)? {
         Ok(found) => found,
@@ -282,7 +301,7 @@ fn start_approved(
         scope: &scope,
         user_agent: None,
     };
-    let tokens = oauth_sessions::start(c, new, with_refresh, ttl, now)?;
+    let tokens = oauth_sessions::start(c, new, with_refresh, ttl, now, rng)?;
     Ok(Ok(Approved { tokens, scope, user, auth_time: browser.authenticated_at, nonce: None }))
 }
 

@@ -29,6 +29,7 @@ pub mod users;
 use crate::clock::BoxClock;
 use crate::homeserver::BoxHomeserver;
 use crate::jobs::{self, Job, JobQueue, Periodic};
+use crate::rng::{BoxRng, Monotonic, OsRng};
 use crate::store::Store;
 
 /// What lifecycle steps need besides the request: the store, the homeserver and the job queue.
@@ -39,6 +40,7 @@ pub struct Lifecycle {
     homeserver: BoxHomeserver,
     jobs: JobQueue,
     clock: BoxClock,
+    rng: BoxRng,
     /// Session `last_active_*`, batched in memory. Public: recording activity is a map insert
     /// every surface does, and it reaches neither the homeserver nor a table directly.
     pub activity: activity::ActivityTracker,
@@ -46,14 +48,15 @@ pub struct Lifecycle {
 
 impl Lifecycle {
     pub fn new(store: Store, homeserver: BoxHomeserver, clock: BoxClock) -> Self {
-        Self::with_rng(store, homeserver, clock, std::sync::Arc::new(crate::rng::OsRng))
+        Self::with_rng(store, homeserver, clock, Monotonic::wrap(std::sync::Arc::new(OsRng)))
     }
 
-    /// As `new`, with the randomness injected (IDs of queued jobs; tests pin it with the clock).
-    pub fn with_rng(store: Store, homeserver: BoxHomeserver, clock: BoxClock, rng: crate::rng::BoxRng) -> Self {
-        let jobs = JobQueue::new(store.clone(), clock.clone(), rng);
+    /// As `new`, with the randomness injected (IDs, codes and tokens; tests pin it with the clock).
+    /// `rng` is used as given: the app passes the one `Monotonic` its handlers use too.
+    pub fn with_rng(store: Store, homeserver: BoxHomeserver, clock: BoxClock, rng: BoxRng) -> Self {
+        let jobs = JobQueue::new(store.clone(), clock.clone(), rng.clone());
         let activity = activity::ActivityTracker::new(store.clone(), clock.clone());
-        Self { store, homeserver, jobs, clock, activity }
+        Self { store, homeserver, jobs, clock, rng, activity }
     }
 
     /// The store, for plain reads by the surfaces (and the lifecycle functions taking a `&Store`).
@@ -63,6 +66,15 @@ impl Lifecycle {
 
     pub fn clock(&self) -> &BoxClock {
         &self.clock
+    }
+
+    pub fn rng(&self) -> &BoxRng {
+        &self.rng
+    }
+
+    /// A new row ID (a ULID at the clock's time).
+    pub fn new_id(&self) -> String {
+        self.rng.id(self.clock.as_ref())
     }
 
     /// Queues `job` for the worker without trying it now.

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use super::Lifecycle;
 use crate::model::Scope;
+use crate::rng::Rng;
 use crate::store::sessions::{self, OAuthSession};
 use crate::store::tokens::{self as token_store, AccessToken, RefreshToken};
 use crate::store::{StoreError, StoreResult};
@@ -34,9 +35,10 @@ pub fn start(
     with_refresh: bool,
     ttl: i64,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<IssuedTokens> {
     let session = OAuthSession {
-        id: ulid::Ulid::new().to_string(),
+        id: rng.id_at(now),
         user_id: new.user_id.map(String::from),
         user_session_id: new.user_session_id.map(String::from),
         client_id: new.client_id.to_string(),
@@ -45,12 +47,7 @@ pub fn start(
         finished_at: None,
     };
     sessions::insert_oauth(conn, &session, new.user_agent)?;
-    issue(conn, &session.id, with_refresh, ttl, now)
-}
-
-/// Issues a fresh access token (and refresh token) for a session.
-pub fn issue(conn: &Connection, session_id: &str, with_refresh: bool, ttl: i64, now: i64) -> StoreResult<IssuedTokens> {
-    issue_after(conn, session_id, with_refresh, None, ttl, now)
+    issue_after(conn, &session.id, with_refresh, None, ttl, now, rng)
 }
 
 /// `issue`, recording the refresh token whose rotation issued the new pair.
@@ -61,10 +58,11 @@ fn issue_after(
     parent: Option<&str>,
     ttl: i64,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<IssuedTokens> {
-    let access_token = TokenKind::AccessToken.generate();
+    let access_token = TokenKind::AccessToken.generate(rng);
     let access = AccessToken {
-        id: ulid::Ulid::new().to_string(),
+        id: rng.id_at(now),
         session_id: session_id.to_string(),
         created_at: now,
         expires_at: Some(now + ttl),
@@ -73,9 +71,9 @@ fn issue_after(
     };
     token_store::insert_access(conn, &access, &hash_token(&access_token))?;
     let refresh_token = if with_refresh {
-        let token = TokenKind::RefreshToken.generate();
+        let token = TokenKind::RefreshToken.generate(rng);
         let refresh = RefreshToken {
-            id: ulid::Ulid::new().to_string(),
+            id: rng.id_at(now),
             session_id: session_id.to_string(),
             access_token_id: Some(access.id.clone()),
             created_at: now,
@@ -145,6 +143,7 @@ pub fn rotate(
     refresh_token: &str,
     ttl: i64,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<RefreshOutcome> {
     let Some(token) = token_store::refresh_by_hash(conn, &hash_token(refresh_token))? else {
         return Ok(RefreshOutcome::Invalid("unknown refresh token"));
@@ -173,7 +172,7 @@ pub fn rotate(
             }
         }
     }
-    let issued = issue_after(conn, &session.id, true, Some(&token.id), ttl, now)?;
+    let issued = issue_after(conn, &session.id, true, Some(&token.id), ttl, now, rng)?;
     let next_id = issued
         .refresh_token_id
         .clone()
@@ -205,8 +204,9 @@ pub async fn refresh(
     ttl: i64,
     ip: Option<IpAddr>,
 ) -> StoreResult<RefreshOutcome> {
-    let (client_id, token, now) = (client_id.to_string(), refresh_token.to_string(), lc.clock.now());
-    let outcome = lc.store.write(move |c| rotate(c, &client_id, &token, ttl, now)).await?;
+    let (client_id, token, now, rng) =
+        (client_id.to_string(), refresh_token.to_string(), lc.clock.now(), lc.rng.clone());
+    let outcome = lc.store.write(move |c| rotate(c, &client_id, &token, ttl, now, rng.as_ref())).await?;
     match &outcome {
         RefreshOutcome::Rotated(r) => lc.activity.record_oauth2(&r.session.id, ip),
         RefreshOutcome::Reused { user_id: Some(user_id) } => {

@@ -9,6 +9,7 @@ use super::policy::{self, GrantKind};
 use crate::config::PolicyData;
 use crate::model::Scope;
 use crate::model::scope::SYNAPSE_ADMIN;
+use crate::rng::Rng;
 use crate::store::personal::{self as personal_store, Owner, PersonalSession};
 use crate::store::{Store, StoreError, StoreResult, users as user_store};
 use crate::tokens::{TokenKind, hash_token};
@@ -90,7 +91,7 @@ pub async fn create(
 
     let now = lc.clock.now();
     let session = PersonalSession {
-        id: ulid::Ulid::new().to_string(),
+        id: lc.new_id(),
         owner: new.owner,
         actor_user_id: actor.id.clone(),
         human_name: name,
@@ -98,13 +99,14 @@ pub async fn create(
         created_at: now,
         revoked_at: None,
     };
-    let access_token = TokenKind::PersonalAccessToken.generate();
+    let access_token = TokenKind::PersonalAccessToken.generate(lc.rng.as_ref());
     let expires_at = new.expires_in.map(|s| now.saturating_add(i64::from(s)));
     let (row, hash, operator_admin) = (session.clone(), hash_token(&access_token), new.operator_grants_synapse_admin);
+    let token_id = lc.new_id();
     lc.store
         .write(move |c| {
             personal_store::insert_session(c, &row, operator_admin)?;
-            personal_store::insert_token(c, &row.id, &hash, now, expires_at)
+            personal_store::insert_token(c, &token_id, &row.id, &hash, now, expires_at)
         })
         .await?;
     let device_ready = match session.device_id() {
@@ -131,9 +133,9 @@ pub async fn regenerate(
         return Err(PersonalError::NotOwner);
     }
     let now = lc.clock.now();
-    let access_token = TokenKind::PersonalAccessToken.generate();
+    let access_token = TokenKind::PersonalAccessToken.generate(lc.rng.as_ref());
     let expires_at = expires_in.map(|s| now.saturating_add(i64::from(s)));
-    let (key, hash) = (session.id.clone(), hash_token(&access_token));
+    let (key, hash, token_id) = (session.id.clone(), hash_token(&access_token), lc.new_id());
     let live = lc
         .store
         .write(move |c| {
@@ -142,7 +144,7 @@ pub async fn regenerate(
                 return Ok(false);
             }
             personal_store::revoke_token(c, &key, now)?;
-            personal_store::insert_token(c, &key, &hash, now, expires_at)?;
+            personal_store::insert_token(c, &token_id, &key, &hash, now, expires_at)?;
             Ok(true)
         })
         .await?;
@@ -178,8 +180,8 @@ pub async fn get(store: &Store, id: &str) -> Result<PersonalSession, PersonalErr
 /// The scope of a token for a Matrix client (a bot): `scope` with a device scope added when it
 /// has the Matrix API scope and no device yet — `device`, or a new device id — in the API scope's
 /// form (stable or unstable). `device` must match a device already in the scope, and needs the
-/// API scope.
-pub fn with_device(scope: Scope, device: Option<String>) -> Result<Scope, PersonalError> {
+/// API scope. A new device id is drawn from `rng`.
+pub fn with_device(scope: Scope, device: Option<String>, rng: &dyn Rng) -> Result<Scope, PersonalError> {
     use crate::model::scope::{MATRIX_API, MATRIX_DEVICE_PREFIX, MATRIX_DEVICE_PREFIX_UNSTABLE};
     if let Some(d) = device.as_deref().filter(|d| !crate::model::DeviceId::is_valid(d)) {
         return Err(PersonalError::InvalidScope(format!(
@@ -202,13 +204,18 @@ pub fn with_device(scope: Scope, device: Option<String>) -> Result<Scope, Person
         };
     }
     let prefix = if scope.contains(MATRIX_API) { MATRIX_DEVICE_PREFIX } else { MATRIX_DEVICE_PREFIX_UNSTABLE };
-    let device = device.unwrap_or_else(super::compat_sessions::generate_device_id);
+    let device = device.unwrap_or_else(|| super::compat_sessions::generate_device_id(rng));
     Ok(scope.iter().map(String::from).chain([format!("{prefix}{device}")]).collect())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `with_device` drawing new device ids from the OS.
+    fn with_device(scope: Scope, device: Option<String>) -> Result<Scope, PersonalError> {
+        super::with_device(scope, device, &crate::rng::OsRng)
+    }
 
     fn s(v: &str) -> Scope {
         Scope::parse(v).unwrap()

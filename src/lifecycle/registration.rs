@@ -5,6 +5,7 @@ use crate::clock::Clock;
 use crate::crypto::password::PasswordManager;
 use crate::model::User;
 use crate::model::user::check_localpart;
+use crate::rng::Rng;
 use crate::store::pending_registrations::{self as pending_store, PendingRegistration};
 use crate::store::registration_tokens::{self as token_store, RegistrationToken, TokenProblem};
 use crate::store::{Store, StoreError, users as user_store};
@@ -96,10 +97,11 @@ pub fn new_token(
     usage_limit: Option<u32>,
     expires_in: Option<i64>,
     now: i64,
+    rng: &dyn Rng,
 ) -> RegistrationToken {
     RegistrationToken {
-        id: ulid::Ulid::new().to_string(),
-        token: token.unwrap_or_else(|| crate::crypto::random_alnum(20)),
+        id: rng.id_at(now),
+        token: token.unwrap_or_else(|| rng.alnum(20)),
         usage_limit,
         times_used: 0,
         created_at: now,
@@ -163,13 +165,14 @@ pub async fn register(
     store: &Store,
     passwords: &PasswordManager,
     clock: &dyn Clock,
+    rng: &dyn Rng,
     new: NewRegistration,
 ) -> Result<User, RegistrationError> {
     check_localpart(&new.username).map_err(UserError::InvalidUsername)?;
     let (version, hash) = passwords.hash(new.password).await.map_err(UserError::from)?;
     let now = clock.now();
     let user = User {
-        id: ulid::Ulid::new().to_string(),
+        id: rng.id(clock),
         username: new.username,
         display_name: new.display_name,
         created_at: now,
@@ -178,6 +181,7 @@ pub async fn register(
         can_request_admin: false,
     };
     let (row, token, terms) = (user.clone(), new.token, new.accepted_terms);
+    let (password_id, terms_id) = (rng.id(clock), rng.id(clock));
     let outcome = store
         .write(move |c| {
             if let Some(t) = &token {
@@ -186,9 +190,9 @@ pub async fn register(
                 }
             }
             user_store::insert(c, &row)?;
-            user_store::set_password(c, &row.id, &hash, version, now)?;
+            user_store::set_password(c, &password_id, &row.id, &hash, version, now)?;
             if let Some(url) = &terms {
-                token_store::accept_terms(c, &row.id, url, now)?;
+                token_store::accept_terms(c, &terms_id, &row.id, url, now)?;
             }
             Ok(Ok(()))
         })
@@ -203,13 +207,14 @@ pub async fn register(
 pub async fn complete_pending(
     store: &Store,
     clock: &dyn Clock,
+    rng: &dyn Rng,
     pending: &PendingRegistration,
     email: &str,
 ) -> Result<User, RegistrationError> {
     check_localpart(&pending.username).map_err(UserError::InvalidUsername)?;
     let now = clock.now();
     let user = User {
-        id: ulid::Ulid::new().to_string(),
+        id: rng.id(clock),
         username: pending.username.clone(),
         display_name: pending.display_name.clone(),
         created_at: now,
@@ -218,6 +223,7 @@ pub async fn complete_pending(
         can_request_admin: false,
     };
     let (row, p, email) = (user.clone(), pending.clone(), email.to_string());
+    let (password_id, terms_id, email_id) = (rng.id(clock), rng.id(clock), rng.id(clock));
     let outcome = store
         .write(move |c| {
             // Checks first: a refusal returns before anything is changed.
@@ -238,11 +244,11 @@ pub async fn complete_pending(
                 return Err(StoreError::Conflict("pending registration"));
             }
             user_store::insert(c, &row)?;
-            user_store::set_password(c, &row.id, &p.password_hash, p.password_version, now)?;
+            user_store::set_password(c, &password_id, &row.id, &p.password_hash, p.password_version, now)?;
             if let Some(url) = &p.accepted_terms {
-                token_store::accept_terms(c, &row.id, url, now)?;
+                token_store::accept_terms(c, &terms_id, &row.id, url, now)?;
             }
-            user_store::add_email(c, &row.id, &email, now)?;
+            user_store::add_email(c, &email_id, &row.id, &email, now)?;
             Ok(Ok(()))
         })
         .await;
@@ -293,6 +299,11 @@ mod tests {
     fn utc_dates() {
         assert_eq!(format_utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(format_utc(1_709_210_096), "2024-02-29 12:34 UTC");
+    }
+
+    /// `new_token` drawing from the OS.
+    fn new_token(token: Option<String>, limit: Option<u32>, expires_in: Option<i64>, now: i64) -> RegistrationToken {
+        super::new_token(token, limit, expires_in, now, &crate::rng::OsRng)
     }
 
     #[test]

@@ -42,6 +42,7 @@ fn check_limit(usage_limit: Option<u32>) -> Result<(), TokenError> {
 pub async fn create(
     store: &Store,
     clock: &dyn Clock,
+    rng: &dyn crate::rng::Rng,
     token: Option<String>,
     usage_limit: Option<u32>,
     expires_at: Option<i64>,
@@ -51,7 +52,7 @@ pub async fn create(
     }
     check_limit(usage_limit)?;
     let now = clock.now();
-    let mut t = new_token(token, usage_limit, None, now);
+    let mut t = new_token(token, usage_limit, None, now, rng);
     t.expires_at = expires_at;
     let row = t.clone();
     match store.write(move |c| token_store::insert(c, &row)).await {

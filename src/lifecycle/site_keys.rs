@@ -25,14 +25,20 @@ pub enum SiteKeysError {
 }
 
 /// Runs off the async workers: RSA key generation takes a moment.
-pub fn load_or_generate(config: &Config, store: &Store, clock: &dyn Clock) -> Result<SiteKeys, SiteKeysError> {
+/// The encryption key is drawn from `rng`; the signing keys' own generators use the OS.
+pub fn load_or_generate(
+    config: &Config,
+    store: &Store,
+    clock: &dyn Clock,
+    rng: &dyn crate::rng::Rng,
+) -> Result<SiteKeys, SiteKeysError> {
     let now = clock.now();
     let secrets = config.secrets.as_ref();
 
     let encryption = match secrets.and_then(|s| s.encryption_key()) {
         Some(key) => key,
         None => {
-            let fresh = hex::encode(crate::crypto::random_bytes::<32>());
+            let fresh = hex::encode(rng.bytes::<32>());
             let stored =
                 store.write_blocking(move |c| key_store::get_or_insert_secret(c, "encryption", &fresh, now))?;
             hex::decode(stored).ok().and_then(|b| b.try_into().ok()).ok_or(SiteKeysError::BadEncryptionKey)?

@@ -11,6 +11,7 @@ use crate::config::OnBackchannelLogout;
 use crate::model::User;
 use crate::model::upstream::UpstreamLink;
 use crate::model::user::check_localpart;
+use crate::rng::Rng;
 use crate::store::registration_tokens as token_store;
 use crate::store::sessions::SessionKind;
 use crate::store::{Store, StoreError, StoreResult, upstream as upstream_store, users as user_store};
@@ -29,7 +30,8 @@ pub struct Callback {
 
 /// Finds or creates the link `(provider, subject)` and completes the authorization session.
 /// Returns the link id.
-pub async fn record_callback(store: &Store, cb: Callback, now: i64) -> StoreResult<String> {
+pub async fn record_callback(store: &Store, cb: Callback, now: i64, rng: &dyn Rng) -> StoreResult<String> {
+    let new_link_id = rng.id_at(now);
     store
         .write(move |c| {
             let link = match upstream_store::link_by_subject(c, &cb.provider_id, &cb.subject)? {
@@ -41,7 +43,7 @@ pub async fn record_callback(store: &Store, cb: Callback, now: i64) -> StoreResu
                 }
                 None => {
                     let l = UpstreamLink {
-                        id: ulid::Ulid::new().to_string(),
+                        id: new_link_id,
                         provider_id: cb.provider_id.clone(),
                         user_id: None,
                         subject: cb.subject.clone(),
@@ -100,7 +102,7 @@ pub async fn register(
     check_localpart(&new.username).map_err(UserError::InvalidUsername)?;
     let now = lc.clock.now();
     let user = User {
-        id: ulid::Ulid::new().to_string(),
+        id: lc.new_id(),
         username: new.username,
         display_name: new.display_name,
         created_at: now,
@@ -108,7 +110,9 @@ pub async fn register(
         deactivated_at: None,
         can_request_admin: new.admin,
     };
-    let (row, emails, link) = (user.clone(), new.emails, link_id.to_string());
+    let (row, link) = (user.clone(), link_id.to_string());
+    let emails: Vec<_> = new.emails.into_iter().map(|e| (lc.new_id(), e)).collect();
+    let terms_id = lc.new_id();
     let attached = lc
         .store
         .write(move |c| {
@@ -118,11 +122,11 @@ pub async fn register(
                 }
             }
             user_store::insert(c, &row)?;
-            for e in &emails {
-                user_store::add_email(c, &row.id, e, now)?;
+            for (id, e) in &emails {
+                user_store::add_email(c, id, &row.id, e, now)?;
             }
             if let Some(url) = &admission.accepted_terms {
-                token_store::accept_terms(c, &row.id, url, now)?;
+                token_store::accept_terms(c, &terms_id, &row.id, url, now)?;
             }
             if !attach(c, &link, &row.id)? {
                 // Rolls the user and the token use back.
@@ -220,8 +224,10 @@ pub async fn add_link(
     subject: &str,
     human_account_name: Option<String>,
     now: i64,
+    rng: &dyn Rng,
 ) -> StoreResult<AddLink> {
     let (user, provider, subject) = (user_id.to_string(), provider_id.to_uppercase(), subject.to_string());
+    let new_link_id = rng.id_at(now);
     store
         .write(move |c| {
             if user_store::by_id(c, &user)?.is_none() {
@@ -239,7 +245,7 @@ pub async fn add_link(
                 }
                 None => {
                     let l = UpstreamLink {
-                        id: ulid::Ulid::new().to_string(),
+                        id: new_link_id,
                         provider_id: provider.clone(),
                         user_id: Some(user.clone()),
                         subject: subject.clone(),

@@ -10,6 +10,7 @@ pub use crate::homeserver::Availability;
 use crate::jobs::Job;
 use crate::model::User;
 use crate::model::user::check_localpart;
+use crate::rng::Rng;
 use crate::store::{Store, StoreError, users as user_store};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +52,7 @@ pub async fn register(
     store: &Store,
     passwords: &PasswordManager,
     clock: &dyn Clock,
+    rng: &dyn Rng,
     new: NewUser,
 ) -> Result<User, UserError> {
     check_localpart(&new.username).map_err(UserError::InvalidUsername)?;
@@ -60,7 +62,7 @@ pub async fn register(
     };
     let now = clock.now();
     let user = User {
-        id: ulid::Ulid::new().to_string(),
+        id: rng.id(clock),
         username: new.username,
         display_name: new.display_name,
         created_at: now,
@@ -69,15 +71,16 @@ pub async fn register(
         can_request_admin: new.admin,
     };
     let row = user.clone();
-    let emails = new.emails;
+    let password_id = rng.id(clock);
+    let emails: Vec<_> = new.emails.into_iter().map(|e| (rng.id(clock), e)).collect();
     store
         .write(move |c| {
             user_store::insert(c, &row)?;
             if let Some((version, hash)) = &hash {
-                user_store::set_password(c, &row.id, hash, *version, now)?;
+                user_store::set_password(c, &password_id, &row.id, hash, *version, now)?;
             }
-            for e in &emails {
-                user_store::add_email(c, &row.id, e, now)?;
+            for (id, e) in &emails {
+                user_store::add_email(c, id, &row.id, e, now)?;
             }
             Ok(())
         })
@@ -94,13 +97,14 @@ pub async fn set_password(
     store: &Store,
     passwords: &PasswordManager,
     clock: &dyn Clock,
+    rng: &dyn Rng,
     username: &str,
     password: String,
 ) -> Result<(), UserError> {
     let user = find(store, username).await?;
     let (version, hash) = passwords.hash(password).await?;
-    let now = clock.now();
-    store.write(move |c| user_store::set_password(c, &user.id, &hash, version, now)).await?;
+    let (now, id) = (clock.now(), rng.id(clock));
+    store.write(move |c| user_store::set_password(c, &id, &user.id, &hash, version, now)).await?;
     Ok(())
 }
 
@@ -187,7 +191,7 @@ pub async fn allow_cross_signing_reset(lc: &Lifecycle, user: &User) -> Result<()
 /// Creates the user (`register`) and provisions it on the homeserver. The second value is
 /// `false` when the homeserver was unreachable and provisioning was queued.
 pub async fn create(lc: &Lifecycle, passwords: &PasswordManager, new: NewUser) -> Result<(User, bool), UserError> {
-    let user = register(&lc.store, passwords, lc.clock.as_ref(), new).await?;
+    let user = register(&lc.store, passwords, lc.clock.as_ref(), lc.rng.as_ref(), new).await?;
     let provisioned = lc.provision_user(&user.id).await;
     Ok((user, provisioned))
 }
@@ -197,13 +201,14 @@ pub async fn set_password_of(
     store: &Store,
     passwords: &PasswordManager,
     clock: &dyn Clock,
+    rng: &dyn Rng,
     user_id: &str,
     password: String,
 ) -> Result<(), UserError> {
     let user = get(store, user_id).await?;
     let (version, hash) = passwords.hash(password).await?;
-    let now = clock.now();
-    store.write(move |c| user_store::set_password(c, &user.id, &hash, version, now)).await?;
+    let (now, id) = (clock.now(), rng.id(clock));
+    store.write(move |c| user_store::set_password(c, &id, &user.id, &hash, version, now)).await?;
     Ok(())
 }
 

@@ -43,8 +43,8 @@ impl DeviceId {
     }
 
     /// A new device ID as Synapse makes them: 10 random capital letters and digits.
-    pub fn generate() -> Self {
-        Self(crate::crypto::random_alnum(10).to_uppercase())
+    pub fn generate(rng: &dyn crate::rng::Rng) -> Self {
+        Self(rng.alnum(10).to_uppercase())
     }
 
     pub fn as_str(&self) -> &str {
@@ -90,7 +90,7 @@ mod tests {
         ] {
             assert!(!DeviceId::is_valid(bad), "{bad:?}");
         }
-        assert!(DeviceId::is_valid(DeviceId::generate().as_str()));
+        assert!(DeviceId::is_valid(DeviceId::generate(&crate::rng::OsRng).as_str()));
     }
 
     #[test]

@@ -5,6 +5,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::page::{self, Filter, Page, PageRequest, Table};
 use super::sessions::{Detailed, SessionActivity, SessionFilter};
 use super::{StoreResult, opt};
+use crate::rng::Rng;
 use crate::store::tokens::TokenInfo;
 
 #[derive(Debug, Clone)]
@@ -74,24 +75,31 @@ pub fn finish(conn: &Connection, id: &str, now: i64) -> StoreResult<bool> {
 
 pub fn insert_access(
     conn: &Connection,
+    id: &str,
     session_id: &str,
     hash: &str,
     now: i64,
     expires_at: Option<i64>,
 ) -> StoreResult<String> {
-    let id = ulid::Ulid::new().to_string();
     conn.execute(
         "INSERT INTO compat_access_tokens (compat_access_token_id, compat_session_id, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, session_id, hash, now, expires_at],
     )?;
-    Ok(id)
+    Ok(id.to_string())
 }
 
-pub fn insert_refresh(conn: &Connection, session_id: &str, access_id: &str, hash: &str, now: i64) -> StoreResult<()> {
+pub fn insert_refresh(
+    conn: &Connection,
+    id: &str,
+    session_id: &str,
+    access_id: &str,
+    hash: &str,
+    now: i64,
+) -> StoreResult<()> {
     conn.execute(
         "INSERT INTO compat_refresh_tokens (compat_refresh_token_id, compat_session_id, compat_access_token_id, token_hash, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![ulid::Ulid::new().to_string(), session_id, access_id, hash, now],
+        params![id, session_id, access_id, hash, now],
     )?;
     Ok(())
 }
@@ -206,9 +214,9 @@ fn sso_from_row(r: &rusqlite::Row) -> rusqlite::Result<SsoLogin> {
 
 const SSO_COLUMNS: &str = "compat_sso_login_id, redirect_uri, user_session_id, created_at, fulfilled_at, exchanged_at";
 
-pub fn insert_sso(conn: &Connection, id: &str, redirect_uri: &str, now: i64) -> StoreResult<()> {
+pub fn insert_sso(conn: &Connection, id: &str, redirect_uri: &str, now: i64, rng: &dyn Rng) -> StoreResult<()> {
     // The login token is chosen at confirmation; until then the column holds an unguessable filler.
-    let filler = format!("pending-{}", crate::crypto::random_alnum(32));
+    let filler = format!("pending-{}", rng.alnum(32));
     conn.execute(
         "INSERT INTO compat_sso_logins (compat_sso_login_id, redirect_uri, login_token_hash, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![id, redirect_uri, filler, now],

@@ -89,19 +89,19 @@ pub fn session_by_id(conn: &Connection, id: &str) -> StoreResult<Option<Personal
 /// Adds a token to a session; the caller has revoked the previous one (one live token each).
 pub fn insert_token(
     conn: &Connection,
+    id: &str,
     session_id: &str,
     hash: &str,
     now: i64,
     expires_at: Option<i64>,
 ) -> StoreResult<String> {
-    let id = ulid::Ulid::new().to_string();
     conn.execute(
         "INSERT INTO personal_access_tokens (personal_access_token_id, personal_session_id, access_token_sha256,
                                              created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, session_id, hash, now, expires_at],
     )?;
-    Ok(id)
+    Ok(id.to_string())
 }
 
 /// Revokes the session's live token, if it has one.
@@ -283,10 +283,10 @@ mod tests {
         let conn = db();
         let alice = user(&conn, "alice");
         let s = session(&conn, Owner::User(alice.clone()), &alice, "urn:matrix:client:api:*");
-        insert_token(&conn, &s.id, "hash-1", 10, None).unwrap();
-        assert!(insert_token(&conn, &s.id, "hash-2", 11, None).is_err(), "a second live token");
+        insert_token(&conn, "T1", &s.id, "hash-1", 10, None).unwrap();
+        assert!(insert_token(&conn, "T2", &s.id, "hash-2", 11, None).is_err(), "a second live token");
         revoke_token(&conn, &s.id, 12).unwrap();
-        insert_token(&conn, &s.id, "hash-2", 12, Some(100)).unwrap();
+        insert_token(&conn, "T3", &s.id, "hash-2", 12, Some(100)).unwrap();
         let old = introspect(&conn, "hash-1").unwrap().unwrap();
         assert!(old.dead);
         let new = introspect(&conn, "hash-2").unwrap().unwrap();
@@ -314,14 +314,14 @@ mod tests {
             &alice,
             "urn:matrix:client:api:* urn:matrix:client:device:BOTDEVICE01",
         );
-        insert_token(&conn, &bot.id, "bot", 10, None).unwrap();
+        insert_token(&conn, "T4", &bot.id, "bot", 10, None).unwrap();
         let owned = session(
             &conn,
             Owner::User(bob.clone()),
             &alice,
             "urn:matrix:org.matrix.msc2967.client:api:* urn:matrix:org.matrix.msc2967.client:device:BOTDEVICE02",
         );
-        insert_token(&conn, &owned.id, "owned", 10, None).unwrap();
+        insert_token(&conn, "T5", &owned.id, "owned", 10, None).unwrap();
         session(&conn, Owner::User(alice.clone()), &alice, "urn:mas:admin");
         assert_eq!(session_by_id(&conn, &bot.id).unwrap().unwrap().owner, Owner::Client("client".into()));
         let mut devices = active_device_ids(&conn, &alice).unwrap();

@@ -192,10 +192,10 @@ pub fn consume(conn: &Connection, token: &str, now: i64) -> StoreResult<Result<S
 }
 
 /// Records that the user accepted the terms at `url` (idempotent).
-pub fn accept_terms(conn: &Connection, user_id: &str, url: &str, now: i64) -> StoreResult<()> {
+pub fn accept_terms(conn: &Connection, id: &str, user_id: &str, url: &str, now: i64) -> StoreResult<()> {
     conn.execute(
         "INSERT OR IGNORE INTO user_terms (user_terms_id, user_id, terms_url, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![ulid::Ulid::new().to_string(), user_id, url, now],
+        params![id, user_id, url, now],
     )?;
     Ok(())
 }

@@ -87,12 +87,12 @@ pub fn current_password(conn: &Connection, user_id: &str) -> StoreResult<Option<
 }
 
 /// Sets a user's password, replacing any earlier one.
-pub fn set_password(conn: &Connection, user_id: &str, hash: &str, version: u16, now: i64) -> StoreResult<()> {
+pub fn set_password(conn: &Connection, id: &str, user_id: &str, hash: &str, version: u16, now: i64) -> StoreResult<()> {
     conn.execute("DELETE FROM user_passwords WHERE user_id = ?1", [user_id])?;
     conn.execute(
         "INSERT INTO user_passwords (user_password_id, user_id, hashed_password, version, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![ulid::Ulid::new().to_string(), user_id, hash, version, now],
+        params![id, user_id, hash, version, now],
     )?;
     Ok(())
 }
@@ -108,18 +108,13 @@ pub fn upgrade_password(conn: &Connection, stored: &StoredPassword, hash: &str, 
     Ok(changed == 1)
 }
 
-pub fn add_email(conn: &Connection, user_id: &str, email: &str, now: i64) -> StoreResult<()> {
-    insert_email(conn, user_id, email, now).map(|_| ())
+pub fn add_email(conn: &Connection, id: &str, user_id: &str, email: &str, now: i64) -> StoreResult<()> {
+    insert_email(conn, id, user_id, email, now).map(|_| ())
 }
 
 /// Adds an address to a user; returns the new row.
-pub fn insert_email(conn: &Connection, user_id: &str, email: &str, now: i64) -> StoreResult<UserEmail> {
-    let row = UserEmail {
-        id: ulid::Ulid::new().to_string(),
-        user_id: user_id.to_string(),
-        email: email.to_string(),
-        created_at: now,
-    };
+pub fn insert_email(conn: &Connection, id: &str, user_id: &str, email: &str, now: i64) -> StoreResult<UserEmail> {
+    let row = UserEmail { id: id.to_string(), user_id: user_id.to_string(), email: email.to_string(), created_at: now };
     on_conflict(
         conn.execute(
             "INSERT INTO user_emails (user_email_id, user_id, email, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -250,8 +245,8 @@ mod tests {
     fn setting_a_password_replaces_the_earlier_one() {
         let conn = memory_db();
         let id = insert_user(&conn, "bob");
-        set_password(&conn, &id, "first", 1, 10).unwrap();
-        set_password(&conn, &id, "second", 1, 20).unwrap();
+        set_password(&conn, "P1", &id, "first", 1, 10).unwrap();
+        set_password(&conn, "P2", &id, "second", 1, 20).unwrap();
         assert_eq!(rows(&conn, &id), ["second"]);
     }
 
@@ -259,14 +254,14 @@ mod tests {
     fn an_upgrade_replaces_in_place_unless_the_password_changed_meanwhile() {
         let conn = memory_db();
         let id = insert_user(&conn, "bob");
-        set_password(&conn, &id, "old", 1, 10).unwrap();
+        set_password(&conn, "P3", &id, "old", 1, 10).unwrap();
         let stored = current_password(&conn, &id).unwrap().unwrap();
         assert!(upgrade_password(&conn, &stored, "rehashed", 2).unwrap());
         assert_eq!(rows(&conn, &id), ["rehashed"]);
         assert_eq!(current_password(&conn, &id).unwrap().unwrap().version, 2);
 
         // A password change that lands between verification and upgrade wins.
-        set_password(&conn, &id, "changed", 2, 30).unwrap();
+        set_password(&conn, "P4", &id, "changed", 2, 30).unwrap();
         assert!(!upgrade_password(&conn, &stored, "stale", 2).unwrap());
         assert_eq!(rows(&conn, &id), ["changed"]);
     }

@@ -17,7 +17,6 @@ use std::net::IpAddr;
 
 use anyhow::Context;
 use rusqlite::Connection;
-use ulid::Ulid;
 
 use super::Progress;
 use super::reader::{SourceCounts, SynapseReader};
@@ -82,13 +81,15 @@ pub struct Importer<'a> {
     pub counts: ImportCounts,
 }
 
+/// The offline import runs without an app: its IDs (at the imported rows' own times) draw on the OS.
+const RNG: &dyn crate::rng::Rng = &crate::rng::OsRng;
+
 fn ulid_at(seconds: i64) -> String {
-    let ms = u64::try_from(seconds.max(0)).unwrap_or(0).saturating_mul(1000);
-    Ulid::from_parts(ms, rand::random::<u128>()).to_string()
+    RNG.id_at(seconds.max(0))
 }
 
 fn ulid_at_ms(ms: i64) -> String {
-    Ulid::from_parts(u64::try_from(ms.max(0)).unwrap_or(0), rand::random::<u128>()).to_string()
+    RNG.ulid_at(u64::try_from(ms.max(0)).unwrap_or(0)).to_string()
 }
 
 impl<'a> Importer<'a> {

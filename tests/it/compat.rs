@@ -368,6 +368,7 @@ async fn email_login_when_allowed() {
         &s.store,
         &s.passwords,
         s.clock.as_ref(),
+        s.rng.as_ref(),
         appliance::lifecycle::users::NewUser {
             username: "alice".into(),
             password: Some("correct horse battery".into()),

@@ -60,7 +60,8 @@ impl Env {
 
     /// Uploads a new random master cross-signing key with `token` through nginx.
     async fn upload_master_key(&self, token: &str, localpart: &str) -> (StatusCode, Value) {
-        let key = base64::engine::general_purpose::STANDARD_NO_PAD.encode(appliance::crypto::random_alnum(32));
+        let key = base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode((&appliance::rng::OsRng as &dyn appliance::rng::Rng).alnum(32));
         let body = json!({"master_key": {"user_id": self.synapse.user_id(localpart), "usage": ["master"],
             "keys": {format!("ed25519:{key}"): key}}});
         let url = self.nginx.url("/_matrix/client/v3/keys/device_signing/upload");

@@ -180,6 +180,7 @@ async fn register(app: &TestApp, name: &str, emails: Vec<String>) {
         &s.store,
         &s.passwords,
         s.clock.as_ref(),
+        s.rng.as_ref(),
         NewUser { username: name.into(), password: Some(PASSWORD.into()), emails, display_name: None, admin: false },
     )
     .await

@@ -46,6 +46,7 @@ pub async fn register_user(app: &TestApp, username: &str, password: &str, admin:
         &s.store,
         &s.passwords,
         s.clock.as_ref(),
+        s.rng.as_ref(),
         NewUser {
             username: username.into(),
             password: Some(password.into()),
@@ -103,7 +104,7 @@ pub struct Pkce {
 }
 
 pub fn pkce() -> Pkce {
-    let verifier = appliance::crypto::random_alnum(64);
+    let verifier = (&appliance::rng::OsRng as &dyn appliance::rng::Rng).alnum(64);
     let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
     Pkce { verifier, challenge }
 }

@@ -170,6 +170,12 @@ pub async fn spawn_app_in(dir: tempfile::TempDir, yaml_patch: &str) -> TestApp {
     boot(dir, yaml_patch).await
 }
 
+/// As `spawn_app_with`, with the clock starting at `start` and the randomness seeded with `seed`
+/// (`App::build_with`): two such apps given the same requests mint the same IDs and tokens.
+pub async fn spawn_app_pinned(yaml_patch: &str, start: i64, seed: u64) -> TestApp {
+    boot_pinned(tempdir(), yaml_patch, Some((start, seed))).await
+}
+
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("appliance-it-").tempdir().expect("tempdir")
 }
@@ -180,6 +186,15 @@ async fn boot(dir: tempfile::TempDir, patch: &str) -> TestApp {
 
 /// Boots on `port`, or on a free port when None.
 async fn boot_on(dir: tempfile::TempDir, patch: &str, port: Option<u16>) -> TestApp {
+    boot_with(dir, patch, port, None).await
+}
+
+async fn boot_pinned(dir: tempfile::TempDir, patch: &str, pin: Option<(i64, u64)>) -> TestApp {
+    boot_with(dir, patch, None, pin).await
+}
+
+/// Boots on `port` (or a free one), with the clock and rng pinned to `pin` (start, seed) if given.
+async fn boot_with(dir: tempfile::TempDir, patch: &str, port: Option<u16>, pin: Option<(i64, u64)>) -> TestApp {
     init_tracing();
     let config_path = dir.path().join("config.yaml");
     let db_path = dir.path().join("appliance.db");
@@ -192,8 +207,18 @@ async fn boot_on(dir: tempfile::TempDir, patch: &str, port: Option<u16>) -> Test
         let yaml = merged_yaml(&test_config_yaml(&public_base, &db_path), &patch.replace("$PORT", &port.to_string()));
         std::fs::write(&config_path, &yaml).expect("write config");
         let config = Config::load(&config_path).unwrap_or_else(|e| panic!("test config is invalid: {e:#}\n{yaml}"));
-        let clock = MockClock::new(SystemClock.now());
-        let app = match App::build_with_clock(config, clock.clone()).await {
+        let built = match pin {
+            None => {
+                let clock = MockClock::new(SystemClock.now());
+                (clock.clone(), App::build_with_clock(config, clock).await)
+            }
+            Some((start, seed)) => {
+                let clock = MockClock::new(start);
+                (clock.clone(), App::build_with(config, clock, appliance::rng::SeededRng::new(seed)).await)
+            }
+        };
+        let (clock, app) = built;
+        let app = match app {
             Ok(app) => app,
             Err(e) => {
                 last_error = format!("{e:#}");

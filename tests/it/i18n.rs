@@ -196,7 +196,9 @@ async fn the_recovery_email_is_in_the_language_of_the_page_that_asked_for_it() {
         display_name: None,
         admin: false,
     };
-    appliance::lifecycle::users::register(&s.store, &s.passwords, s.clock.as_ref(), alice).await.expect("register");
+    appliance::lifecycle::users::register(&s.store, &s.passwords, s.clock.as_ref(), s.rng.as_ref(), alice)
+        .await
+        .expect("register");
     for (n, (accept_language, lang, subject, text)) in [
         ("de-DE,de;q=0.9", "de", "Passwort für @alice:localhost zurücksetzen", "Der Link funktioniert einmal."),
         ("en-GB", "en", "Reset your password for @alice:localhost", "The link works once."),

@@ -185,3 +185,73 @@ fn every_page_form_post_is_csrf_checked() {
     }
     assert!(found.is_empty(), "page form posts must go through the CSRF door:\n{}", found.join("\n"));
 }
+
+/// `code_of` without the unit-test modules (`#[cfg(test)] mod …`, at the end of a file by habit):
+/// tests may make up their own IDs.
+fn production_code_of(path: &Path) -> String {
+    let code = code_of(path);
+    let lines: Vec<&str> = code.lines().collect();
+    let item_after = |i: usize| lines[i + 1..].iter().map(|l| l.trim()).find(|l| !l.starts_with("#["));
+    let end = (0..lines.len())
+        .find(|&i| {
+            lines[i].trim() == "#[cfg(test)]"
+                && item_after(i).is_some_and(|n| n.trim_start_matches("pub(crate) ").starts_with("mod "))
+        })
+        .unwrap_or(lines.len());
+    lines[..end].join("\n")
+}
+
+/// Direct sources of time and randomness. Everything else takes them from the injected
+/// `Clock` and `Rng` (`AppState::{clock, rng}`, `Lifecycle::{clock, rng}`), so that a test pinning
+/// both gets the same IDs and tokens every run.
+const DIRECT: &[&str] = &[
+    "Ulid::new(",
+    "Ulid::from_parts(",
+    "thread_rng",
+    "OsRng",
+    "rand::random",
+    "gen_range",
+    "getrandom",
+    "SystemTime::now",
+    "Utc::now",
+    "OffsetDateTime::now",
+];
+
+/// The justified direct uses: (file, pattern, how many times, why).
+const ALLOWED: &[(&str, &str, usize, &str)] = &[
+    ("src/rng.rs", "OsRng", 3, "the production Rng itself"),
+    ("src/rng.rs", "Ulid::from_parts(", 2, "Rng::ulid_at builds the IDs"),
+    ("src/clock.rs", "SystemTime::now", 2, "the production Clock itself"),
+    ("src/lib.rs", "OsRng", 1, "App::build: the production rng is chosen here"),
+    ("src/lifecycle/mod.rs", "OsRng", 2, "Lifecycle::new, for the CLI commands"),
+    ("src/crypto/password.rs", "OsRng", 2, "argon2 salts: password_hash's SaltString::generate wants an RngCore"),
+    ("src/crypto/encrypter.rs", "OsRng", 1, "AEAD nonces must never repeat, as a pinned test rng would"),
+    ("src/cli/config_cmd.rs", "OsRng", 3, "config generate / sync: commands without app state"),
+    ("src/cli/doctor.rs", "OsRng", 1, "doctor: a command without app state"),
+    ("src/syn2mas/writer.rs", "OsRng", 1, "the offline import: IDs at the imported rows' own times"),
+];
+
+#[test]
+fn time_and_randomness_come_from_the_injected_clock_and_rng() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    files.sort();
+    let mut found = Vec::new();
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(&f).to_string_lossy().replace('\\', "/");
+        let code = production_code_of(&f);
+        for pattern in DIRECT {
+            let n = code.matches(pattern).count();
+            let allowed = ALLOWED.iter().find(|(file, p, _, _)| *file == rel && p == pattern).map_or(0, |a| a.2);
+            if n != allowed {
+                found.push(format!("{rel}: {pattern} {n} times (allowed: {allowed})"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "take time and randomness from the injected Clock / Rng (or justify the site in ALLOWED):\n{}",
+        found.join("\n")
+    );
+}

@@ -14,6 +14,7 @@ mod config_import;
 mod cors;
 mod csrf;
 mod deb_package;
+mod determinism;
 mod doctor;
 mod durability;
 mod e2e_lifecycle;

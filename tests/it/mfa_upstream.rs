@@ -20,7 +20,17 @@ async fn upstream_sign_in_asks_for_the_second_factor() {
     register_user(&app, "alice", PASSWORD, false).await;
     let (secret, _, _) = enrol(&app).await;
     let (store, now) = (&app.state.store, app.state.now());
-    appliance::lifecycle::upstream::add_link(store, &user_id(&app, "alice"), P, "alice-sub", None, now).await.unwrap();
+    appliance::lifecycle::upstream::add_link(
+        store,
+        &user_id(&app, "alice"),
+        P,
+        "alice-sub",
+        None,
+        now,
+        app.state.rng.as_ref(),
+    )
+    .await
+    .unwrap();
 
     let browser = app.new_client();
     let (_, page) = to_link_page(&app, &op, &browser, P, json!({"sub": "alice-sub"})).await;

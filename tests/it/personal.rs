@@ -387,7 +387,7 @@ async fn a_personal_token_with_the_admin_scope_is_an_admin_api_bearer() {
 #[tokio::test]
 async fn garbage_and_unknown_personal_tokens_are_inactive() {
     let (app, _) = admin_app("").await;
-    let unknown = TokenKind::PersonalAccessToken.generate();
+    let unknown = TokenKind::PersonalAccessToken.generate(&appliance::rng::OsRng);
     let mut tampered = unknown.clone();
     let last = tampered.pop().unwrap();
     tampered.push(if last == '0' { '1' } else { '0' });

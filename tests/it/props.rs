@@ -200,7 +200,7 @@ proptest! {
 
     #[test]
     fn generated_device_ids_are_valid(_n in 0u8..16) {
-        let id = DeviceId::generate();
+        let id = DeviceId::generate(&appliance::rng::OsRng);
         prop_assert!(DeviceId::parse(id.as_str()).is_ok(), "{}", id);
     }
 }
@@ -295,7 +295,7 @@ proptest! {
         at in any::<prop::sample::Index>(),
         with in proptest::char::range('0', 'z'),
     ) {
-        let token = kind.generate();
+        let token = kind.generate(&appliance::rng::OsRng);
         prop_assert_eq!(TokenKind::check(&token), Some(kind));
         let mut bytes = token.clone().into_bytes();
         let i = at.index(bytes.len());
@@ -549,7 +549,7 @@ fn interesting_value() -> impl Strategy<Value = String> {
             "alice", "password", "m.login.password", "m.login.token", "m.id.user", "http://127.0.0.1:1/cb",
         ][..]).prop_map(String::from),
         1 => (proptest::sample::select(KINDS), any::<bool>()).prop_map(|(k, ok)| {
-            let t = k.generate();
+            let t = k.generate(&appliance::rng::OsRng);
             if ok { t } else { format!("{}x", &t[..t.len() - 1]) }
         }),
         1 => jwt_shaped(),

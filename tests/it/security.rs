@@ -161,7 +161,7 @@ async fn compat_device_ids_cannot_inject_scope_tokens() {
     // is inactive in both forms. A short ID a client chose under Synapse (imported) stays valid.
     let user = app.state.store.read(|c| appliance::store::users::by_username(c, "alice")).await.unwrap().unwrap();
     for (device_id, active) in [(INJECTED, false), ("BOT1", true)] {
-        let access = appliance::tokens::TokenKind::CompatAccessToken.generate();
+        let access = appliance::tokens::TokenKind::CompatAccessToken.generate(&appliance::rng::OsRng);
         let hash = appliance::tokens::hash_token(&access);
         let now = app.state.now();
         let user_id = user.id.clone();
@@ -179,7 +179,8 @@ async fn compat_device_ids_cannot_inject_scope_tokens() {
                     finished_at: None,
                 };
                 appliance::store::compat::insert_session(c, &s, None)?;
-                appliance::store::compat::insert_access(c, &s.id, &hash, now, None).map(|_| ())
+                appliance::store::compat::insert_access(c, &ulid::Ulid::new().to_string(), &s.id, &hash, now, None)
+                    .map(|_| ())
             })
             .await
             .unwrap();

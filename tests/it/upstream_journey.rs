@@ -253,9 +253,17 @@ const P_SET: &str = "01JX0000000000000000000033";
 
 async fn add_link(app: &TestApp, user: &str, provider: &str, subject: &str) {
     let (store, now) = (&app.state.store, app.state.now());
-    let added = appliance::lifecycle::upstream::add_link(store, &user_id(app, user), provider, subject, None, now)
-        .await
-        .unwrap();
+    let added = appliance::lifecycle::upstream::add_link(
+        store,
+        &user_id(app, user),
+        provider,
+        subject,
+        None,
+        now,
+        app.state.rng.as_ref(),
+    )
+    .await
+    .unwrap();
     assert!(matches!(added, appliance::lifecycle::upstream::AddLink::Created(_)), "{added:?}");
 }
 

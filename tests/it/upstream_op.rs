@@ -76,7 +76,7 @@ fn b64(bytes: &[u8]) -> String {
 }
 
 fn random() -> String {
-    appliance::crypto::random_alnum(24)
+    (&appliance::rng::OsRng as &dyn appliance::rng::Rng).alnum(24)
 }
 
 impl FakeOp {

@@ -93,6 +93,7 @@ async fn a_provider_requiring_registration_tokens_consumes_one_per_new_account()
     appliance::lifecycle::registration_tokens::create(
         &s.store,
         s.clock.as_ref(),
+        s.rng.as_ref(),
         Some("INVITE-1".into()),
         Some(1),
         None,

@@ -177,7 +177,9 @@ async fn add(
 ) -> Result<Response, AdminError> {
     let req: AddToken = json_body(&body)?;
     let expires_at = req.expires_at.as_deref().map(|v| time_field("expires_at", v)).transpose()?;
-    let t = tokens::create(&state.store, state.clock.as_ref(), req.token, req.usage_limit, expires_at).await?;
+    let t =
+        tokens::create(&state.store, state.clock.as_ref(), state.rng.as_ref(), req.token, req.usage_limit, expires_at)
+            .await?;
     tracing::info!(admin_session = %caller.session_id, token_id = %t.id, "admin API: registration token issued");
     Ok(created(&TokenResource::new(t, state.now())))
 }

@@ -229,6 +229,7 @@ async fn add_link(
         &req.subject,
         req.human_account_name,
         state.now(),
+        state.rng.as_ref(),
     )
     .await?;
     match outcome {

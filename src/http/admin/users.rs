@@ -198,7 +198,15 @@ async fn set_password(
     if let (_, Some(problem)) = check_new_password(&req.password, minimum, &inputs) {
         return Err(AdminError::bad_request(format!("Password is too weak: {problem}")));
     }
-    users::set_password_of(&state.store, &state.passwords, state.clock.as_ref(), &user.id, req.password).await?;
+    users::set_password_of(
+        &state.store,
+        &state.passwords,
+        state.clock.as_ref(),
+        state.rng.as_ref(),
+        &user.id,
+        req.password,
+    )
+    .await?;
     tracing::info!(admin_session = %caller.session_id, user_id = %user.id, "admin API: password set");
     Ok(StatusCode::NO_CONTENT.into_response())
 }

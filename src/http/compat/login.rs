@@ -92,7 +92,7 @@ async fn handle(
         _ => return Err(MatrixError::new(StatusCode::BAD_REQUEST, "M_UNKNOWN", "Invalid login type")),
     };
 
-    let now = state.now();
+    let (now, rng) = (state.now(), state.rng.clone());
     let ttl = state.config.experimental.compat_token_ttl;
     let new = NewCompatSession {
         user: &user,
@@ -122,7 +122,7 @@ async fn handle(
                     is_synapse_admin: false,
                     user_agent,
                 };
-                compat_sessions::start(c, &new, with_refresh, ttl, now)
+                compat_sessions::start(c, &new, with_refresh, ttl, now, rng.as_ref())
             })
             .await
             .map_err(MatrixError::internal)?

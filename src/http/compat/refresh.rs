@@ -27,8 +27,8 @@ pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, body: B
     if TokenKind::check(&token) != Some(TokenKind::CompatRefreshToken) {
         return unknown();
     }
-    let (now, ttl) = (state.now(), state.config.experimental.compat_token_ttl);
-    let rotated = state.store.write(move |c| compat_sessions::refresh(c, &token, ttl, now)).await;
+    let (now, ttl, rng) = (state.now(), state.config.experimental.compat_token_ttl, state.rng.clone());
+    let rotated = state.store.write(move |c| compat_sessions::refresh(c, &token, ttl, now, rng.as_ref())).await;
     match rotated {
         Ok(Some(t)) => {
             state.lifecycle.activity.record_compat(&t.session.id, Some(ip));

@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use url::Url;
 
-use crate::crypto::random_alnum;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::MatrixError;
@@ -72,9 +71,9 @@ async fn start(State(state): State<AppState>, ClientIp(ip): ClientIp, Query(q): 
         return MatrixError::new(StatusCode::BAD_REQUEST, "M_INVALID_PARAM", "Missing or invalid redirectUrl")
             .into_response();
     };
-    let id = ulid::Ulid::new().to_string();
-    let (sid, now, target) = (id.clone(), state.now(), url.to_string());
-    if let Err(e) = state.store.write(move |c| compat::insert_sso(c, &sid, &target, now)).await {
+    let id = state.rng.id(state.clock.as_ref());
+    let (sid, now, target, rng) = (id.clone(), state.now(), url.to_string(), state.rng.clone());
+    if let Err(e) = state.store.write(move |c| compat::insert_sso(c, &sid, &target, now, rng.as_ref())).await {
         return MatrixError::internal(e).into_response();
     }
     Redirect::to(&format!("{}complete-compat-sso/{id}", state.config.http.public_base)).into_response()
@@ -148,7 +147,7 @@ pub async fn confirm_post(
         Ok(l) => l,
         Err(r) => return r,
     };
-    let token = random_alnum(32);
+    let token = state.rng.alnum(32);
     let (lid, sid, hash, now) = (login.id.clone(), session.id.clone(), hash_token(&token), state.now());
     match state.store.write(move |c| compat::fulfill_sso(c, &lid, &sid, &hash, now)).await {
         Ok(true) => {}

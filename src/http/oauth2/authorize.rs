@@ -234,7 +234,7 @@ pub async fn get(
         return target.error(&state, error, "user interaction is required");
     }
     let grant = AuthorizationGrant {
-        id: ulid::Ulid::new().to_string(),
+        id: state.rng.id(state.clock.as_ref()),
         client_id: client.id.clone(),
         redirect_uri,
         redirect_uri_given: params.get("redirect_uri").is_some(),

@@ -5,7 +5,6 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rand::Rng;
 use serde_json::json;
 
 use super::client_auth::{self, ClientAuthError};
@@ -28,9 +27,8 @@ pub const DEVICE_CODE_TTL: i64 = 1200;
 /// Consonants only: no vowels (no words), no look-alikes (RFC 8628 §6.1).
 const USER_CODE_ALPHABET: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
-pub fn generate_user_code() -> String {
-    let mut rng = rand::rngs::OsRng;
-    (0..8).map(|_| USER_CODE_ALPHABET[rng.gen_range(0..USER_CODE_ALPHABET.len())] as char).collect()
+pub fn generate_user_code(rng: &dyn crate::rng::Rng) -> String {
+    rng.string_of(USER_CODE_ALPHABET, 8)
 }
 
 /// `bcdf-ghjk` / `BCDF GHJK` → `BCDFGHJK`.
@@ -122,14 +120,14 @@ async fn handle(
         .map_err(|e| DeviceAuthorizationError::InvalidScope(e.to_string()))?;
     policy::check_shape(&scope).map_err(DeviceAuthorizationError::InvalidScope)?;
     let now = state.now();
-    let device_code = crate::crypto::random_alnum(32);
+    let device_code = state.rng.alnum(32);
     let mut attempt = 0;
     let user_code = loop {
         let grant = DeviceGrant {
-            id: ulid::Ulid::new().to_string(),
+            id: state.rng.id(state.clock.as_ref()),
             client_id: client.id.clone(),
             scope: scope.to_string(),
-            user_code: generate_user_code(),
+            user_code: generate_user_code(state.rng.as_ref()),
             created_at: now,
             expires_at: now + DEVICE_CODE_TTL,
             fulfilled_at: None,

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 use crate::config::{ClientAuthMethod, ClientRegistrationPolicy};
-use crate::crypto::{random_alnum, sha256_hex};
+use crate::crypto::sha256_hex;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::error::{BoxError, ErrorCode, OAuthError, internal_error_from, respond_with_answer};
@@ -156,12 +156,18 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, Registratio
     }
 
     let needs_secret = ClientAuthMethod::parse(&metadata.token_endpoint_auth_method).is_some_and(|m| m.needs_secret());
-    let secret = needs_secret.then(|| random_alnum(20));
+    let secret = needs_secret.then(|| state.rng.alnum(20));
     let encrypted_secret = secret.as_ref().map(|s| state.encrypter.encrypt(s.as_bytes()));
     // Only clients without a secret are de-duplicated: a secret is handed out once.
     let digest = if secret.is_none() { Some(digest(&metadata)?) } else { None };
     let now = state.now();
-    let candidate = Client { id: new_client_id(now), metadata, encrypted_secret, is_static: false, created_at: now };
+    let candidate = Client {
+        id: new_client_id(state.rng.as_ref(), now),
+        metadata,
+        encrypted_secret,
+        is_static: false,
+        created_at: now,
+    };
     let (client, created) = state
         .store
         .write(move |conn| {
@@ -192,9 +198,8 @@ async fn register(state: &AppState, body: &[u8]) -> Result<Response, Registratio
 }
 
 /// A new uppercase ULID timestamped by the injected clock.
-fn new_client_id(now: i64) -> String {
-    let ms = u64::try_from(now).unwrap_or(0).saturating_mul(1000);
-    ulid::Ulid::from_parts(ms, rand::random::<u128>()).to_string()
+fn new_client_id(rng: &dyn crate::rng::Rng, now: i64) -> String {
+    rng.id_at(now)
 }
 
 /// Malformed JSON → `invalid_request`; valid JSON of the wrong shape → `invalid_client_metadata`.
@@ -634,7 +639,7 @@ mod tests {
         assert_ne!(digest(&a).unwrap(), digest(&c).unwrap());
         let canonical = canonical_json(&json!({"b": [1, {"d": 1, "c": 2}], "a": "x"}));
         assert_eq!(canonical, r#"{"a":"x","b":[1,{"c":2,"d":1}]}"#);
-        let id = new_client_id(1_700_000_000);
+        let id = new_client_id(&crate::rng::OsRng, 1_700_000_000);
         assert_eq!(ulid::Ulid::from_string(&id).unwrap().timestamp_ms(), 1_700_000_000_000);
     }
 }

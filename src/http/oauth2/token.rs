@@ -260,7 +260,7 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
     let now = state.now();
     let ttl = state.config.experimental.access_token_ttl;
     let client_id = client.id.clone();
-    let s = scope.clone();
+    let (s, rng) = (scope.clone(), state.rng.clone());
     let tokens = state
         .store
         .write(move |c| {
@@ -270,6 +270,7 @@ async fn client_credentials(state: &AppState, client: &Client, params: &Params) 
                 false,
                 ttl,
                 now,
+                rng.as_ref(),
             )
         })
         .await?;

@@ -9,7 +9,6 @@ use super::context::{Browser, PageContext, ScopeView, describe_scopes};
 use super::error::{PageError, render};
 use super::extract::CsrfForm;
 use super::login::login_url;
-use crate::crypto::random_alnum;
 use crate::http::AppState;
 use crate::http::error::ErrorCode;
 use crate::http::oauth2::authorize::ClientRedirect;
@@ -152,7 +151,7 @@ pub async fn post(
     {
         return to_client.error(&state, ErrorCode::AccessDenied, &violation);
     }
-    let code = random_alnum(32);
+    let code = state.rng.alnum(32);
     let (id, session_id, code_hash) = (grant.id.clone(), session.id.clone(), hash_token(&code));
     match state.store.write(move |c| grant_store::fulfill_grant(c, &id, &session_id, &code_hash, now)).await {
         Ok(true) => to_client.respond(&state, vec![("code".into(), code)]),

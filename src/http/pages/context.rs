@@ -8,7 +8,7 @@ use axum_extra::extract::PrivateCookieJar;
 use axum_extra::extract::cookie::{Cookie, SameSite};
 
 use super::error::PageError;
-use crate::crypto::{b64url, random_bytes};
+use crate::crypto::b64url;
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::model::User;
@@ -85,7 +85,7 @@ impl FromRequestParts<AppState> for Browser {
                 (jar, v)
             }
             _ => {
-                let token = b64url(&random_bytes::<32>());
+                let token = b64url(&state.rng.bytes::<32>());
                 (jar.add(cookie(state, CSRF_COOKIE, token.clone())), token)
             }
         };

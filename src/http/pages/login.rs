@@ -321,7 +321,7 @@ pub(crate) async fn start_browser_session(
     user_agent: Option<String>,
     ip: String,
 ) -> Result<String, PageError> {
-    let now = state.now();
+    let (now, new_id) = (state.now(), state.rng.id(state.clock.as_ref()));
     let user_id = user.id.clone();
     Ok(state
         .store
@@ -336,7 +336,7 @@ pub(crate) async fn start_browser_session(
                 }
             }
             let s = session_store::BrowserSession {
-                id: ulid::Ulid::new().to_string(),
+                id: new_id,
                 user_id,
                 created_at: now,
                 authenticated_at: now,

@@ -14,10 +14,11 @@ use totp_rs::{Algorithm, TOTP};
 use super::context::{Browser, PageContext, cookie};
 use super::error::{PageError, render};
 use super::extract::CsrfForm;
-use crate::crypto::{constant_time_eq, random_bytes, sha256_hex};
+use crate::crypto::{constant_time_eq, sha256_hex};
 use crate::http::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::model::User;
+use crate::rng::Rng;
 use crate::store::{mfa as mfa_store, users as user_store};
 
 pub const PENDING_COOKIE: &str = "appliance-mfa";
@@ -30,8 +31,8 @@ fn totp(secret: &[u8]) -> Option<TOTP> {
 }
 
 /// A new 160-bit secret (RFC 4226's recommended length).
-pub fn new_secret() -> [u8; 20] {
-    random_bytes::<20>()
+pub fn new_secret(rng: &dyn Rng) -> [u8; 20] {
+    rng.bytes::<20>()
 }
 
 pub fn secret_base32(secret: &[u8]) -> String {
@@ -77,12 +78,10 @@ pub fn qr_svg(data: &str) -> String {
 const CODE_ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
 
 /// Ten new recovery codes (`xxxx-xxxx-xxxx`, ~59 bits each) and their hashes.
-pub fn new_recovery_codes() -> (Vec<String>, Vec<String>) {
-    use rand::Rng;
-    let mut rng = rand::rngs::OsRng;
+pub fn new_recovery_codes(rng: &dyn Rng) -> (Vec<String>, Vec<String>) {
     let codes: Vec<String> = (0..RECOVERY_CODES)
         .map(|_| {
-            let raw: String = (0..12).map(|_| CODE_ALPHABET[rng.gen_range(0..CODE_ALPHABET.len())] as char).collect();
+            let raw = rng.string_of(CODE_ALPHABET, 12);
             format!("{}-{}-{}", &raw[..4], &raw[4..8], &raw[8..])
         })
         .collect();
@@ -291,7 +290,7 @@ pub(crate) async fn confirm_enrolment(
     let Some(step) = matching_step(secret, code, state.now()) else {
         return Ok(None);
     };
-    let (codes, hashes) = new_recovery_codes();
+    let (codes, hashes) = new_recovery_codes(state.rng.as_ref());
     let (id, now) = (user.id.clone(), state.now());
     let confirmed = state
         .store
@@ -313,7 +312,7 @@ pub(crate) async fn confirm_enrolment(
 /// `account.mfa: required`: the unconfirmed secret of a user signing in without a factor (new
 /// when there is none).
 async fn enrolment_secret(state: &AppState, user: &User) -> Result<Vec<u8>, PageError> {
-    let (id, now, fresh) = (user.id.clone(), state.now(), state.encrypter.encrypt(&new_secret()));
+    let (id, now, fresh) = (user.id.clone(), state.now(), state.encrypter.encrypt(&new_secret(state.rng.as_ref())));
     let stored = state
         .store
         .write(move |c| match mfa_store::totp(c, &id)? {
@@ -460,7 +459,7 @@ mod tests {
         assert_eq!(matching_step(&secret, &t.generate(now as u64), now), Some(now / 30));
         assert_eq!(matching_step(&secret, &t.generate(now as u64 - 30), now), Some(now / 30 - 1));
         assert_eq!(matching_step(&secret, &t.generate(now as u64 - 90), now), None);
-        let (codes, hashes) = new_recovery_codes();
+        let (codes, hashes) = new_recovery_codes(&crate::rng::OsRng);
         assert_eq!(codes.len(), 10);
         assert_eq!(recovery_hash(&codes[0].to_uppercase().replace('-', " ")), hashes[0]);
         assert!(otpauth_uri("ex ample", "@a:b", &secret).starts_with("otpauth://totp/ex%20ample:%40a%3Ab?secret="));

@@ -188,7 +188,7 @@ pub async fn finish_registration(
     })?;
     let json = serde_json::to_string(&passkey).map_err(|e| Refused::Internal(PageError::internal(e)))?;
     let row = passkey_store::Passkey {
-        id: ulid::Ulid::new().to_string(),
+        id: state.rng.id(state.clock.as_ref()),
         user_id: user.id.clone(),
         credential_id: b64url(passkey.cred_id()),
         name: clean_name(name),

@@ -142,10 +142,10 @@ async fn send_recovery(state: &AppState, address: &str) -> anyhow::Result<bool> 
         tracing::info!("password recovery requested for an address no active account uses; nothing sent");
         return Ok(false);
     };
-    let secret = crate::crypto::random_alnum(32);
+    let secret = state.rng.alnum(32);
     let now = state.now();
     let ticket = RecoveryTicket {
-        id: ulid::Ulid::new().to_string(),
+        id: state.rng.id(state.clock.as_ref()),
         user_id: user.id.clone(),
         email: address.to_string(),
         created_at: now,
@@ -279,14 +279,15 @@ pub async fn ticket_post(
         Ok(v) => v,
         Err(e) => return PageError::internal(e).into_response(),
     };
-    let (ticket_id, user_id, now) = (ticket.id.clone(), user.id.clone(), state.now());
+    let (ticket_id, user_id, now, password_id) =
+        (ticket.id.clone(), user.id.clone(), state.now(), state.rng.id(state.clock.as_ref()));
     let outcome = state
         .store
         .write(move |c| {
             if !email_codes::use_ticket(c, &ticket_id, &user_id, now)? {
                 return Ok(None);
             }
-            user_store::set_password(c, &user_id, &hash, version, now)?;
+            user_store::set_password(c, &password_id, &user_id, &hash, version, now)?;
             let mut ended = Ended::default();
             if end_sessions {
                 ended.end_all_of(c, &user_id, now)?;

@@ -327,22 +327,25 @@ pub async fn post(
     // 3. Create, provision, sign in.
     let new =
         NewRegistration { username: localpart, password: form.password, display_name, token, accepted_terms: terms };
-    let user = match registration::register(&state.store, &state.passwords, state.clock.as_ref(), new).await {
-        Ok(u) => u,
-        Err(RegistrationError::Token(problem)) => {
-            p.errors.token = Some(problem.message().into());
-            return refuse(browser, p, StatusCode::BAD_REQUEST);
-        }
-        Err(RegistrationError::User(UserError::Taken)) => {
-            p.errors.username = Some("This username is taken. Choose another one.".into());
-            return refuse(browser, p, StatusCode::BAD_REQUEST);
-        }
-        Err(RegistrationError::User(UserError::InvalidUsername(why))) => {
-            p.errors.username = Some(format!("{why}."));
-            return refuse(browser, p, StatusCode::BAD_REQUEST);
-        }
-        Err(e) => return PageError::internal(e).into_response(),
-    };
+    let user =
+        match registration::register(&state.store, &state.passwords, state.clock.as_ref(), state.rng.as_ref(), new)
+            .await
+        {
+            Ok(u) => u,
+            Err(RegistrationError::Token(problem)) => {
+                p.errors.token = Some(problem.message().into());
+                return refuse(browser, p, StatusCode::BAD_REQUEST);
+            }
+            Err(RegistrationError::User(UserError::Taken)) => {
+                p.errors.username = Some("This username is taken. Choose another one.".into());
+                return refuse(browser, p, StatusCode::BAD_REQUEST);
+            }
+            Err(RegistrationError::User(UserError::InvalidUsername(why))) => {
+                p.errors.username = Some(format!("{why}."));
+                return refuse(browser, p, StatusCode::BAD_REQUEST);
+            }
+            Err(e) => return PageError::internal(e).into_response(),
+        };
     tracing::info!(user_id = %user.id, username = %user.username, "user registered");
     if !state.lifecycle.provision_user(&user.id).await {
         tracing::warn!(user_id = %user.id, "homeserver unreachable after registration; provisioning queued");
@@ -404,7 +407,7 @@ async fn start_pending(
     };
     let now = state.now();
     let pending = PendingRegistration {
-        id: ulid::Ulid::new().to_string(),
+        id: state.rng.id(state.clock.as_ref()),
         username,
         password_hash,
         password_version,
@@ -579,7 +582,15 @@ pub async fn verify_post(
         Err(e) => return PageError::internal(e).into_response(),
     }
 
-    let user = match registration::complete_pending(&state.store, state.clock.as_ref(), &pending, &v.email).await {
+    let user = match registration::complete_pending(
+        &state.store,
+        state.clock.as_ref(),
+        state.rng.as_ref(),
+        &pending,
+        &v.email,
+    )
+    .await
+    {
         Ok(u) => u,
         Err(RegistrationError::Token(problem)) => {
             return start_again(StatusCode::BAD_REQUEST, "Registration token not valid", problem.message());

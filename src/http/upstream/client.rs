@@ -160,6 +160,7 @@ fn client_assertion(
     p: &UpstreamProviderConfig,
     secret: Option<&str>,
     keys: &Keystore,
+    rng: &dyn crate::rng::Rng,
     audience: &str,
 ) -> Result<String, UpstreamError> {
     // The token endpoint (RFC 7523) and the issuer (what newer providers ask for).
@@ -171,7 +172,7 @@ fn client_assertion(
         .with_issuer(&p.client_id)
         .with_subject(&p.client_id)
         .with_audiences(audiences)
-        .with_jwt_id(crate::crypto::b64url(&crate::crypto::random_bytes::<16>()));
+        .with_jwt_id(crate::crypto::b64url(&rng.bytes::<16>()));
     let err = |e: jwt_simple::Error| UpstreamError::TokenEndpoint(format!("cannot sign the client assertion: {e}"));
     match p.token_endpoint_auth_method {
         UpstreamAuthMethod::ClientSecretJwt => {
@@ -217,12 +218,14 @@ fn apple_client_secret(p: &UpstreamProviderConfig, private_key: Option<&str>) ->
         .map_err(|_| UpstreamError::TokenEndpoint("cannot sign the Sign in with Apple client secret".into()))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn exchange_code(
     agent: &ureq::Agent,
     p: &UpstreamProviderConfig,
     meta: &Metadata,
     secret: Option<&str>,
     keys: &Keystore,
+    rng: &dyn crate::rng::Rng,
     code: &str,
     redirect_uri: &str,
     verifier: Option<&str>,
@@ -249,7 +252,7 @@ pub fn exchange_code(
             form.push(("client_secret".into(), secret.unwrap_or_default().into()));
         }
         UpstreamAuthMethod::ClientSecretJwt | UpstreamAuthMethod::PrivateKeyJwt => {
-            let assertion = client_assertion(p, secret, keys, meta.token_endpoint.as_str())?;
+            let assertion = client_assertion(p, secret, keys, rng, meta.token_endpoint.as_str())?;
             form.push(("client_id".into(), p.client_id.clone()));
             form.push((
                 "client_assertion_type".into(),

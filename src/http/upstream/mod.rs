@@ -120,10 +120,10 @@ async fn start(state: &AppState, jar: PrivateCookieJar, id: &str, q: AuthorizeQu
         .await
         .map_err(PageError::internal)?
         .map_err(|e| upstream_error(&provider.id, &e))?;
-    let random = || crate::crypto::b64url(&crate::crypto::random_bytes::<32>());
+    let random = || crate::crypto::b64url(&state.rng.bytes::<32>());
     let verifier = client::uses_pkce(&provider.config, &meta).then(random);
     let session = upstream_store::AuthorizationSession {
-        id: ulid::Ulid::new().to_string(),
+        id: state.rng.id(state.clock.as_ref()),
         provider_id: provider.id.clone(),
         link_id: None,
         state: random(),
@@ -281,6 +281,7 @@ async fn complete(
             &meta,
             secret.as_deref(),
             &st.keys,
+            st.rng.as_ref(),
             &code,
             &redirect,
             verifier.as_deref(),
@@ -327,6 +328,7 @@ async fn complete(
             extra_callback_parameters: Some(extra.to_string()),
         },
         state.now(),
+        state.rng.as_ref(),
     )
     .await?;
     tracing::info!(provider_id = %provider.id, link_id = %done, "upstream sign-in completed");

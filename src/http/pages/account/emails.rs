@@ -313,7 +313,8 @@ pub async fn verify_post(
     if let Some(message) = check.problem() {
         return verify_page(&state, browser, StatusCode::BAD_REQUEST, &v, Some(message), None);
     }
-    let (user_id, address, now) = (session.user.id.clone(), v.email.clone(), state.now());
+    let (user_id, address, now, id) =
+        (session.user.id.clone(), v.email.clone(), state.now(), state.rng.id(state.clock.as_ref()));
     let added = state
         .store
         .write(move |c| {
@@ -322,7 +323,7 @@ pub async fn verify_post(
             if email_codes::email_used_by_other(c, &user_id, &address)? {
                 return Ok(false);
             }
-            match user_store::add_email(c, &user_id, &address, now) {
+            match user_store::add_email(c, &id, &user_id, &address, now) {
                 Ok(()) | Err(StoreError::Conflict(_)) => Ok(true),
                 Err(e) => Err(e),
             }

@@ -152,7 +152,7 @@ pub async fn enrol_start(
         let failed = Failed { status, form: "totp", message: Some(message) };
         return mfa_page(&state, browser, &session, None, failed).await;
     }
-    let secret = state.encrypter.encrypt(&factors::new_secret());
+    let secret = state.encrypter.encrypt(&factors::new_secret(state.rng.as_ref()));
     let (id, now) = (session.user.id.clone(), state.now());
     match state.store.write(move |c| mfa_store::start_totp(c, &id, &secret, now)).await {
         Ok(true) => (browser.jar, Redirect::to("/account/mfa/totp")).into_response(),
@@ -263,7 +263,7 @@ pub async fn regenerate_post(
         let failed = Failed { status, form: "regenerate", message: Some(message) };
         return mfa_page(&state, browser, &session, None, failed).await;
     }
-    let (codes, hashes) = factors::new_recovery_codes();
+    let (codes, hashes) = factors::new_recovery_codes(state.rng.as_ref());
     let (id, now) = (session.user.id.clone(), state.now());
     match state.store.write(move |c| mfa_store::replace_recovery_codes(c, &id, &hashes, now)).await {
         Ok(()) => {

@@ -208,8 +208,8 @@ pub async fn password_post(
         Ok(v) => v,
         Err(e) => return PageError::internal(e).into_response(),
     };
-    let (user_id, now) = (session.user.id.clone(), state.now());
-    if let Err(e) = state.store.write(move |c| user_store::set_password(c, &user_id, &hash, version, now)).await {
+    let (user_id, now, id) = (session.user.id.clone(), state.now(), state.rng.id(state.clock.as_ref()));
+    if let Err(e) = state.store.write(move |c| user_store::set_password(c, &id, &user_id, &hash, version, now)).await {
         return PageError::internal(e).into_response();
     }
     (browser.jar, Redirect::to("/account/?notice=password_changed")).into_response()
