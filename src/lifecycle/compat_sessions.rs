@@ -138,6 +138,11 @@ mod tests {
     use super::*;
     use crate::store::test_support::{insert_user, memory_db};
 
+    /// `refresh` drawing from the OS.
+    fn refresh(conn: &Connection, token: &str, ttl: i64, now: i64) -> StoreResult<Option<CompatTokens>> {
+        super::refresh(conn, token, ttl, now, &crate::rng::OsRng)
+    }
+
     #[test]
     fn a_session_without_a_device_has_no_device_scope() {
         let device = DeviceId::parse_stored("ABCDEFGHIJ").unwrap();
@@ -170,8 +175,9 @@ mod tests {
             finished_at: None,
         };
         compat::insert_session(&conn, &session, None).unwrap();
-        let access_id = compat::insert_access(&conn, "CS1", &hash_token("syt_Ym9i_old_access"), 10, Some(100)).unwrap();
-        compat::insert_refresh(&conn, "CS1", &access_id, &hash_token("syr_Ym9i_old_refresh"), 10).unwrap();
+        let access_id =
+            compat::insert_access(&conn, "AT1", "CS1", &hash_token("syt_Ym9i_old_access"), 10, Some(100)).unwrap();
+        compat::insert_refresh(&conn, "RT1", "CS1", &access_id, &hash_token("syr_Ym9i_old_refresh"), 10).unwrap();
 
         let rotated = refresh(&conn, "syr_Ym9i_old_refresh", 300, 20).unwrap().expect("rotated");
         assert_eq!((rotated.session.id.as_str(), rotated.session.device_id.as_deref()), ("CS1", None));

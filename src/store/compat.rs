@@ -460,7 +460,7 @@ mod tests {
             None,
         )
         .unwrap();
-        insert_access(&conn, "CS3", "hash-at3", 30, None).unwrap();
+        insert_access(&conn, "AT3", "CS3", "hash-at3", 30, None).unwrap();
         let (_, device, _) = introspect(&conn, "hash-at3", false).unwrap().unwrap();
         assert_eq!(device, None);
 
@@ -500,7 +500,7 @@ mod tests {
             finished_at: None,
         };
         insert_session(&conn, &session, None).unwrap();
-        insert_access(&conn, "CS1", "hash", 10, None).unwrap();
+        insert_access(&conn, "AT1", "CS1", "hash", 10, None).unwrap();
         let active = active_for_user(&conn, &bob).unwrap();
         assert_eq!(active.len(), 1);
         assert_eq!(active[0].device_id, None);
