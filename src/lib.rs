@@ -133,7 +133,7 @@ impl App {
             clock,
             rng,
             assets,
-            metrics: Metrics::with_activity(lifecycle.activity.flushed_counter()),
+            metrics: Metrics::with_activity(lifecycle.activity().flushed_counter()),
             http,
             jwks,
             limiters: http::ratelimit::Limiters::new(&config_limits),
@@ -189,7 +189,7 @@ impl App {
             self.state.config.experimental.dynamic_client_ttl,
         ));
         let worker = tokio::spawn(lc.run_worker(periodic, stop_rx.clone()));
-        let activity = tokio::spawn(lc.activity.clone().run(stop_rx.clone()));
+        let activity = tokio::spawn(lc.activity().clone().run(stop_rx.clone()));
         let connections = http::server::Connections::new(
             self.state.config.http.max_connections,
             http::server::Timeouts {
@@ -224,7 +224,7 @@ impl App {
         let _ = worker.await;
         let _ = activity.await;
         // The listeners are closed: nothing records any more, so this write is the last one.
-        let written = lc.activity.flush().await;
+        let written = lc.activity().flush().await;
         tracing::debug!(records = written, "session activity written at shutdown");
         if writer_died {
             anyhow::bail!("the database writer stopped; exiting so that the process is restarted");

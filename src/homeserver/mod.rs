@@ -62,7 +62,6 @@ pub enum Availability {
 }
 
 pub trait HomeserverConnection: Send + Sync {
-    fn kind(&self) -> &'static str;
     fn is_localpart_available(&self, localpart: &str) -> HsResult<Availability>;
     /// Creates or updates the user; `true` when it was created.
     fn provision_user(&self, req: &ProvisionRequest) -> HsResult<bool>;

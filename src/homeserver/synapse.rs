@@ -24,10 +24,6 @@ impl Synapse {
 }
 
 impl HomeserverConnection for Synapse {
-    fn kind(&self) -> &'static str {
-        "synapse"
-    }
-
     fn is_localpart_available(&self, localpart: &str) -> HsResult<Availability> {
         if !localpart.is_ascii() {
             return Ok(Availability::Invalid);

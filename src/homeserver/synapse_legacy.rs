@@ -38,10 +38,6 @@ impl SynapseLegacy {
 }
 
 impl HomeserverConnection for SynapseLegacy {
-    fn kind(&self) -> &'static str {
-        "synapse_legacy"
-    }
-
     fn is_localpart_available(&self, localpart: &str) -> HsResult<Availability> {
         if !localpart.is_ascii() {
             return Ok(Availability::Invalid);

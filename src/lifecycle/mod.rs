@@ -41,9 +41,8 @@ pub struct Lifecycle {
     jobs: JobQueue,
     clock: BoxClock,
     rng: BoxRng,
-    /// Session `last_active_*`, batched in memory. Public: recording activity is a map insert
-    /// every surface does, and it reaches neither the homeserver nor a table directly.
-    pub activity: activity::ActivityTracker,
+    /// Session `last_active_*`, batched in memory (see `activity()`).
+    activity: activity::ActivityTracker,
 }
 
 impl Lifecycle {
@@ -70,6 +69,12 @@ impl Lifecycle {
 
     pub fn rng(&self) -> &BoxRng {
         &self.rng
+    }
+
+    /// Session activity, batched in memory: every surface records it (a map insert that reaches
+    /// neither the homeserver nor a table directly) and merges it into what it shows.
+    pub fn activity(&self) -> &activity::ActivityTracker {
+        &self.activity
     }
 
     /// A new row ID (a ULID at the clock's time).

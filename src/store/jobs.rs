@@ -60,14 +60,6 @@ pub fn pending(conn: &Connection) -> StoreResult<Vec<StoredJob>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn next_due_at(conn: &Connection) -> StoreResult<Option<i64>> {
-    Ok(conn.query_row(
-        "SELECT MIN(next_run_at) FROM queue_jobs WHERE completed_at IS NULL AND failed_at IS NULL",
-        [],
-        |r| r.get(0),
-    )?)
-}
-
 pub fn complete(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
     conn.execute("UPDATE queue_jobs SET completed_at = ?2 WHERE job_id = ?1", params![id, now])?;
     Ok(())

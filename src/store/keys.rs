@@ -2,11 +2,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::{StoreResult, opt};
-
-pub fn get_secret(conn: &Connection, name: &str) -> StoreResult<Option<String>> {
-    opt(conn.query_row("SELECT value FROM site_secrets WHERE name = ?1", [name], |r| r.get(0)))
-}
+use super::StoreResult;
 
 /// Stores `value` unless a value exists; returns the value that is now stored.
 pub fn get_or_insert_secret(conn: &Connection, name: &str, value: &str, now: i64) -> StoreResult<String> {

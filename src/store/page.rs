@@ -17,6 +17,13 @@ impl<R, F: FnOnce(&Connection, &PageRequest) -> StoreResult<Page<R>> + Send + 's
 pub trait CountRead: FnOnce(&Connection) -> StoreResult<usize> + Send + 'static {}
 impl<F: FnOnce(&Connection) -> StoreResult<usize> + Send + 'static> CountRead for F {}
 
+/// A table's page of rows matching a filter `F` (`users::page`, …), as a plain function.
+pub type PageFn<F, R> = fn(&Connection, &F, &PageRequest) -> StoreResult<Page<R>>;
+/// A table's count of rows matching a filter `F` (`users::count`, …).
+pub type CountFn<F> = fn(&Connection, &F) -> StoreResult<usize>;
+/// A table's row by id (`users::email_by_id`, …).
+pub type ByIdFn<R> = fn(&Connection, &str) -> StoreResult<Option<R>>;
+
 /// Largest page a caller may ask for.
 pub const MAX_PAGE_SIZE: usize = 1000;
 

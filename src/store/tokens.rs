@@ -91,11 +91,6 @@ pub fn refresh_by_hash(conn: &Connection, hash: &str) -> StoreResult<Option<Refr
     opt(conn.query_row(&sql, [hash], refresh_from_row))
 }
 
-pub fn refresh_by_id(conn: &Connection, id: &str) -> StoreResult<Option<RefreshToken>> {
-    let sql = format!("SELECT {REFRESH_COLUMNS} FROM oauth2_refresh_tokens WHERE refresh_token_id = ?1");
-    opt(conn.query_row(&sql, [id], refresh_from_row))
-}
-
 /// The tokens issued by rotating `parent` (more than one when the client refreshed concurrently
 /// or retried), plus its recorded successor for tokens issued before parents were recorded.
 pub fn successors(conn: &Connection, parent: &RefreshToken) -> StoreResult<Vec<RefreshToken>> {
@@ -128,14 +123,6 @@ pub fn set_next_refresh(conn: &Connection, id: &str, next_id: &str) -> StoreResu
 pub fn revoke_access(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
     conn.execute(
         "UPDATE oauth2_access_tokens SET revoked_at = ?2 WHERE access_token_id = ?1 AND revoked_at IS NULL",
-        params![id, now],
-    )?;
-    Ok(())
-}
-
-pub fn revoke_refresh(conn: &Connection, id: &str, now: i64) -> StoreResult<()> {
-    conn.execute(
-        "UPDATE oauth2_refresh_tokens SET revoked_at = ?2 WHERE refresh_token_id = ?1 AND revoked_at IS NULL",
         params![id, now],
     )?;
     Ok(())

@@ -52,7 +52,7 @@ fn only_id(db: &Path, table: &str, id_column: &str) -> String {
 }
 
 async fn flush(app: &TestApp) -> usize {
-    app.state.lifecycle.activity.flush().await
+    app.state.lifecycle.activity().flush().await
 }
 
 async fn compat_login(app: &TestApp, device_id: &str) -> Value {
@@ -94,11 +94,11 @@ async fn introspection_records_the_time_but_no_ip_and_a_refresh_records_the_ip()
     assert_eq!(introspect(&app, access).await["active"], true);
     // Batched: nothing is written until the flush.
     assert_eq!(oauth_activity(&app, &session), (Some(t0), None));
-    let pending = app.state.lifecycle.activity.pending_for(SessionKind::OAuth2, &session).expect("pending");
+    let pending = app.state.lifecycle.activity().pending_for(SessionKind::OAuth2, &session).expect("pending");
     assert_eq!((pending.at, pending.ip), (t0 + 120, None));
     assert!(flush(&app).await >= 1);
     assert_eq!(oauth_activity(&app, &session), (Some(t0 + 120), None), "introspection records no IP");
-    assert!(app.state.lifecycle.activity.pending_for(SessionKind::OAuth2, &session).is_none());
+    assert!(app.state.lifecycle.activity().pending_for(SessionKind::OAuth2, &session).is_none());
 
     app.clock.advance(60);
     let res = refresh(&app, tokens["refresh_token"].as_str().unwrap()).await;

@@ -170,7 +170,7 @@ async fn behind_nginx_each_real_client_has_its_own_login_limit() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    app.state.lifecycle.activity.flush().await;
+    app.state.lifecycle.activity().flush().await;
     let ip: Option<String> = app
         .state
         .store

@@ -137,7 +137,7 @@ async fn an_idle_oauth_session_ends_and_its_device_goes_while_one_in_use_survive
     app.clock.advance(TTL + 100);
     // Synapse checks the token: the activity is only in memory so far.
     assert!(active(&app, &in_use).await);
-    let pending = app.state.lifecycle.activity.pending_for(SessionKind::OAuth2, &in_use_session);
+    let pending = app.state.lifecycle.activity().pending_for(SessionKind::OAuth2, &in_use_session);
     assert_eq!(pending.map(|p| p.at), Some(app.state.now()));
 
     let before = calls.lock().unwrap().len();

@@ -95,7 +95,7 @@ async fn cli_token_introspects_as_the_actor_with_its_device_and_expires() {
     assert!(info["expires_in"].as_i64().expect("expires_in") >= 3600);
 
     // Introspection counts as activity.
-    app.state.lifecycle.activity.flush().await;
+    app.state.lifecycle.activity().flush().await;
     let admin = admin_token(&app).await;
     let (_, listed) =
         call(&app, "GET", &format!("/personal-sessions?filter[actor_user]={alice}"), Some(&admin), None).await;

@@ -7,10 +7,11 @@ use serde_json::Value;
 
 use super::openapi::{Answer, Filter, Op, Routes};
 use super::params::Query;
-use super::{AdminError, IdPath, Resource, single};
+use super::{AdminError, IdPath, Resource};
 use crate::http::AppState;
 use crate::model::Client;
 use crate::store::clients as client_store;
+use crate::store::page::{CountFn, PageFn};
 
 const FILTERS: &[Filter] =
     &[Filter::OneOf("client-kind", &["static", "dynamic"], "Declared in the config, or registered dynamically")];
@@ -84,23 +85,12 @@ impl Resource for ClientResource {
 async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<Value>, AdminError> {
     let mut q = Query::parse(raw.as_deref())?;
     let is_static = q.choice("filter[client-kind]", &[("static", true), ("dynamic", false)])?;
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| client_store::page(c, is_static, p),
-        move |c| client_store::count(c, is_static),
-        ClientResource::from,
-    )
-    .await
+    let page: PageFn<_, _> = |c, f, p| client_store::page(c, *f, p);
+    let count: CountFn<_> = |c, f| client_store::count(c, *f);
+    super::list_filtered(&state, q, is_static, page, count, ClientResource::from).await
 }
 
 #[tracing::instrument(name = "http.admin.oauth2_clients.get", skip_all)]
 async fn get_one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Value>, AdminError> {
-    let key = id.clone();
-    let found = state.store.read(move |c| client_store::by_id(c, &key)).await?;
-    let client = found.ok_or_else(|| AdminError::not_found(format!("OAuth 2.0 client with ID {id} not found")))?;
-    Ok(single(&ClientResource::from(client)))
+    super::get_by_id(&state, &id, client_store::by_id, "OAuth 2.0 client with ID", ClientResource::from).await
 }

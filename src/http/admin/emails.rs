@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::openapi::{Answer, Body, Filter, Op, Routes};
 use super::params::{Query, json_body, parse_ulid};
-use super::{AdminError, Caller, IdPath, Resource, created, single};
+use super::{AdminError, Caller, IdPath, Resource, created};
 use crate::http::AppState;
 use crate::lifecycle::emails;
 use crate::store::users::{self as user_store, EmailFilter, UserEmail};
@@ -59,26 +59,13 @@ impl Resource for EmailResource {
 async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<Value>, AdminError> {
     let mut q = Query::parse(raw.as_deref())?;
     let filter = EmailFilter { user_id: q.id_filter("filter[user]")?, email: q.filter("filter[email]")? };
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
-    let f = filter.clone();
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| user_store::page_emails(c, &filter, p),
-        move |c| user_store::count_emails(c, &f),
-        EmailResource::from,
-    )
-    .await
+    let (page, count) = (user_store::page_emails, user_store::count_emails);
+    super::list_filtered(&state, q, filter, page, count, EmailResource::from).await
 }
 
 #[tracing::instrument(name = "http.admin.user_emails.get", skip_all)]
 async fn get_one(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Value>, AdminError> {
-    let key = id.clone();
-    let found = state.store.read(move |c| user_store::email_by_id(c, &key)).await?;
-    let email = found.ok_or_else(|| AdminError::not_found(format!("User email ID {id} not found")))?;
-    Ok(single(&EmailResource::from(email)))
+    super::get_by_id(&state, &id, user_store::email_by_id, "User email ID", EmailResource::from).await
 }
 
 #[derive(Deserialize)]

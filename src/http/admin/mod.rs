@@ -38,9 +38,9 @@ use crate::lifecycle::tokens;
 use crate::lifecycle::users::UserError;
 use crate::model::scope::MAS_ADMIN;
 use crate::store::StoreError;
-use crate::store::page::{CountRead, PageRead, PageRequest};
+use crate::store::page::{ByIdFn, CountFn, CountRead, PageFn, PageRead, PageRequest};
 use crate::store::sessions::SessionKind;
-use params::{IncludeCount, Pagination, link, rfc3339};
+use params::{IncludeCount, Pagination, Query, link, rfc3339};
 
 /// Where the API is mounted.
 pub const PREFIX: &str = "/api/admin/v1";
@@ -96,7 +96,7 @@ pub struct Caller {
 async fn authenticate(State(state): State<AppState>, ClientIp(ip): ClientIp, mut req: Request, next: Next) -> Response {
     match caller(&state, req.headers()).await {
         Ok(caller) => {
-            state.lifecycle.activity.record(caller.kind, &caller.session_id, Some(ip));
+            state.lifecycle.activity().record(caller.kind, &caller.session_id, Some(ip));
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
@@ -316,9 +316,44 @@ pub fn created<T: Resource>(r: &T) -> Response {
     (StatusCode::CREATED, single(r)).into_response()
 }
 
+/// Lists `T` whose rows match `filter` (which the caller took from `q`): the rest of `q` is the
+/// pagination, and a parameter left over is refused. `page` and `count` are the table's reads.
+pub async fn list_filtered<T, R, Fl>(
+    state: &AppState,
+    mut q: Query,
+    filter: Fl,
+    page: PageFn<Fl, R>,
+    count: CountFn<Fl>,
+    convert: impl Fn(R) -> T,
+) -> Result<Json<Value>, AdminError>
+where
+    T: Resource,
+    R: Send + 'static,
+    Fl: Clone + Send + 'static,
+{
+    let pagination = q.pagination()?;
+    let filters = q.finish()?;
+    let f = filter.clone();
+    list(state, pagination, filters, move |c, p| page(c, &filter, p), move |c| count(c, &f), convert).await
+}
+
+/// One `T` by `id`: `read` finds the row; a missing one answers 404 `{what} {id} not found`.
+pub async fn get_by_id<T: Resource, R: Send + 'static>(
+    state: &AppState,
+    id: &str,
+    read: ByIdFn<R>,
+    what: &str,
+    convert: impl FnOnce(R) -> T,
+) -> Result<Json<Value>, AdminError> {
+    let key = id.to_string();
+    let found = state.store.read(move |c| read(c, &key)).await?;
+    let row = found.ok_or_else(|| AdminError::not_found(format!("{what} {id} not found")))?;
+    Ok(single(&convert(row)))
+}
+
 /// Lists `T`: runs `fetch` and `count` in one read (as `count=` asks), converts the rows with
 /// `convert`, and answers MAS's `{meta: {count}, data, links: {self, first, last, next?, prev?}}`.
-pub async fn list<T, R, F, C>(
+async fn list<T, R, F, C>(
     state: &AppState,
     pagination: Pagination,
     filters: Vec<(String, String)>,

@@ -111,7 +111,7 @@ impl Resource for PersonalSessionResource {
 impl PersonalSessionResource {
     /// The stored session with the activity the tracker has not written yet.
     fn new(state: &AppState, d: DetailedPersonal) -> Self {
-        let activity = state.lifecycle.activity.merged(SessionKind::Personal, &d.session.id, d.activity);
+        let activity = state.lifecycle.activity().merged(SessionKind::Personal, &d.session.id, d.activity);
         let s = d.session;
         let (owner_user_id, owner_client_id) = match s.owner {
             Owner::User(u) => (Some(u), None),
@@ -173,19 +173,9 @@ async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<
         actor_user_id: q.id_filter("filter[actor_user]")?,
         active: q.choice("filter[status]", &[("active", true), ("revoked", false)])?,
     };
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
-    let f = filter.clone();
     let tracker = state.clone();
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| personal_store::page(c, &filter, p),
-        move |c| personal_store::count(c, &f),
-        move |d| PersonalSessionResource::new(&tracker, d),
-    )
-    .await
+    let convert = move |d| PersonalSessionResource::new(&tracker, d);
+    super::list_filtered(&state, q, filter, personal_store::page, personal_store::count, convert).await
 }
 
 #[tracing::instrument(name = "http.admin.personal_sessions.get", skip_all)]

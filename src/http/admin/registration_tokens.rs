@@ -132,18 +132,8 @@ async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<
         valid: q.bool_filter("filter[valid]")?,
         now,
     };
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
-    let f = filter.clone();
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| token_store::page(c, &filter, p),
-        move |c| token_store::count(c, &f),
-        move |t| TokenResource::new(t, now),
-    )
-    .await
+    let convert = move |t| TokenResource::new(t, now);
+    super::list_filtered(&state, q, filter, token_store::page, token_store::count, convert).await
 }
 
 #[tracing::instrument(name = "http.admin.registration_tokens.get", skip_all)]

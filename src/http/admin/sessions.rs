@@ -115,7 +115,7 @@ trait SessionResource: Resource + Sized {
 
 /// The stored activity merged with what the tracker holds and has not written yet.
 fn build<T: SessionResource>(state: &AppState, d: Detailed<T::Session>, id: &str) -> T {
-    let activity = state.lifecycle.activity.merged(T::KIND_OF, id, d.activity);
+    let activity = state.lifecycle.activity().merged(T::KIND_OF, id, d.activity);
     T::new(d.session, activity, d.human_name)
 }
 
@@ -273,23 +273,13 @@ async fn list<T: SessionResource>(
     let user_id = q.id_filter("filter[user]")?;
     let client_id = if T::BY_CLIENT { q.id_filter("filter[client]")? } else { None };
     let active = q.choice("filter[status]", &[("active", true), ("finished", false)])?;
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
     let filter = SessionFilter { user_id, active, client_id };
-    let f = filter.clone();
     let tracker = state.clone();
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| T::Session::page(c, &filter, p),
-        move |c| T::Session::count(c, &f),
-        move |d: Detailed<T::Session>| {
-            let id = T::session_id(&d.session).to_string();
-            build::<T>(&tracker, d, &id)
-        },
-    )
-    .await
+    let convert = move |d: Detailed<T::Session>| {
+        let id = T::session_id(&d.session).to_string();
+        build::<T>(&tracker, d, &id)
+    };
+    super::list_filtered(&state, q, filter, T::Session::page, T::Session::count, convert).await
 }
 
 async fn load<T: SessionResource>(state: &AppState, id: &str) -> Result<T, AdminError> {

@@ -15,6 +15,7 @@ use super::{AdminError, Caller, IdPath, Resource, created, single};
 use crate::http::AppState;
 use crate::lifecycle::upstream::AddLink;
 use crate::model::upstream::{UpstreamLink, UpstreamProvider};
+use crate::store::page::{CountFn, PageFn};
 use crate::store::upstream::{self as upstream_store, LinkFilter};
 
 const PROVIDER_FILTERS: &[Filter] = &[Filter::Bool("enabled", "Only enabled (or only disabled) providers")];
@@ -151,25 +152,15 @@ impl Resource for LinkResource {
 async fn list_providers(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Json<Value>, AdminError> {
     let mut q = Query::parse(raw.as_deref())?;
     let enabled = q.bool_filter("filter[enabled]")?;
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| upstream_store::page_providers(c, enabled, p),
-        move |c| upstream_store::count_providers(c, enabled),
-        ProviderResource::from,
-    )
-    .await
+    let page: PageFn<_, _> = |c, f, p| upstream_store::page_providers(c, *f, p);
+    let count: CountFn<_> = |c, f| upstream_store::count_providers(c, *f);
+    super::list_filtered(&state, q, enabled, page, count, ProviderResource::from).await
 }
 
 #[tracing::instrument(name = "http.admin.upstream_providers.get", skip_all)]
 async fn get_provider(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Value>, AdminError> {
-    let key = id.clone();
-    let found = state.store.read(move |c| upstream_store::provider_by_id(c, &key)).await?;
-    let p = found.ok_or_else(|| AdminError::not_found(format!("Upstream OAuth 2.0 provider ID {id} not found")))?;
-    Ok(single(&ProviderResource::from(p)))
+    let read = upstream_store::provider_by_id;
+    super::get_by_id(&state, &id, read, "Upstream OAuth 2.0 provider ID", ProviderResource::from).await
 }
 
 #[tracing::instrument(name = "http.admin.upstream_links.list", skip_all)]
@@ -181,26 +172,13 @@ async fn list_links(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
         subject: q.filter("filter[subject]")?,
         human_account_name: q.filter("filter[human-account-name]")?,
     };
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
-    let f = filter.clone();
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| upstream_store::page_links(c, &filter, p),
-        move |c| upstream_store::count_links(c, &f),
-        LinkResource::from,
-    )
-    .await
+    let (page, count) = (upstream_store::page_links, upstream_store::count_links);
+    super::list_filtered(&state, q, filter, page, count, LinkResource::from).await
 }
 
 #[tracing::instrument(name = "http.admin.upstream_links.get", skip_all)]
 async fn get_link(State(state): State<AppState>, IdPath(id): IdPath) -> Result<Json<Value>, AdminError> {
-    let key = id.clone();
-    let found = state.store.read(move |c| upstream_store::link_by_id(c, &key)).await?;
-    let l = found.ok_or_else(|| AdminError::not_found(format!("Upstream OAuth 2.0 Link ID {id} not found")))?;
-    Ok(single(&LinkResource::from(l)))
+    super::get_by_id(&state, &id, upstream_store::link_by_id, "Upstream OAuth 2.0 Link ID", LinkResource::from).await
 }
 
 #[derive(Deserialize)]

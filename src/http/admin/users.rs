@@ -116,18 +116,7 @@ async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<
         status: q.choice("filter[status]", &statuses)?,
         search: q.filter("filter[search]")?,
     };
-    let pagination = q.pagination()?;
-    let filters = q.finish()?;
-    let f = filter.clone();
-    super::list(
-        &state,
-        pagination,
-        filters,
-        move |c, p| user_store::page(c, &filter, p),
-        move |c| user_store::count(c, &f),
-        UserResource::from,
-    )
-    .await
+    super::list_filtered(&state, q, filter, user_store::page, user_store::count, UserResource::from).await
 }
 
 #[tracing::instrument(name = "http.admin.users.get", skip_all)]

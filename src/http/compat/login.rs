@@ -128,7 +128,7 @@ async fn handle(
             .map_err(MatrixError::internal)?
     };
     // The session row has no IP yet: the tracker adds it with the next flush.
-    state.lifecycle.activity.record_compat(&tokens.session.id, Some(ip));
+    state.lifecycle.activity().record_compat(&tokens.session.id, Some(ip));
     // Sessions that held this device were ended: reconcile, then make sure the device exists.
     state.lifecycle.ensure_device(&user, &device_id, display_name).await;
     let mut v = json!({

@@ -31,7 +31,7 @@ pub async fn post(State(state): State<AppState>, ClientIp(ip): ClientIp, body: B
     let rotated = state.store.write(move |c| compat_sessions::refresh(c, &token, ttl, now, rng.as_ref())).await;
     match rotated {
         Ok(Some(t)) => {
-            state.lifecycle.activity.record_compat(&t.session.id, Some(ip));
+            state.lifecycle.activity().record_compat(&t.session.id, Some(ip));
             let body = json!({
                 "access_token": t.access_token,
                 "refresh_token": t.refresh_token,

@@ -123,10 +123,10 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &Bytes) -> Result<V
     // Administration scopes only while their holder may still have them.
     let info = TokenInfo { scope: tokens::effective_scope(&info, &state.config.policy.data).to_string(), ..info };
     if kind == TokenKind::PersonalAccessToken {
-        state.lifecycle.activity.record_personal(&info.session_id, None);
+        state.lifecycle.activity().record_personal(&info.session_id, None);
         return Ok(personal_answer(&info, now));
     }
-    state.lifecycle.activity.record_oauth2(&info.session_id, None);
+    state.lifecycle.activity().record_oauth2(&info.session_id, None);
     if kind == TokenKind::AccessToken && info.first_used_at.is_none() {
         // First use: the refresh-token replay tolerance ends once a successor token was used.
         let id = info.token_id.clone();
@@ -196,7 +196,7 @@ async fn compat_answer(
         Some(Ok(device)) => Some(device),
         Some(Err(_)) => return Ok(inactive()),
     };
-    state.lifecycle.activity.record_compat(&info.session_id, None);
+    state.lifecycle.activity().record_compat(&info.session_id, None);
     let scope = crate::lifecycle::compat_sessions::scope_of(device.as_ref(), is_admin, !supports_device_id);
     let mut v = answer(&TokenInfo { scope: scope.to_string(), ..info }, kind, now);
     if let Some(m) = v.as_object_mut() {

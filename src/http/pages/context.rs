@@ -96,7 +96,7 @@ impl FromRequestParts<AppState> for Browser {
         if let Some(s) = &session {
             // Only a map insert: written to the database by the activity tracker's next flush.
             let ip = ClientIp::from_request_parts(parts, state).await.ok().map(|c| c.0);
-            state.lifecycle.activity.record_browser(&s.id, ip);
+            state.lifecycle.activity().record_browser(&s.id, ip);
         }
         Ok(Browser { jar, session, csrf })
     }

@@ -118,7 +118,7 @@ async fn load(
     let now = state.now();
     let mut apps = Vec::new();
     for (s, a, client) in oauth {
-        let a = state.lifecycle.activity.merged(SessionKind::OAuth2, &s.id, a);
+        let a = state.lifecycle.activity().merged(SessionKind::OAuth2, &s.id, a);
         let mut v = base_view(now, "oauth", s.id.clone(), s.created_at, a);
         v.title = client.as_ref().map(|c| c.display_name().to_string()).unwrap_or_else(|| s.client_id.clone());
         v.client_uri = client.and_then(|c| c.metadata.client_uri.clone());
@@ -126,14 +126,14 @@ async fn load(
         apps.push((s.created_at, v));
     }
     for (s, a) in compat {
-        let a = state.lifecycle.activity.merged(SessionKind::Compat, &s.id, a);
+        let a = state.lifecycle.activity().merged(SessionKind::Compat, &s.id, a);
         let mut v = base_view(now, "compat", s.id.clone(), s.created_at, a);
         v.title = s.human_name.clone().filter(|n| !n.trim().is_empty()).unwrap_or_else(|| "Matrix client".into());
         v.device_id = s.device_id.clone();
         apps.push((s.created_at, v));
     }
     for d in personal {
-        let a = state.lifecycle.activity.merged(SessionKind::Personal, &d.session.id, d.activity);
+        let a = state.lifecycle.activity().merged(SessionKind::Personal, &d.session.id, d.activity);
         let mut v = base_view(now, "personal", d.session.id.clone(), d.session.created_at, a);
         v.title = d.session.human_name.clone();
         v.device_id = d.session.device_id();
@@ -142,7 +142,7 @@ async fn load(
     apps.sort_by_key(|a| std::cmp::Reverse(a.0));
     let mut browser_views = Vec::new();
     for (s, a) in browsers {
-        let a = state.lifecycle.activity.merged(SessionKind::Browser, &s.id, a);
+        let a = state.lifecycle.activity().merged(SessionKind::Browser, &s.id, a);
         let title = a.user_agent.as_deref().and_then(describe_user_agent).unwrap_or_else(|| "Web browser".into());
         let mut v = base_view(now, "browser", s.id.clone(), s.created_at, a);
         v.title = title;
