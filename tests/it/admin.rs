@@ -21,6 +21,13 @@ const DEVICE_SCOPE: &str = "openid urn:matrix:client:api:* urn:matrix:client:dev
 /// admin client (listed in `policy.data.admin_clients`) and the recording fake homeserver.
 pub(crate) async fn admin_app(extra: &str) -> (TestApp, Calls) {
     let (endpoint, calls) = fake_homeserver().await;
+    let yaml = merged_yaml(&admin_config(&endpoint), extra);
+    (spawn_app_with(&yaml).await, calls)
+}
+
+/// The flows' clients plus the admin client, and the `adminapi` resource, with `endpoint` as
+/// the homeserver.
+pub(crate) fn admin_config(endpoint: &str) -> String {
     let mut base: serde_yaml::Value = serde_yaml::from_str(&clients_patch()).expect("clients patch");
     let admin_client: serde_yaml::Value = serde_yaml::from_str(&format!(
         "{{client_id: {ADMIN_CLIENT}, client_auth_method: client_secret_basic, client_secret: {ADMIN_SECRET}}}"
@@ -42,8 +49,7 @@ policy:
 "#
     );
     let base = serde_yaml::to_string(&base).expect("YAML");
-    let yaml = merged_yaml(&merged_yaml(&base, &patch), extra);
-    (spawn_app_with(&yaml).await, calls)
+    merged_yaml(&base, &patch)
 }
 
 /// `client_credentials` with HTTP Basic for `client_id`, asking for `scope`.

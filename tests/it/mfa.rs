@@ -266,25 +266,6 @@ async fn compat_password_login_refused_for_mfa_users_unless_allowed() {
 }
 
 /// Waits (on the browser's own navigation, up to 20 s) until the path starts with `prefix`.
-async fn wait_path(chrome: &crate::browser::Chrome, prefix: &str) {
-    let start = std::time::Instant::now();
-    while !chrome.path().await.starts_with(prefix) {
-        if start.elapsed() > std::time::Duration::from_secs(20) {
-            chrome.expect_path(prefix).await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    chrome.settle().await;
-}
-
-async fn wait_text(chrome: &crate::browser::Chrome, text: &str) {
-    let start = std::time::Instant::now();
-    while !chrome.text().await.contains(text) {
-        assert!(start.elapsed() < std::time::Duration::from_secs(20), "no {text:?} on {}", chrome.path().await);
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// Headless Chromium through the real pages: enrol (the code computed from the key read off the
 /// page) → sign out → sign in with a TOTP code → a wrong code refused → a recovery code once,
 /// then refused. Screenshots of every new page at desktop and phone widths.
@@ -302,14 +283,14 @@ async fn mfa_walk_in_chromium() {
     let sign_out = async |chrome: &Chrome| {
         chrome.goto(&app.url("/account/")).await;
         chrome.click("form[action='/logout'] button").await;
-        wait_path(chrome, "/login").await;
+        chrome.wait_path("/login").await;
     };
     sign_in(&chrome).await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     chrome.goto(&app.url("/account/mfa")).await;
     chrome.shoot("mfa-off").await;
     chrome.click("form[action='/account/mfa/totp'] button").await;
-    wait_path(&chrome, "/account/mfa/totp").await;
+    chrome.wait_path("/account/mfa/totp").await;
     chrome.shoot("mfa-enrol").await;
     let b32: String = chrome.find("#totp-secret").await.text().await.unwrap().split_whitespace().collect();
     let secret = Secret::Encoded(b32).to_bytes().unwrap();
@@ -327,27 +308,27 @@ async fn mfa_walk_in_chromium() {
 
     sign_out(&chrome).await;
     sign_in(&chrome).await;
-    wait_path(&chrome, "/login/mfa").await;
+    chrome.wait_path("/login/mfa").await;
     chrome.shoot("login-mfa").await;
     chrome.fill("#code", "000000").await;
     chrome.click("form[action='/login/mfa'] button[type=submit]").await;
-    wait_text(&chrome, "That code is not correct").await;
+    chrome.wait_text("That code is not correct").await;
     chrome.shoot("login-mfa-wrong").await;
     app.clock.advance(30);
     chrome.fill("#code", &code_at(&secret, app.clock.now())).await;
     chrome.click("form[action='/login/mfa'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
 
     for attempt in 0..2 {
         sign_out(&chrome).await;
         sign_in(&chrome).await;
-        wait_path(&chrome, "/login/mfa").await;
+        chrome.wait_path("/login/mfa").await;
         chrome.fill("#code", &codes[3]).await;
         chrome.click("form[action='/login/mfa'] button[type=submit]").await;
         if attempt == 0 {
-            wait_path(&chrome, "/account/").await;
+            chrome.wait_path("/account/").await;
         } else {
-            wait_text(&chrome, "That code is not correct, or was already used.").await;
+            chrome.wait_text("That code is not correct, or was already used.").await;
         }
     }
 }

@@ -5,8 +5,7 @@
 //! WebAuthn needs a domain as relying party (browsers refuse IP addresses), so these apps have
 //! `public_base: http://localhost:PORT/` and Chromium opens `localhost`.
 
-use fantoccini::wd::WebDriverCompatibleCommand;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::browser::Chrome;
 use crate::flows::*;
@@ -26,50 +25,6 @@ fn local(app: &TestApp, path: &str) -> String {
     format!("http://localhost:{port}{path}")
 }
 
-/// A WebDriver command fantoccini has no method for: `POST /session/{id}/{path}` with `body`.
-#[derive(Debug)]
-struct Raw {
-    path: &'static str,
-    body: Value,
-}
-
-impl WebDriverCompatibleCommand for Raw {
-    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
-        base.join(&format!("session/{}/{}", session.unwrap_or_default(), self.path))
-    }
-    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
-        (axum::http::Method::POST, Some(self.body.to_string()))
-    }
-}
-
-/// A platform authenticator that keeps discoverable credentials and verifies its user.
-async fn add_virtual_authenticator(chrome: &Chrome) {
-    let options = json!({
-        "protocol": "ctap2",
-        "transport": "internal",
-        "hasResidentKey": true,
-        "hasUserVerification": true,
-        "isUserConsenting": true,
-        "isUserVerified": true,
-    });
-    chrome
-        .client
-        .issue_cmd(Raw { path: "webauthn/authenticator", body: options })
-        .await
-        .unwrap_or_else(|e| panic!("addVirtualAuthenticator: {e}"));
-}
-
-async fn wait_path(chrome: &Chrome, prefix: &str) {
-    let start = std::time::Instant::now();
-    while !chrome.path().await.starts_with(prefix) {
-        if start.elapsed() > std::time::Duration::from_secs(20) {
-            chrome.expect_path(prefix).await;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    chrome.settle().await;
-}
-
 fn passkey_rows(app: &TestApp) -> Vec<(String, String)> {
     let conn = rusqlite::Connection::open(&app.db_path).unwrap();
     let mut stmt = conn.prepare("SELECT name, credential FROM user_passkeys ORDER BY passkey_id").unwrap();
@@ -82,11 +37,11 @@ fn passkey_rows(app: &TestApp) -> Vec<(String, String)> {
 async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     let app = localhost_app("").await;
     let chrome = Chrome::start("passkeys").await;
-    add_virtual_authenticator(&chrome).await;
+    chrome.add_virtual_authenticator().await;
     let sign_out = async |chrome: &Chrome| {
         chrome.goto(&local(&app, "/account/")).await;
         chrome.click("form[action='/logout'] button").await;
-        wait_path(chrome, "/login").await;
+        chrome.wait_path("/login").await;
     };
     let password_sign_in = async |chrome: &Chrome| {
         chrome.goto(&local(&app, "/login")).await;
@@ -96,13 +51,13 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     };
 
     password_sign_in(&chrome).await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     chrome.goto(&local(&app, "/account/mfa")).await;
     assert!(chrome.text().await.contains("You have no passkey."));
     chrome.shoot("passkeys-none").await;
     chrome.fill("#passkey-name", "Laptop").await;
     chrome.click("form[action='/account/passkeys/add'] button[type=submit]").await;
-    wait_path(&chrome, "/account/mfa?notice=passkey_added").await;
+    chrome.wait_path("/account/mfa?notice=passkey_added").await;
     assert!(chrome.text().await.contains("Laptop"), "{}", chrome.text().await);
     chrome.shoot("passkeys-one").await;
     let rows = passkey_rows(&app);
@@ -113,16 +68,16 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     sign_out(&chrome).await;
     chrome.shoot("login-with-passkey-button").await;
     chrome.click("form[action='/login/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     assert!(chrome.text().await.contains("@alice:localhost"), "{}", chrome.text().await);
 
     // After the password, the passkey is the second step.
     sign_out(&chrome).await;
     password_sign_in(&chrome).await;
-    wait_path(&chrome, "/login/mfa").await;
+    chrome.wait_path("/login/mfa").await;
     chrome.shoot("login-mfa-passkey").await;
     chrome.click("form[action='/login/mfa/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     let conn = rusqlite::Connection::open(&app.db_path).unwrap();
     let used: Option<i64> = conn.query_row("SELECT last_used_at FROM user_passkeys", [], |r| r.get(0)).unwrap();
     assert!(used.is_some(), "the passkey's last use is recorded");
@@ -131,14 +86,14 @@ async fn passkeys_in_chromium_with_a_virtual_authenticator() {
     chrome.goto(&local(&app, "/account/mfa")).await;
     chrome.fill(".passkey-rename input[name=name]", "Work laptop").await;
     chrome.click(".passkey-rename button[type=submit]").await;
-    wait_path(&chrome, "/account/mfa?notice=passkey_renamed").await;
+    chrome.wait_path("/account/mfa?notice=passkey_renamed").await;
     assert_eq!(passkey_rows(&app)[0].0, "Work laptop");
     chrome.click(".passkey-remove button[type=submit]").await;
-    wait_path(&chrome, "/account/mfa?notice=passkey_removed").await;
+    chrome.wait_path("/account/mfa?notice=passkey_removed").await;
     assert!(passkey_rows(&app).is_empty());
     sign_out(&chrome).await;
     password_sign_in(&chrome).await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
 }
 
 /// Without JavaScript the passkey forms stay hidden; the one script is a hashed asset (the
@@ -235,11 +190,11 @@ async fn alice_with_a_passkey(app: &TestApp, chrome: &Chrome) {
     chrome.fill("#username", "alice").await;
     chrome.fill("#password", PASSWORD).await;
     chrome.click("form[action='/login'] button[type=submit]").await;
-    wait_path(chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     chrome.goto(&local(app, "/account/mfa")).await;
     chrome.fill("#passkey-name", "Laptop").await;
     chrome.click("form[action='/account/passkeys/add'] button[type=submit]").await;
-    wait_path(chrome, "/account/mfa?notice=passkey_added").await;
+    chrome.wait_path("/account/mfa?notice=passkey_added").await;
     assert_eq!(passkey_rows(app).len(), 1);
 }
 
@@ -250,7 +205,7 @@ async fn a_passkey_confirmation_lets_sensitive_actions_through() {
     use crate::mfa_recheck::{Action, Alice, run};
     let app = localhost_app("").await;
     let chrome = Chrome::start("passkey-recheck").await;
-    add_virtual_authenticator(&chrome).await;
+    chrome.add_virtual_authenticator().await;
     alice_with_a_passkey(&app, &chrome).await;
 
     let actions = [
@@ -281,10 +236,10 @@ async fn a_passkey_confirmation_lets_sensitive_actions_through() {
     assert!(!chrome.text().await.contains("Name of the new passkey"));
     chrome.shoot("account-mfa-confirm-first").await;
     chrome.click("a[href='/account/confirm?next=%2Faccount%2Fmfa']").await;
-    wait_path(&chrome, "/account/confirm").await;
+    chrome.wait_path("/account/confirm").await;
     chrome.shoot("account-confirm").await;
     chrome.click("form[action='/account/confirm/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/mfa").await;
+    chrome.wait_path("/account/mfa").await;
     assert!(chrome.text().await.contains("Name of the new passkey"), "{}", chrome.text().await);
 
     let client = client_like(&chrome, &app).await;
@@ -297,7 +252,7 @@ async fn a_passkey_confirmation_lets_sensitive_actions_through() {
 
     chrome.goto(&local(&app, "/account/confirm?next=%2Faccount%2F")).await;
     chrome.click("form[action='/account/confirm/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     let client = client_like(&chrome, &app).await;
     let (status, body, passed) = run(&app, &client, &mut alice, Action::Deactivate, "").await;
     assert!(passed, "deactivation after the passkey: {status}\n{body}");
@@ -310,13 +265,13 @@ async fn a_passkey_sign_in_covers_sensitive_actions_for_five_minutes() {
     use crate::mfa_recheck::{Action, Alice, run};
     let app = localhost_app("").await;
     let chrome = Chrome::start("passkey-sign-in-recheck").await;
-    add_virtual_authenticator(&chrome).await;
+    chrome.add_virtual_authenticator().await;
     alice_with_a_passkey(&app, &chrome).await;
     chrome.goto(&local(&app, "/account/")).await;
     chrome.click("form[action='/logout'] button").await;
-    wait_path(&chrome, "/login").await;
+    chrome.wait_path("/login").await;
     chrome.click("form[action='/login/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
 
     let client = client_like(&chrome, &app).await;
     let mut alice = Alice::new();
@@ -334,12 +289,12 @@ async fn a_passkey_sign_in_covers_sensitive_actions_for_five_minutes() {
 async fn passkey_answers_and_challenges_are_used_once() {
     let app = localhost_app("").await;
     let chrome = Chrome::start("passkey-replay").await;
-    add_virtual_authenticator(&chrome).await;
+    chrome.add_virtual_authenticator().await;
     alice_with_a_passkey(&app, &chrome).await;
     let sign_out = async |chrome: &Chrome| {
         chrome.goto(&local(&app, "/account/")).await;
         chrome.click("form[action='/logout'] button").await;
-        wait_path(chrome, "/login").await;
+        chrome.wait_path("/login").await;
     };
 
     // Sign-in without a username.
@@ -347,7 +302,7 @@ async fn passkey_answers_and_challenges_are_used_once() {
     capture_answers(&chrome).await;
     let (before, csrf) = (client_like(&chrome, &app).await, csrf_in_page(&chrome).await);
     chrome.click("form[action='/login/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     let answer = captured(&chrome).await;
     let replay = [("csrf", csrf.as_str()), ("credential", answer.as_str())];
     let (status, html) = post_text(&app, &before, "/login/passkey", &replay).await;
@@ -366,7 +321,7 @@ async fn passkey_answers_and_challenges_are_used_once() {
     capture_answers(&chrome).await;
     let (before, csrf) = (client_like(&chrome, &app).await, csrf_in_page(&chrome).await);
     chrome.click("form[action='/account/confirm/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     let answer = captured(&chrome).await;
     app.clock.advance(301);
     let replay = [("csrf", csrf.as_str()), ("credential", answer.as_str()), ("next", "/account/")];
@@ -386,7 +341,7 @@ async fn passkey_answers_and_challenges_are_used_once() {
     sign_out(&chrome).await;
     app.clock.advance(301);
     chrome.click("form[action='/login/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/login").await;
+    chrome.wait_path("/login").await;
     let start = std::time::Instant::now();
     while !chrome.text().await.contains("The passkey request expired.") {
         assert!(start.elapsed() < std::time::Duration::from_secs(20), "{}", chrome.text().await);
@@ -409,7 +364,7 @@ async fn passkey_answers_and_challenges_are_used_once() {
 
     chrome.goto(&local(&app, "/login")).await;
     chrome.click("form[action='/login/passkey'] button[type=submit]").await;
-    wait_path(&chrome, "/account/").await;
+    chrome.wait_path("/account/").await;
     app.clock.advance(301);
     chrome.goto(&local(&app, "/account/confirm?next=%2Faccount%2F")).await;
     let (first, second) = two_answers(&chrome, "form[action='/account/confirm/passkey']").await;

@@ -9,9 +9,9 @@ use appliance::config::InactiveSessionExpirationConfig;
 use appliance::lifecycle::expiry::{self, Expired};
 use serde_json::{Value, json};
 
-use crate::admin::{ADMIN_CLIENT, ADMIN_SECRET, admin_token, call};
+use crate::admin::{admin_token, call};
 use crate::e2e_synapse::{Env, cli_text};
-use crate::flows::{clients_patch, csrf_of, get, introspect, post, signed_in};
+use crate::flows::{csrf_of, get, introspect, post, signed_in};
 use crate::helpers::{self, TestApp, merged_yaml};
 use crate::register::{Calls, fake_homeserver};
 use crate::syn2mas_fixture::{PEPPER, SynapseDb, appliance_patch, text};
@@ -40,28 +40,7 @@ fn synapse_with_dana(dir: &std::path::Path, password: Option<&str>) -> SynapseDb
 
 /// The import's config with the admin API, an admin client and the recording homeserver.
 fn lifecycle_patch(endpoint: &str) -> String {
-    let mut clients: serde_yaml::Value = serde_yaml::from_str(&clients_patch()).expect("clients patch");
-    let admin: serde_yaml::Value = serde_yaml::from_str(&format!(
-        "{{client_id: {ADMIN_CLIENT}, client_auth_method: client_secret_basic, client_secret: {ADMIN_SECRET}}}"
-    ))
-    .expect("client YAML");
-    clients["clients"].as_sequence_mut().expect("clients list").push(admin);
-    let rest = format!(
-        r#"
-http:
-  listeners:
-    - name: web
-      resources: [{{name: discovery}}, {{name: human}}, {{name: oauth}}, {{name: compat}}, {{name: assets}}, {{name: adminapi}}]
-      binds: [{{address: "127.0.0.1:$PORT"}}]
-matrix:
-  endpoint: "{endpoint}"
-policy:
-  data:
-    admin_clients: [{ADMIN_CLIENT}]
-"#
-    );
-    let base = serde_yaml::to_string(&clients).expect("YAML");
-    merged_yaml(&merged_yaml(&base, &rest), &appliance_patch())
+    merged_yaml(&crate::admin::admin_config(endpoint), &appliance_patch())
 }
 
 /// The compat session of an access token.
