@@ -312,15 +312,14 @@ mod tests {
             queue.enqueue(Job::ProvisionUser { user_id: "u1".into() }).await.unwrap();
             clock.advance(5);
             queue.enqueue(Job::SyncDevices { user_id: "u1".into() }).await.unwrap();
-            let ids = store
+            store
                 .read(|c| {
                     let mut q = c.prepare("SELECT job_id FROM queue_jobs ORDER BY job_id")?;
                     let rows = q.query_map([], |r| r.get::<_, String>(0))?;
                     Ok(rows.collect::<Result<Vec<_>, _>>()?)
                 })
                 .await
-                .unwrap();
-            ids
+                .unwrap()
         }
         let (first, second) = (ids().await, ids().await);
         assert_eq!(first.len(), 2);

@@ -71,7 +71,7 @@ impl Ended {
             }
             SessionKind::Browser => {
                 // A browser session has no device.
-                if !session_store::browser_by_id(conn, id)?.is_some_and(|s| s.finished_at.is_none()) {
+                if session_store::browser_by_id(conn, id)?.is_none_or(|s| s.finished_at.is_some()) {
                     return Ok(false);
                 }
                 session_store::finish_browser(conn, id, now)?;

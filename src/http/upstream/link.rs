@@ -135,6 +135,7 @@ fn claim_missing(provider: &UpstreamProvider, what: &str) -> PageError {
     .with_details(format!("Provider {}", provider.id))
 }
 
+#[allow(clippy::too_many_arguments)] // the page's whole state; a struct would only rename them
 fn register_page(
     state: &AppState,
     browser: &Browser,
